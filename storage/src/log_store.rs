@@ -1,0 +1,394 @@
+//! The Raft log on sled: openraft's `RaftLogStorage` and `RaftLogReader`.
+//!
+//! Rules (crates.md §2.5): one writer (`LogStore` is not `Clone`; openraft drives it from one
+//! task), and every write is durable (sled flush + fsync of `sled/db` + witness) before the
+//! method returns and before the append callback fires. Appends must continue the log without
+//! holes; anything else is rejected.
+//!
+//! Keys in the `log` tree: `index (u64 BE) ++ chunk (u32 BE)`; values: chunks of a sealed
+//! bincode `Entry`. Keys in `meta`: `vote`, `committed`, `last_purged`.
+
+use std::fmt::Debug;
+use std::io;
+use std::marker::PhantomData;
+use std::ops::Bound;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use openraft::LogState;
+use openraft::OptionalSend;
+use openraft::RaftLogReader;
+use openraft::RaftTypeConfig;
+use openraft::alias::LogIdOf;
+use openraft::alias::VoteOf;
+use openraft::entry::RaftEntry;
+use openraft::storage::IOFlushed;
+use openraft::storage::RaftLogStorage;
+use openraft::vote::RaftLeaderId;
+use openraft::vote::RaftVote;
+
+use crate::DataDir;
+use crate::data_dir::Shared;
+use crate::envelope;
+use crate::error::StorageError;
+use crate::records;
+use crate::records::Joiner;
+use crate::witness::Marks;
+
+const VOTE_KEY: &[u8] = b"vote";
+const COMMITTED_KEY: &[u8] = b"committed";
+const LAST_PURGED_KEY: &[u8] = b"last_purged";
+
+/// The type configurations this store supports: openraft's default `u64` node ids and terms.
+pub trait StorageTypes: RaftTypeConfig<NodeId = u64, Term = u64> {}
+impl<C> StorageTypes for C where C: RaftTypeConfig<NodeId = u64, Term = u64> {}
+
+fn log_key(index: u64, chunk: u32) -> Vec<u8> {
+    records::chunk_key(&index.to_be_bytes(), chunk)
+}
+
+fn plus_one<C: StorageTypes>(log_id: Option<&LogIdOf<C>>) -> u64 {
+    log_id.map(|l| l.index() + 1).unwrap_or(0)
+}
+
+/// The single writer of the Raft log.
+pub struct LogStore<C: StorageTypes> {
+    shared: Arc<Shared>,
+    last_purged: Option<LogIdOf<C>>,
+    last_log: Option<LogIdOf<C>>,
+}
+
+/// A read-only handle to the log, used by openraft's replication tasks.
+pub struct LogReader<C: StorageTypes> {
+    shared: Arc<Shared>,
+    _types: PhantomData<C>,
+}
+
+impl<C: StorageTypes> Clone for LogReader<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<C: StorageTypes> LogStore<C> {
+    /// Open the log in `data_dir`, checking it against the durability witness.
+    pub fn open(data_dir: &DataDir) -> Result<Self, StorageError> {
+        let shared = Arc::clone(&data_dir.shared);
+        let last_purged: Option<LogIdOf<C>> = shared.meta_get(LAST_PURGED_KEY)?;
+        let reader = LogReader::<C> {
+            shared: Arc::clone(&shared),
+            _types: PhantomData,
+        };
+        let last_entry = reader.last_entry_id()?;
+        let last_log = match (&last_entry, &last_purged) {
+            (Some(entry), _) => Some(entry.clone()),
+            (None, purged) => purged.clone(),
+        };
+        let vote: Option<VoteOf<C>> = shared.meta_get(VOTE_KEY)?;
+        let committed: Option<LogIdOf<C>> = shared.meta_get::<Option<LogIdOf<C>>>(COMMITTED_KEY)?.flatten();
+        shared
+            .committed_written
+            .store(plus_one::<C>(committed.as_ref()), Ordering::Release);
+
+        let recovered = Marks {
+            last_log: plus_one::<C>(last_log.as_ref()),
+            last_purged: plus_one::<C>(last_purged.as_ref()),
+            vote_term: vote.as_ref().map(|v| v.leader_id().term()).unwrap_or(0),
+            committed: plus_one::<C>(committed.as_ref()),
+            applied: u64::MAX,
+        };
+        let shortfalls = shared.witness_marks().shortfalls(&recovered);
+        if !shortfalls.is_empty() {
+            return Err(StorageError::corrupted(
+                &shared.db_path,
+                format!(
+                    "sled recovered less than {} records as durable ({}); sled stops recovery at \
+                     the first damaged record, so this file is corrupted. Do not reuse this data \
+                     directory: move it aside and let the replica rejoin under a new node id",
+                    shared.witness_path().display(),
+                    shortfalls.join("; ")
+                ),
+            ));
+        }
+        Ok(Self {
+            shared,
+            last_purged,
+            last_log,
+        })
+    }
+
+    fn reader(&self) -> LogReader<C> {
+        LogReader {
+            shared: Arc::clone(&self.shared),
+            _types: PhantomData,
+        }
+    }
+
+    async fn append_entries(&mut self, entries: Vec<C::Entry>) -> Result<(), StorageError> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let mut expected = match &self.last_log {
+            Some(last) => Some(last.index() + 1),
+            None => None,
+        };
+        if let Some(next) = expected
+            && first.index() != next
+        {
+            return Err(StorageError::Contract(format!(
+                "append would leave a hole or overwrite: log ends at {:?}, batch starts at {}",
+                self.last_log.as_ref().map(|l| l.index()),
+                first.index()
+            )));
+        }
+        let mut batch = sled::Batch::default();
+        for entry in &entries {
+            let index = entry.index();
+            if let Some(next) = expected
+                && index != next
+            {
+                return Err(StorageError::Contract(format!(
+                    "append batch is not contiguous: expected index {next}, found {index}"
+                )));
+            }
+            let sealed = envelope::encode(entry);
+            for (chunk, piece) in records::chunks(&sealed) {
+                batch.insert(log_key(index, chunk), piece);
+            }
+            expected = Some(index + 1);
+        }
+        let last = entries.last().expect("non-empty").log_id();
+        self.shared
+            .log
+            .apply_batch(batch)
+            .map_err(self.shared.sled_error("append"))?;
+        let last_plus_one = last.index() + 1;
+        self.shared
+            .flush_durable(move |marks| marks.last_log = marks.last_log.max(last_plus_one))
+            .await?;
+        self.last_log = Some(last);
+        Ok(())
+    }
+}
+
+impl<C: StorageTypes> LogReader<C> {
+    fn last_entry_id(&self) -> Result<Option<LogIdOf<C>>, StorageError> {
+        let Some((key, _)) = self.shared.log.last().map_err(self.shared.sled_error("read log"))? else {
+            return Ok(None);
+        };
+        let Some((base, _)) = records::split_chunk_key(&key) else {
+            return Err(StorageError::corrupted(&self.shared.db_path, "malformed log key"));
+        };
+        let index = u64::from_be_bytes(
+            base.try_into()
+                .map_err(|_| StorageError::corrupted(&self.shared.db_path, "malformed log key"))?,
+        );
+        let entries = self.read_range(index, Some(index + 1))?;
+        Ok(entries.last().map(|e| e.log_id()))
+    }
+
+    fn read_range(&self, start: u64, end: Option<u64>) -> Result<Vec<C::Entry>, StorageError> {
+        let db_path = &self.shared.db_path;
+        let rows = match end {
+            Some(end) if end <= start => return Ok(Vec::new()),
+            Some(end) => self.shared.log.range(log_key(start, 0)..log_key(end, 0)),
+            None => self.shared.log.range(log_key(start, 0)..),
+        };
+        let mut entries: Vec<C::Entry> = Vec::new();
+        for joined in Joiner::new(rows) {
+            let (base, bytes) = joined.map_err(|e| StorageError::corrupted(db_path, format!("log tree: {e}")))?;
+            let index = u64::from_be_bytes(
+                base.as_slice()
+                    .try_into()
+                    .map_err(|_| StorageError::corrupted(db_path, "malformed log key"))?,
+            );
+            let entry: C::Entry = envelope::decode(&bytes)
+                .map_err(|e| StorageError::corrupted(db_path, format!("log entry {index}: {e}")))?;
+            if entry.index() != index {
+                return Err(StorageError::corrupted(
+                    db_path,
+                    format!("log entry stored at {index} claims index {}", entry.index()),
+                ));
+            }
+            if let Some(previous) = entries.last()
+                && previous.index() + 1 != index
+            {
+                return Err(StorageError::corrupted(
+                    db_path,
+                    format!("hole in the log between {} and {index}", previous.index()),
+                ));
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+}
+
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => Some(e + 1),
+        Bound::Excluded(&e) => Some(e),
+        Bound::Unbounded => None,
+    };
+    (start, end)
+}
+
+impl<C: StorageTypes> RaftLogReader<C> for LogReader<C> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<C::Entry>, io::Error> {
+        let (start, end) = bounds(&range);
+        Ok(self.read_range(start, end)?)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
+        Ok(self.shared.meta_get(VOTE_KEY)?)
+    }
+}
+
+impl<C: StorageTypes> RaftLogReader<C> for LogStore<C> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<C::Entry>, io::Error> {
+        RaftLogReader::<C>::try_get_log_entries(&mut self.reader(), range).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
+        RaftLogReader::<C>::read_vote(&mut self.reader()).await
+    }
+}
+
+impl<C: StorageTypes> RaftLogStorage<C> for LogStore<C> {
+    type LogReader = LogReader<C>;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
+        Ok(LogState {
+            last_purged_log_id: self.last_purged.clone(),
+            last_log_id: self.last_log.clone(),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.reader()
+    }
+
+    async fn save_vote(&mut self, vote: &VoteOf<C>) -> Result<(), io::Error> {
+        self.shared
+            .meta
+            .insert(VOTE_KEY, envelope::encode(vote))
+            .map_err(self.shared.sled_error("save vote"))?;
+        let term = vote.leader_id().term();
+        self.shared
+            .flush_durable(move |marks| marks.vote_term = marks.vote_term.max(term))
+            .await?;
+        Ok(())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        // Not flushed here: committed becomes durable with the next append's flush (sled
+        // flushes are database-wide) or sled's periodic fsync. The witness only counts it after
+        // such a flush (see `Shared::flush_durable`).
+        self.shared
+            .meta
+            .insert(COMMITTED_KEY, envelope::encode(&committed))
+            .map_err(self.shared.sled_error("save committed"))?;
+        self.shared
+            .committed_written
+            .fetch_max(plus_one::<C>(committed.as_ref()), Ordering::AcqRel);
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {
+        let committed: Option<Option<LogIdOf<C>>> = self.shared.meta_get(COMMITTED_KEY)?;
+        Ok(committed.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        // Durable before the callback and before returning: nothing is ever in flight, which
+        // rules out openraft#2118 and #1252 (crates.md §1.10).
+        match self.append_entries(entries.into_iter().collect()).await {
+            Ok(()) => {
+                callback.io_completed(Ok(()));
+                Ok(())
+            }
+            Err(error) => {
+                let error = io::Error::from(error);
+                callback.io_completed(Err(io::Error::new(error.kind(), error.to_string())));
+                Err(error)
+            }
+        }
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        let keep_through = last_log_id.as_ref().map(|l| l.index() + 1).unwrap_or(0);
+        let current_end = plus_one::<C>(self.last_log.as_ref());
+        if keep_through >= current_end {
+            return Ok(());
+        }
+        let new_last = match &last_log_id {
+            Some(id) => Some(id.clone()),
+            None => self.last_purged.clone(),
+        };
+        let new_mark = plus_one::<C>(new_last.as_ref());
+        self.shared
+            .lower_witness(move |marks| marks.last_log = marks.last_log.min(new_mark))
+            .await?;
+        let mut batch = sled::Batch::default();
+        for row in self.shared.log.range(log_key(keep_through, 0)..) {
+            let (key, _) = row.map_err(self.shared.sled_error("read log"))?;
+            batch.remove(key);
+        }
+        self.shared
+            .log
+            .apply_batch(batch)
+            .map_err(self.shared.sled_error("truncate"))?;
+        self.shared.flush_durable(|_| {}).await?;
+        self.last_log = new_last;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogIdOf<C>) -> Result<(), io::Error> {
+        // Record the purge point first, so a crash mid-purge never leaves the log looking
+        // as if it started later than recorded.
+        self.shared
+            .meta
+            .insert(LAST_PURGED_KEY, envelope::encode(&log_id))
+            .map_err(self.shared.sled_error("save last purged"))?;
+        let mut batch = sled::Batch::default();
+        for row in self.shared.log.range(..log_key(log_id.index() + 1, 0)) {
+            let (key, _) = row.map_err(self.shared.sled_error("read log"))?;
+            batch.remove(key);
+        }
+        self.shared
+            .log
+            .apply_batch(batch)
+            .map_err(self.shared.sled_error("purge"))?;
+        let purged_mark = log_id.index() + 1;
+        self.shared
+            .flush_durable(move |marks| {
+                marks.last_purged = marks.last_purged.max(purged_mark);
+                marks.last_log = marks.last_log.max(purged_mark);
+            })
+            .await?;
+        if self.last_log.as_ref().is_none_or(|last| last.index() < log_id.index()) {
+            self.last_log = Some(log_id.clone());
+        }
+        self.last_purged = Some(log_id);
+        Ok(())
+    }
+}
