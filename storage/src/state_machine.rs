@@ -83,6 +83,11 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
+
+    /// The changes in key order; `None` means delete.
+    pub fn into_records(self) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
+        self.records.into_iter()
+    }
 }
 
 /// What the application plugs into the store: a deterministic state machine over records.
@@ -96,6 +101,10 @@ pub trait StateMachineLogic<C: StorageTypes>: Send + Sync + 'static {
     /// [`Changes`]), at startup or when a snapshot is installed. Either succeeds completely or
     /// leaves the previous state untouched.
     fn restore(&mut self, records: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), String>;
+
+    /// Called after the records of an `apply` call are written: the point to publish the new
+    /// state to readers.
+    fn after_persist(&mut self) {}
 }
 
 /// Name of the state tree of `generation`.
@@ -517,6 +526,7 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> RaftStateMachine<C> for StateMach
             }
         }
         self.persist(changes)?;
+        self.logic.after_persist();
         for (responder, response) in responses {
             responder.send(response);
         }

@@ -1,0 +1,496 @@
+//! The state machine transition: a pure, deterministic function of (table, log index,
+//! command). No clock, no randomness, no IO: every replica computes the same table.
+//!
+//! A batch is checked decision by decision against a working copy (an O(1) clone of the
+//! persistent maps); the first broken precondition does not stop the checks, so a rejection
+//! lists every conflict, and the original table is returned untouched.
+
+use std::collections::BTreeSet;
+
+use crate::command::Command;
+use crate::command::Conflict;
+use crate::command::ConflictReason;
+use crate::command::Decision;
+use crate::command::Expect;
+use crate::command::Outcome;
+use crate::command::StringRef;
+use crate::intern::Symbol;
+use crate::model::Collector;
+use crate::model::Labels;
+use crate::model::Table;
+use crate::model::Target;
+use crate::model::TargetId;
+
+/// Keys whose stored records changed, for persistence.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChangedKeys {
+    pub targets: BTreeSet<TargetId>,
+    pub collectors: BTreeSet<Symbol>,
+    pub jobs: BTreeSet<Symbol>,
+}
+
+impl ChangedKeys {
+    pub fn len(&self) -> usize {
+        self.targets.len() + self.collectors.len() + self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The result of [`apply`].
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub table: Table,
+    pub outcome: Outcome,
+    pub changed: ChangedKeys,
+}
+
+/// Apply `command`, carried by the log entry at `index`, to `table`.
+pub fn apply(table: &Table, index: u64, command: &Command) -> Transition {
+    let mut working = table.clone();
+    let mut changed = ChangedKeys::default();
+    let mut conflicts = Vec::new();
+    let mut seen_targets = BTreeSet::new();
+    let mut removed_collectors = BTreeSet::new();
+    let mut removed_targets = 0usize;
+
+    for (position, decision) in command.decisions.iter().enumerate() {
+        let mut conflict = |reason| {
+            conflicts.push(Conflict {
+                decision: position,
+                reason,
+            })
+        };
+        let text = |reference: StringRef| command.string(reference).ok_or(ConflictReason::BadStringRef(reference));
+        let step = apply_decision(
+            &mut working,
+            decision,
+            &mut seen_targets,
+            &mut removed_collectors,
+            &mut changed,
+            &mut removed_targets,
+            &text,
+        );
+        if let Err(reason) = step {
+            conflict(reason);
+        }
+    }
+
+    for collector in &removed_collectors {
+        if working.collectors.contains_key(collector.as_ref()) {
+            continue;
+        }
+        let owned = working
+            .targets
+            .values()
+            .filter(|t| t.collector.as_deref() == Some(collector.as_ref()))
+            .count();
+        if owned > 0 {
+            conflicts.push(Conflict {
+                decision: usize::MAX,
+                reason: ConflictReason::CollectorStillOwnsTargets {
+                    collector: collector.to_string(),
+                    targets: owned,
+                },
+            });
+        }
+    }
+
+    if !conflicts.is_empty() {
+        return Transition {
+            table: table.clone(),
+            outcome: Outcome::Rejected { conflicts },
+            changed: ChangedKeys::default(),
+        };
+    }
+    if changed.is_empty() {
+        return Transition {
+            table: table.clone(),
+            outcome: Outcome::Unchanged,
+            changed,
+        };
+    }
+    if removed_targets > 0 && removed_targets * 100 >= table.targets.len().max(1) {
+        working.interner.collect_garbage();
+    }
+    working.revision = index;
+    Transition {
+        table: working,
+        outcome: Outcome::Applied { changes: changed.len() },
+        changed,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply_decision<'c>(
+    working: &mut Table,
+    decision: &Decision,
+    seen_targets: &mut BTreeSet<TargetId>,
+    removed_collectors: &mut BTreeSet<Symbol>,
+    changed: &mut ChangedKeys,
+    removed_targets: &mut usize,
+    text: &dyn Fn(StringRef) -> Result<&'c str, ConflictReason>,
+) -> Result<(), ConflictReason> {
+    let known_collector = |working: &Table, collector: Option<&str>| match collector {
+        Some(c) if !working.collectors.contains_key(c) => Err(ConflictReason::UnknownCollector(c.to_string())),
+        _ => Ok(()),
+    };
+    match decision {
+        Decision::UpsertTarget {
+            id,
+            job,
+            labels,
+            collector,
+            expect,
+        } => {
+            first_touch(seen_targets, *id)?;
+            check_expect(working, *id, expect, text)?;
+            let collector = collector.map(text).transpose()?;
+            known_collector(working, collector)?;
+            let job = working.intern(text(*job)?);
+            let mut pairs = Vec::with_capacity(labels.len());
+            for (name, value) in labels {
+                let name = working.intern(text(*name)?);
+                let value = working.intern(text(*value)?);
+                pairs.push((name, value));
+            }
+            let target = Target {
+                job,
+                labels: Labels::new(pairs),
+                collector: collector.map(|c| working.intern(c)),
+            };
+            if working.targets.get(id) != Some(&target) {
+                working.targets.insert(*id, target);
+                changed.targets.insert(*id);
+            }
+        }
+        Decision::RemoveTarget { id, expect } => {
+            first_touch(seen_targets, *id)?;
+            check_expect(working, *id, expect, text)?;
+            if working.targets.remove(id).is_some() {
+                changed.targets.insert(*id);
+                *removed_targets += 1;
+            }
+        }
+        Decision::MoveTarget { id, from, to } => {
+            first_touch(seen_targets, *id)?;
+            let from = from.map(text).transpose()?;
+            let to = to.map(text).transpose()?;
+            let Some(current) = working.targets.get(id) else {
+                return Err(ConflictReason::TargetMissing(*id));
+            };
+            if current.collector.as_deref() != from {
+                return Err(ConflictReason::OwnerChanged {
+                    target: *id,
+                    expected: from.map(str::to_string),
+                    actual: current.collector.as_deref().map(str::to_string),
+                });
+            }
+            known_collector(working, to)?;
+            if from != to {
+                let to = to.map(|c| working.intern(c));
+                if let Some(target) = working.targets.get_mut(id) {
+                    target.collector = to;
+                }
+                changed.targets.insert(*id);
+            }
+        }
+        Decision::SetCollector { id, node, state } => {
+            let id = working.intern(text(*id)?);
+            let node = node.map(text).transpose()?.map(|n| working.intern(n));
+            let collector = Collector { node, state: *state };
+            if working.collectors.get(&id) != Some(&collector) {
+                working.collectors.insert(id.clone(), collector);
+                changed.collectors.insert(id);
+            }
+        }
+        Decision::RemoveCollector { id } => {
+            let id = text(*id)?;
+            if let Some((symbol, _)) = working.collectors.remove_with_key(id) {
+                changed.collectors.insert(symbol.clone());
+                removed_collectors.insert(symbol);
+            }
+        }
+        Decision::SetScrapeConfig { job, config } => {
+            let job = working.intern(text(*job)?);
+            if working.scrape_configs.get(&job).map(|c| c.as_ref()) != Some(config.as_str()) {
+                working.scrape_configs.insert(job.clone(), config.as_str().into());
+                changed.jobs.insert(job);
+            }
+        }
+        Decision::RemoveScrapeConfig { job } => {
+            let job = text(*job)?;
+            if let Some((symbol, _)) = working.scrape_configs.remove_with_key(job) {
+                changed.jobs.insert(symbol);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn first_touch(seen: &mut BTreeSet<TargetId>, id: TargetId) -> Result<(), ConflictReason> {
+    if seen.insert(id) {
+        Ok(())
+    } else {
+        Err(ConflictReason::DuplicateTarget(id))
+    }
+}
+
+fn check_expect<'c>(
+    table: &Table,
+    id: TargetId,
+    expect: &Expect,
+    text: &dyn Fn(StringRef) -> Result<&'c str, ConflictReason>,
+) -> Result<(), ConflictReason> {
+    let current = table.targets.get(&id);
+    match (expect, current) {
+        (Expect::Anything, _) => Ok(()),
+        (Expect::Absent, None) => Ok(()),
+        (Expect::Absent, Some(_)) => Err(ConflictReason::TargetExists(id)),
+        (Expect::Present | Expect::OwnedBy(_), None) => Err(ConflictReason::TargetMissing(id)),
+        (Expect::Present, Some(_)) => Ok(()),
+        (Expect::OwnedBy(owner), Some(target)) => {
+            let expected = owner.map(text).transpose()?;
+            if target.collector.as_deref() == expected {
+                Ok(())
+            } else {
+                Err(ConflictReason::OwnerChanged {
+                    target: id,
+                    expected: expected.map(str::to_string),
+                    actual: target.collector.as_deref().map(str::to_string),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::CommandBuilder;
+    use crate::model::CollectorState;
+
+    fn id(n: u64) -> TargetId {
+        TargetId(n)
+    }
+
+    fn with_collectors(names: &[&str]) -> Table {
+        let mut b = CommandBuilder::new();
+        for name in names {
+            b.set_collector(name, Some("node-a"), CollectorState::Ready);
+        }
+        apply(&Table::new(), 1, &b.build()).table
+    }
+
+    fn add_target(b: &mut CommandBuilder, n: u64, collector: &str) {
+        let address = format!("10.0.0.{n}:9100");
+        b.upsert_target(
+            id(n),
+            "job",
+            [("__address__", address.as_str())],
+            Some(collector),
+            Expect::Absent,
+        );
+    }
+
+    fn owner(table: &Table, n: u64) -> Option<&str> {
+        table.targets.get(&id(n)).and_then(|t| t.collector.as_deref())
+    }
+
+    #[test]
+    fn a_batch_applies_every_decision_and_bumps_the_revision() {
+        let table = with_collectors(&["c0", "c1"]);
+        let mut b = CommandBuilder::new();
+        add_target(&mut b, 1, "c0");
+        add_target(&mut b, 2, "c1");
+        b.set_scrape_config("job", r#"{"job_name":"job"}"#);
+        let t = apply(&table, 7, &b.build());
+        assert_eq!(t.outcome, Outcome::Applied { changes: 3 });
+        assert_eq!(t.table.revision, 7);
+        assert_eq!(owner(&t.table, 1), Some("c0"));
+        assert_eq!(owner(&t.table, 2), Some("c1"));
+        assert_eq!(t.changed.targets, [id(1), id(2)].into());
+        assert_eq!(t.changed.jobs.len(), 1);
+    }
+
+    #[test]
+    fn a_stale_move_rejects_the_whole_batch() {
+        let mut table = with_collectors(&["c0", "c1", "c2"]);
+        let mut b = CommandBuilder::new();
+        add_target(&mut b, 1, "c0");
+        add_target(&mut b, 2, "c0");
+        table = apply(&table, 2, &b.build()).table;
+
+        // A plan made when target 1 was still on c1 (it is on c0): rejected, and the valid
+        // move of target 2 in the same batch is not applied either.
+        let mut b = CommandBuilder::new();
+        b.move_target(id(2), Some("c0"), Some("c2"));
+        b.move_target(id(1), Some("c1"), Some("c2"));
+        let t = apply(&table, 3, &b.build());
+        let Outcome::Rejected { conflicts } = &t.outcome else {
+            panic!("expected rejection, got {:?}", t.outcome)
+        };
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(conflicts[0].decision, 1);
+        assert!(matches!(&conflicts[0].reason, ConflictReason::OwnerChanged { actual: Some(a), .. } if a == "c0"));
+        assert_eq!(t.table, table, "a rejected batch changes nothing");
+        assert_eq!(owner(&t.table, 2), Some("c0"));
+        assert!(t.changed.is_empty());
+    }
+
+    #[test]
+    fn preconditions_are_enforced() {
+        let mut table = with_collectors(&["c0"]);
+        let mut b = CommandBuilder::new();
+        add_target(&mut b, 1, "c0");
+        table = apply(&table, 2, &b.build()).table;
+
+        let reject = |b: CommandBuilder| match apply(&table, 3, &b.build()).outcome {
+            Outcome::Rejected { conflicts } => conflicts[0].reason.clone(),
+            other => panic!("expected rejection, got {other:?}"),
+        };
+        let mut b = CommandBuilder::new();
+        add_target(&mut b, 1, "c0");
+        assert_eq!(reject(b), ConflictReason::TargetExists(id(1)));
+
+        let mut b = CommandBuilder::new();
+        b.remove_target(id(9), Expect::Present);
+        assert_eq!(reject(b), ConflictReason::TargetMissing(id(9)));
+
+        let mut b = CommandBuilder::new();
+        let expect = b.owned_by(Some("c9"));
+        b.remove_target(id(1), expect);
+        assert!(matches!(reject(b), ConflictReason::OwnerChanged { .. }));
+
+        let mut b = CommandBuilder::new();
+        add_target(&mut b, 2, "nobody");
+        assert_eq!(reject(b), ConflictReason::UnknownCollector("nobody".into()));
+
+        let mut b = CommandBuilder::new();
+        b.move_target(id(1), Some("c0"), None);
+        b.remove_target(id(1), Expect::Anything);
+        assert_eq!(reject(b), ConflictReason::DuplicateTarget(id(1)));
+    }
+
+    #[test]
+    fn a_removed_collector_must_hand_over_its_targets_in_the_same_batch() {
+        let mut table = with_collectors(&["c0", "c1"]);
+        let mut b = CommandBuilder::new();
+        add_target(&mut b, 1, "c0");
+        add_target(&mut b, 2, "c1");
+        table = apply(&table, 2, &b.build()).table;
+
+        let mut b = CommandBuilder::new();
+        b.remove_collector("c0");
+        let t = apply(&table, 3, &b.build());
+        assert!(matches!(&t.outcome, Outcome::Rejected { conflicts }
+            if conflicts[0].reason == ConflictReason::CollectorStillOwnsTargets { collector: "c0".into(), targets: 1 }));
+
+        let mut b = CommandBuilder::new();
+        b.move_target(id(1), Some("c0"), Some("c1"));
+        b.remove_collector("c0");
+        let t = apply(&table, 3, &b.build());
+        assert_eq!(t.outcome, Outcome::Applied { changes: 2 });
+        assert_eq!(owner(&t.table, 1), Some("c1"));
+        assert_eq!(
+            owner(&t.table, 2),
+            Some("c1"),
+            "the other collector's targets did not move"
+        );
+    }
+
+    #[test]
+    fn identical_values_change_nothing_and_keep_the_revision() {
+        let mut table = with_collectors(&["c0"]);
+        let mut b = CommandBuilder::new();
+        add_target(&mut b, 1, "c0");
+        table = apply(&table, 2, &b.build()).table;
+
+        let mut b = CommandBuilder::new();
+        let expect = b.owned_by(Some("c0"));
+        b.upsert_target(id(1), "job", [("__address__", "10.0.0.1:9100")], Some("c0"), expect);
+        b.set_collector("c0", Some("node-a"), CollectorState::Ready);
+        let t = apply(&table, 3, &b.build());
+        assert_eq!(t.outcome, Outcome::Unchanged);
+        assert_eq!(t.table.revision, 2);
+    }
+
+    #[test]
+    fn label_refresh_keeps_the_owner() {
+        let mut table = with_collectors(&["c0", "c1"]);
+        let mut b = CommandBuilder::new();
+        add_target(&mut b, 1, "c1");
+        table = apply(&table, 2, &b.build()).table;
+
+        let mut b = CommandBuilder::new();
+        let expect = b.owned_by(Some("c1"));
+        b.upsert_target(
+            id(1),
+            "job",
+            [("__address__", "10.0.0.1:9100"), ("__meta_pod", "p-2")],
+            Some("c1"),
+            expect,
+        );
+        let t = apply(&table, 3, &b.build());
+        assert_eq!(t.outcome, Outcome::Applied { changes: 1 });
+        assert_eq!(t.table.targets[&id(1)].labels.get("__meta_pod"), Some("p-2"));
+        assert_eq!(owner(&t.table, 1), Some("c1"));
+    }
+
+    #[test]
+    fn absent_collectors_carry_their_time_in_the_table() {
+        let table = with_collectors(&["c0"]);
+        let mut b = CommandBuilder::new();
+        b.set_collector(
+            "c0",
+            Some("node-a"),
+            CollectorState::AbsentSince {
+                unix_millis: 1_700_000_000_000,
+            },
+        );
+        let t = apply(&table, 5, &b.build());
+        assert_eq!(
+            t.table.collectors["c0"].state,
+            CollectorState::AbsentSince {
+                unix_millis: 1_700_000_000_000
+            }
+        );
+    }
+
+    #[test]
+    fn bad_string_references_are_rejected_not_panicking() {
+        let table = with_collectors(&["c0"]);
+        let command = Command {
+            strings: vec!["job".into()],
+            decisions: vec![Decision::UpsertTarget {
+                id: id(1),
+                job: 0,
+                labels: vec![(0, 99)],
+                collector: None,
+                expect: Expect::Anything,
+            }],
+        };
+        let t = apply(&table, 2, &command);
+        assert!(
+            matches!(&t.outcome, Outcome::Rejected { conflicts } if conflicts[0].reason == ConflictReason::BadStringRef(99))
+        );
+    }
+
+    #[test]
+    fn apply_is_deterministic() {
+        let table = with_collectors(&["c0", "c1", "c2"]);
+        let mut b = CommandBuilder::new();
+        for n in 0..500 {
+            let collector = ["c0", "c1", "c2"][(n % 3) as usize];
+            add_target(&mut b, n, collector);
+        }
+        let command = b.build();
+        let first = apply(&table, 9, &command);
+        let second = apply(&table, 9, &command);
+        assert_eq!(first.table, second.table);
+        assert_eq!(first.table.digest(), second.table.digest());
+        assert_eq!(first.changed, second.changed);
+    }
+}

@@ -1,0 +1,249 @@
+//! The command set: batches of decisions the leader has taken, replicated through the log.
+//!
+//! A command records decisions (which target goes where), never inputs, so replicas never
+//! re-run a strategy and cannot disagree because of code or timing differences. Strings are
+//! sent once per batch in a table and referenced by index: a batch of 10k targets with ~40
+//! labels each repeats most names and values.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::model::CollectorState;
+use crate::model::TargetId;
+
+/// Index into [`Command::strings`].
+pub type StringRef = u32;
+
+/// One replicated batch of decisions, applied atomically: all of them or none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Command {
+    pub strings: Vec<String>,
+    pub decisions: Vec<Decision>,
+}
+
+/// A precondition on a target's current state, checked when the batch is applied. A plan
+/// made against an older table fails its preconditions and is rejected, not half-applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Expect {
+    /// No precondition.
+    Anything,
+    /// The target must not exist yet.
+    Absent,
+    /// The target must exist (any owner).
+    Present,
+    /// The target must exist and be owned by this collector (`None`: unassigned).
+    OwnedBy(Option<StringRef>),
+}
+
+/// One decision of the leader.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Decision {
+    /// Add a target, or refresh its labels, with its collector.
+    UpsertTarget {
+        id: TargetId,
+        job: StringRef,
+        labels: Vec<(StringRef, StringRef)>,
+        collector: Option<StringRef>,
+        expect: Expect,
+    },
+    /// Remove a target.
+    RemoveTarget { id: TargetId, expect: Expect },
+    /// Move a target from its expected current owner to another collector.
+    MoveTarget {
+        id: TargetId,
+        from: Option<StringRef>,
+        to: Option<StringRef>,
+    },
+    /// Add a collector or change its node or state.
+    SetCollector {
+        id: StringRef,
+        node: Option<StringRef>,
+        state: CollectorState,
+    },
+    /// Forget a collector. It must own no target once the whole batch is applied.
+    RemoveCollector { id: StringRef },
+    /// Set a job's scrape config (opaque JSON text).
+    SetScrapeConfig { job: StringRef, config: String },
+    /// Remove a job's scrape config.
+    RemoveScrapeConfig { job: StringRef },
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "batch({} decisions)", self.decisions.len())
+    }
+}
+
+impl Command {
+    /// The string a reference points at.
+    pub fn string(&self, reference: StringRef) -> Option<&str> {
+        self.strings.get(reference as usize).map(String::as_str)
+    }
+}
+
+/// The result of applying one log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// Table revision after the entry.
+    pub revision: u64,
+    pub outcome: Outcome,
+}
+
+/// What an entry did to the table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The batch was applied; `changes` records (targets, collectors, jobs) actually changed.
+    Applied { changes: usize },
+    /// Nothing changed (empty batch, identical values, or a non-command entry).
+    Unchanged,
+    /// A precondition failed; the table is untouched.
+    Rejected { conflicts: Vec<Conflict> },
+}
+
+/// Why a batch was rejected, per offending decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// Position of the decision in the batch (`usize::MAX` for whole-batch checks).
+    pub decision: usize,
+    pub reason: ConflictReason,
+}
+
+/// The broken precondition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ConflictReason {
+    #[error("target {0} already exists")]
+    TargetExists(TargetId),
+    #[error("target {0} does not exist")]
+    TargetMissing(TargetId),
+    #[error("target {target} is owned by {actual:?}, the plan expected {expected:?}")]
+    OwnerChanged {
+        target: TargetId,
+        expected: Option<String>,
+        actual: Option<String>,
+    },
+    #[error("collector {0:?} is not in the table")]
+    UnknownCollector(String),
+    #[error("collector {collector:?} is removed but still owns {targets} targets")]
+    CollectorStillOwnsTargets { collector: String, targets: usize },
+    #[error("target {0} appears twice in the batch")]
+    DuplicateTarget(TargetId),
+    #[error("string reference {0} is outside the batch string table")]
+    BadStringRef(StringRef),
+}
+
+/// Builds a [`Command`], interning strings into its table.
+#[derive(Default)]
+pub struct CommandBuilder {
+    strings: Vec<String>,
+    index: HashMap<String, StringRef>,
+    decisions: Vec<Decision>,
+}
+
+impl CommandBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn string(&mut self, s: &str) -> StringRef {
+        if let Some(&reference) = self.index.get(s) {
+            return reference;
+        }
+        let reference = self.strings.len() as StringRef;
+        self.strings.push(s.to_string());
+        self.index.insert(s.to_string(), reference);
+        reference
+    }
+
+    fn optional(&mut self, s: Option<&str>) -> Option<StringRef> {
+        s.map(|s| self.string(s))
+    }
+
+    /// Reference a collector for an [`Expect::OwnedBy`].
+    pub fn owned_by(&mut self, collector: Option<&str>) -> Expect {
+        Expect::OwnedBy(self.optional(collector))
+    }
+
+    pub fn upsert_target<'a>(
+        &mut self,
+        id: TargetId,
+        job: &str,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+        collector: Option<&str>,
+        expect: Expect,
+    ) -> &mut Self {
+        let job = self.string(job);
+        let labels = labels
+            .into_iter()
+            .map(|(n, v)| (self.string(n), self.string(v)))
+            .collect();
+        let collector = self.optional(collector);
+        self.decisions.push(Decision::UpsertTarget {
+            id,
+            job,
+            labels,
+            collector,
+            expect,
+        });
+        self
+    }
+
+    pub fn remove_target(&mut self, id: TargetId, expect: Expect) -> &mut Self {
+        self.decisions.push(Decision::RemoveTarget { id, expect });
+        self
+    }
+
+    pub fn move_target(&mut self, id: TargetId, from: Option<&str>, to: Option<&str>) -> &mut Self {
+        let from = self.optional(from);
+        let to = self.optional(to);
+        self.decisions.push(Decision::MoveTarget { id, from, to });
+        self
+    }
+
+    pub fn set_collector(&mut self, id: &str, node: Option<&str>, state: CollectorState) -> &mut Self {
+        let id = self.string(id);
+        let node = self.optional(node);
+        self.decisions.push(Decision::SetCollector { id, node, state });
+        self
+    }
+
+    pub fn remove_collector(&mut self, id: &str) -> &mut Self {
+        let id = self.string(id);
+        self.decisions.push(Decision::RemoveCollector { id });
+        self
+    }
+
+    pub fn set_scrape_config(&mut self, job: &str, config: impl Into<String>) -> &mut Self {
+        let job = self.string(job);
+        self.decisions.push(Decision::SetScrapeConfig {
+            job,
+            config: config.into(),
+        });
+        self
+    }
+
+    pub fn remove_scrape_config(&mut self, job: &str) -> &mut Self {
+        let job = self.string(job);
+        self.decisions.push(Decision::RemoveScrapeConfig { job });
+        self
+    }
+
+    /// Number of decisions so far.
+    pub fn len(&self) -> usize {
+        self.decisions.len()
+    }
+
+    /// True when no decision was added.
+    pub fn is_empty(&self) -> bool {
+        self.decisions.is_empty()
+    }
+
+    pub fn build(self) -> Command {
+        Command {
+            strings: self.strings,
+            decisions: self.decisions,
+        }
+    }
+}

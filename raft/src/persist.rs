@@ -1,0 +1,261 @@
+//! The table as storage records, and the [`StateMachineLogic`] that plugs [`apply`] into the
+//! sled store.
+//!
+//! Records: `t` + target id (u64 BE) → target; `c` + name → collector; `j` + job → scrape
+//! config text; `r` → revision. Restart rebuilds the table from these records.
+
+use std::sync::Arc;
+
+use openraft::EntryPayload;
+use serde::Deserialize;
+use serde::Serialize;
+use ta_storage::Changes;
+use ta_storage::StateMachineLogic;
+use ta_storage::envelope::codec;
+use tokio::sync::watch;
+
+use bincode::Options;
+
+use crate::apply::ChangedKeys;
+use crate::apply::apply;
+use crate::command::Outcome;
+use crate::command::Response;
+use crate::model::Collector;
+use crate::model::CollectorState;
+use crate::model::Labels;
+use crate::model::Table;
+use crate::model::Target;
+use crate::model::TargetId;
+use crate::types::Entry;
+use crate::types::TypeConfig;
+
+const TARGET: u8 = b't';
+const COLLECTOR: u8 = b'c';
+const JOB: u8 = b'j';
+const REVISION: &[u8] = b"r";
+
+#[derive(Serialize)]
+struct TargetOut<'a> {
+    job: &'a str,
+    labels: Vec<(&'a str, &'a str)>,
+    collector: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct TargetIn {
+    job: String,
+    labels: Vec<(String, String)>,
+    collector: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CollectorRecord {
+    node: Option<String>,
+    state: CollectorState,
+}
+
+fn key(kind: u8, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + rest.len());
+    key.push(kind);
+    key.extend_from_slice(rest);
+    key
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    codec().serialize(value).expect("serializing into memory cannot fail")
+}
+
+/// Record the stored form of every changed key of `table`.
+pub fn record_changes(table: &Table, changed: &ChangedKeys, changes: &mut Changes) {
+    for id in &changed.targets {
+        let key = key(TARGET, &id.0.to_be_bytes());
+        match table.targets.get(id) {
+            Some(target) => changes.put(
+                key,
+                encode(&TargetOut {
+                    job: &target.job,
+                    labels: target.labels.iter().collect(),
+                    collector: target.collector.as_deref(),
+                }),
+            ),
+            None => changes.delete(key),
+        }
+    }
+    for name in &changed.collectors {
+        let key = key(COLLECTOR, name.as_bytes());
+        match table.collectors.get(name) {
+            Some(collector) => changes.put(
+                key,
+                encode(&CollectorRecord {
+                    node: collector.node.as_deref().map(str::to_string),
+                    state: collector.state,
+                }),
+            ),
+            None => changes.delete(key),
+        }
+    }
+    for job in &changed.jobs {
+        let key = key(JOB, job.as_bytes());
+        match table.scrape_configs.get(job) {
+            Some(config) => changes.put(key, config.as_bytes()),
+            None => changes.delete(key),
+        }
+    }
+    changes.put(REVISION, table.revision.to_le_bytes());
+}
+
+/// Rebuild a table from its records.
+pub fn table_from_records(records: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<Table, String> {
+    let mut table = Table::new();
+    for (key, value) in records {
+        let Some((&kind, rest)) = key.split_first() else {
+            return Err("empty record key".into());
+        };
+        let text =
+            |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|e| format!("record key is not UTF-8: {e}"));
+        match kind {
+            TARGET => {
+                let id = TargetId(u64::from_be_bytes(
+                    rest.try_into().map_err(|_| "target key is not 8 bytes".to_string())?,
+                ));
+                let stored: TargetIn = codec().deserialize(&value).map_err(|e| format!("target {id}: {e}"))?;
+                let job = table.intern(&stored.job);
+                let pairs = stored
+                    .labels
+                    .iter()
+                    .map(|(n, v)| (table.intern(n), table.intern(v)))
+                    .collect();
+                let collector = stored.collector.as_deref().map(|c| table.intern(c));
+                table.targets.insert(
+                    id,
+                    Target {
+                        job,
+                        labels: Labels::new(pairs),
+                        collector,
+                    },
+                );
+            }
+            COLLECTOR => {
+                let name = text(rest)?;
+                let stored: CollectorRecord = codec()
+                    .deserialize(&value)
+                    .map_err(|e| format!("collector {name}: {e}"))?;
+                let name = table.intern(&name);
+                let node = stored.node.as_deref().map(|n| table.intern(n));
+                table.collectors.insert(
+                    name,
+                    Collector {
+                        node,
+                        state: stored.state,
+                    },
+                );
+            }
+            JOB => {
+                let job = text(rest)?;
+                let config = String::from_utf8(value).map_err(|e| format!("scrape config of {job}: {e}"))?;
+                let job = table.intern(&job);
+                table.scrape_configs.insert(job, Arc::from(config));
+            }
+            b'r' if rest.is_empty() => {
+                table.revision = u64::from_le_bytes(
+                    value
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| "revision is not 8 bytes".to_string())?,
+                );
+            }
+            other => return Err(format!("unknown record kind {other:#04x}")),
+        }
+    }
+    Ok(table)
+}
+
+/// The replicated table inside the state-machine store. Publishes the table to readers
+/// through a `watch` channel after each persisted apply.
+pub struct TableMachine {
+    table: Table,
+    publisher: watch::Sender<Table>,
+}
+
+impl TableMachine {
+    /// A machine with an empty table, and the receiver readers subscribe through.
+    pub fn new() -> (Self, watch::Receiver<Table>) {
+        let (publisher, receiver) = watch::channel(Table::new());
+        (
+            Self {
+                table: Table::new(),
+                publisher,
+            },
+            receiver,
+        )
+    }
+}
+
+impl StateMachineLogic<TypeConfig> for TableMachine {
+    fn apply(&mut self, entry: &Entry, changes: &mut Changes) -> Response {
+        let EntryPayload::Normal(command) = &entry.payload else {
+            return Response {
+                revision: self.table.revision,
+                outcome: Outcome::Unchanged,
+            };
+        };
+        let transition = apply(&self.table, entry.log_id.index, command);
+        if !transition.changed.is_empty() {
+            record_changes(&transition.table, &transition.changed, changes);
+        }
+        self.table = transition.table;
+        Response {
+            revision: self.table.revision,
+            outcome: transition.outcome,
+        }
+    }
+
+    fn restore(&mut self, records: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), String> {
+        self.table = table_from_records(records)?;
+        self.publisher.send_replace(self.table.clone());
+        Ok(())
+    }
+
+    fn after_persist(&mut self) {
+        self.publisher.send_replace(self.table.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::CommandBuilder;
+    use crate::command::Expect;
+
+    #[test]
+    fn records_round_trip_to_the_same_table() {
+        let mut b = CommandBuilder::new();
+        b.set_collector("c0", Some("node-a"), CollectorState::Ready);
+        b.set_collector("c1", None, CollectorState::AbsentSince { unix_millis: 42 });
+        for n in 0..50u64 {
+            let address = format!("10.1.0.{n}:8080");
+            b.upsert_target(
+                TargetId(n * 7919),
+                if n % 2 == 0 { "serviceMonitor/ns/app/0" } else { "job b" },
+                [("__address__", address.as_str()), ("__meta_kubernetes_namespace", "ns")],
+                if n % 3 == 0 { None } else { Some("c0") },
+                Expect::Absent,
+            );
+        }
+        b.set_scrape_config("job b", r#"{"job_name":"job b"}"#);
+        let transition = apply(&Table::new(), 12, &b.build());
+
+        let mut changes = Changes::default();
+        record_changes(&transition.table, &transition.changed, &mut changes);
+        let mut records = changes.into_records().filter_map(|(k, v)| v.map(|v| (k, v)));
+        let restored = table_from_records(&mut records).unwrap();
+        assert_eq!(restored, transition.table);
+        assert_eq!(restored.digest(), transition.table.digest());
+    }
+
+    #[test]
+    fn unknown_records_are_reported() {
+        let mut records = vec![(b"zzz".to_vec(), vec![1])].into_iter();
+        assert!(table_from_records(&mut records).is_err());
+    }
+}
