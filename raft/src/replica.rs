@@ -1,0 +1,340 @@
+//! One replica of the replicated table: storage, identity, Raft, the peer server, and the
+//! background tasks (bootstrap, membership automation), behind one handle.
+//!
+//! ```text
+//!             propose(Command) ──► Raft (leader) ──► peers ──► quorum durable
+//!                                     │ apply (every replica)
+//!   table() / subscribe() ◄── watch ◄─ TableMachine ──► sled state tree
+//!   linearizable_table() : read index from the leader, wait until applied, then table()
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::Instant;
+use openraft::ServerState;
+use openraft::async_runtime::watch::WatchReceiver;
+use ta_storage::DataDir;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::command::Command;
+use crate::command::Response;
+use crate::config::ClusterConfig;
+use crate::contact::Freshness;
+use crate::contact::LeaderContact;
+use crate::error::ProposeError;
+use crate::error::ReadError;
+use crate::error::StartError;
+use crate::identity::ClusterId;
+use crate::identity::NodeIdentity;
+use crate::identity::{self};
+use crate::model::Table;
+use crate::network::client::LocalPeer;
+use crate::network::client::PeerHttp;
+use crate::network::client::PeerNetwork;
+use crate::network::server::PeerService;
+use crate::network::server::router;
+use crate::network::wire::Envelope;
+use crate::network::wire::Header;
+use crate::network::wire::ReadIndexReply;
+use crate::network::wire::path;
+use crate::persist::TableMachine;
+use crate::types::NodeId;
+use crate::types::PeerNode;
+use crate::types::Raft;
+
+/// How long a linearizable read waits for this replica to apply up to the read index.
+const READ_CATCH_UP_LIMIT: Duration = Duration::from_secs(5);
+
+/// What the background tasks share.
+pub(crate) struct Context {
+    pub raft: Raft,
+    pub config: ClusterConfig,
+    pub data_dir: DataDir,
+    pub http: PeerHttp,
+    pub cluster_id: watch::Receiver<Option<ClusterId>>,
+    pub cluster_id_sender: watch::Sender<Option<ClusterId>>,
+}
+
+/// A snapshot of a replica's Raft position, for status output and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub node_id: NodeId,
+    pub name: String,
+    pub role: ServerState,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub last_log_index: Option<u64>,
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    /// Table revision (log index of the last entry that changed it).
+    pub revision: u64,
+    pub voters: Vec<(NodeId, PeerNode)>,
+    pub stale: bool,
+}
+
+/// A running replica.
+pub struct Replica {
+    context: Arc<Context>,
+    identity: NodeIdentity,
+    table: watch::Receiver<Table>,
+    contact: Arc<LeaderContact>,
+    peer_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: tokio::sync::Mutex<JoinSet<()>>,
+}
+
+impl Replica {
+    /// Open the data directory, start Raft and the peer server, and begin bootstrap.
+    ///
+    /// Fails before binding any port if the configuration or the data directory is bad.
+    pub async fn start(config: ClusterConfig) -> Result<Self, StartError> {
+        config.validate()?;
+        let raft_config = Arc::new(config.raft_config().validate()?);
+        let data_dir = {
+            let path = config.data_dir.clone();
+            tokio::task::spawn_blocking(move || DataDir::open(path))
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))??
+        };
+        let identity = identity::load_or_create(&data_dir, &config.name).await?;
+        let (cluster_id_sender, cluster_id) = watch::channel(identity::cluster_id(&data_dir)?);
+        let (machine, table) = TableMachine::new();
+        let (log, state_machine) = {
+            let data_dir = data_dir.clone();
+            tokio::task::spawn_blocking(move || ta_storage::open_stores(&data_dir, machine))
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))??
+        };
+
+        let http = PeerHttp::new();
+        let local = Arc::new(LocalPeer {
+            node_id: identity.node_id,
+            cluster_id: cluster_id.clone(),
+            peers: config.peers.clone(),
+            append_timeout: config.timings.append_timeout,
+            snapshot_chunk_timeout: config.timings.snapshot_chunk_timeout,
+        });
+        let network = PeerNetwork::new(http.clone(), local);
+        let raft = Raft::new(identity.node_id, raft_config, network, log, state_machine)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let contact = Arc::new(LeaderContact::default());
+        let service = Arc::new(PeerService::new(
+            raft.clone(),
+            identity.node_id,
+            config.name.clone(),
+            data_dir.clone(),
+            cluster_id_sender.clone(),
+            Arc::clone(&contact),
+        ));
+        let listener = tokio::net::TcpListener::bind(config.peer_listen_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.peer_listen_addr,
+                source,
+            })?;
+        let peer_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.peer_listen_addr,
+            source,
+        })?;
+
+        let (shutdown, shutdown_signal) = watch::channel(false);
+        let context = Arc::new(Context {
+            raft,
+            config,
+            data_dir,
+            http,
+            cluster_id,
+            cluster_id_sender,
+        });
+        let mut tasks = JoinSet::new();
+        let mut server_shutdown = shutdown_signal.clone();
+        tasks.spawn(async move {
+            let serve = axum::serve(listener, router(service)).with_graceful_shutdown(async move {
+                let _ = server_shutdown.changed().await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(%e, "peer server failed");
+            }
+        });
+        tasks.spawn(crate::bootstrap::run(Arc::clone(&context), shutdown_signal.clone()));
+        tasks.spawn(crate::membership::run(Arc::clone(&context), shutdown_signal));
+        tracing::info!(
+            name = %context.config.name,
+            node_id = identity.node_id,
+            %peer_addr,
+            "replica started"
+        );
+        Ok(Self {
+            context,
+            identity,
+            table,
+            contact,
+            peer_addr,
+            shutdown,
+            tasks: tokio::sync::Mutex::new(tasks),
+        })
+    }
+
+    /// This replica's identity.
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+
+    /// The address the peer server is bound to.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// The underlying Raft handle.
+    pub fn raft(&self) -> &Raft {
+        &self.context.raft
+    }
+
+    /// The cluster id, once bootstrapped or adopted.
+    pub fn cluster_id(&self) -> Option<ClusterId> {
+        *self.context.cluster_id.borrow()
+    }
+
+    /// Local read: the table as applied on this replica (may lag the leader).
+    pub fn table(&self) -> Table {
+        self.table.borrow().clone()
+    }
+
+    /// A receiver that sees every newly applied table.
+    pub fn subscribe(&self) -> watch::Receiver<Table> {
+        self.table.clone()
+    }
+
+    /// Whether this replica may serve assignments (DESIGN.md I6).
+    pub fn freshness(&self) -> Freshness {
+        let lease = self.context.config.timings.lease;
+        let metrics = self.context.raft.metrics().borrow_watched().clone();
+        let since = if metrics.state == ServerState::Leader {
+            metrics.last_quorum_acked.as_ref().map(|acked| acked.elapsed())
+        } else {
+            self.contact.since()
+        };
+        Freshness::judge(since, lease)
+    }
+
+    /// Raft role, term, indexes and revision.
+    pub fn status(&self) -> ReplicaStatus {
+        let metrics = self.context.raft.metrics().borrow_watched().clone();
+        let voters: Vec<(NodeId, PeerNode)> = {
+            let membership = metrics.membership_config.membership();
+            let voter_ids: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+            membership
+                .nodes()
+                .filter(|(id, _)| voter_ids.contains(id))
+                .map(|(id, node)| (*id, node.clone()))
+                .collect()
+        };
+        ReplicaStatus {
+            node_id: self.identity.node_id,
+            name: self.identity.name.clone(),
+            role: metrics.state,
+            term: metrics.current_term,
+            leader: metrics.current_leader,
+            last_log_index: metrics.last_log_index,
+            committed: metrics.local_committed.map(|l| l.index),
+            applied: metrics.last_applied.map(|l| l.index),
+            revision: self.table.borrow().revision,
+            voters,
+            stale: self.freshness().is_stale(),
+        }
+    }
+
+    /// Commit `command` through Raft. Only the leader accepts proposals.
+    pub async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
+        match self.context.raft.client_write(command).await {
+            Ok(response) => Ok(response.data),
+            Err(error) => match error.forward_to_leader() {
+                Some(forward) => Err(ProposeError::NotLeader {
+                    leader: forward.leader_id.zip(forward.leader_node.clone()),
+                }),
+                None => Err(ProposeError::Unknown(error.to_string())),
+            },
+        }
+    }
+
+    /// Linearizable read: the leader confirms its read index with a quorum, this replica
+    /// waits until it has applied that far, then reads locally.
+    pub async fn linearizable_table(&self) -> Result<Table, ReadError> {
+        let raft = &self.context.raft;
+        let read_index = if raft.is_leader() {
+            raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex)
+                .await
+                .map_err(|e| ReadError::Leader(e.to_string()))?
+                .index()
+        } else {
+            let metrics = raft.metrics().borrow_watched().clone();
+            let leader = metrics.current_leader.ok_or(ReadError::NoLeader)?;
+            let node = metrics
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .cloned()
+                .ok_or(ReadError::NoLeader)?;
+            let url = self
+                .context
+                .config
+                .peer_url(&node.name)
+                .unwrap_or(&node.url)
+                .to_string();
+            let cluster_id = self.cluster_id().ok_or(ReadError::NoLeader)?;
+            let envelope = Envelope {
+                header: Header {
+                    cluster_id,
+                    from: self.identity.node_id,
+                    to: leader,
+                },
+                body: (),
+            };
+            let reply: ReadIndexReply = self
+                .context
+                .http
+                .post(&url, path::READ_INDEX, &envelope, READ_CATCH_UP_LIMIT)
+                .await
+                .map_err(|e| ReadError::Leader(e.to_string()))?;
+            reply.read_log_id.index
+        };
+        raft.wait(Some(READ_CATCH_UP_LIMIT))
+            .applied_index_at_least(Some(read_index), "linearizable read")
+            .await
+            .map_err(|e| match e {
+                openraft::metrics::WaitError::Timeout(..) => ReadError::CatchUpTimeout {
+                    read_index,
+                    waited: READ_CATCH_UP_LIMIT,
+                },
+                openraft::metrics::WaitError::ShuttingDown => ReadError::ShuttingDown,
+            })?;
+        Ok(self.table())
+    }
+
+    /// Hand leadership to another voter (used before a planned shutdown).
+    pub async fn transfer_leadership(&self) -> bool {
+        let status = self.status();
+        if status.role != ServerState::Leader {
+            return false;
+        }
+        let Some((target, _)) = status.voters.iter().find(|(id, _)| *id != self.identity.node_id) else {
+            return false;
+        };
+        self.context.raft.trigger().transfer_leader(*target).await.is_ok()
+    }
+
+    /// Stop serving peers and stop Raft; waits for background tasks.
+    pub async fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+        if let Err(e) = self.context.raft.shutdown().await {
+            tracing::warn!(%e, "raft shutdown reported an error");
+        }
+        let mut tasks = self.tasks.lock().await;
+        while tasks.join_next().await.is_some() {}
+    }
+}
