@@ -28,12 +28,17 @@ pub struct RaftTimings {
     pub log_entries_kept_behind_snapshot: u64,
 }
 
+/// Why these election defaults: a follower refuses to vote while its own leader lease runs
+/// (openraft sets it to `election_timeout_max` after each append it accepts), so the first
+/// candidate to time out after a leader dies is normally refused and wins on its second
+/// timeout. Failover therefore takes about two election timeouts: 1.0–1.8 s here, inside the
+/// 2 s budget of DESIGN.md.
 impl Default for RaftTimings {
     fn default() -> Self {
         Self {
-            heartbeat_interval: Duration::from_millis(200),
-            election_timeout_min: Duration::from_millis(800),
-            election_timeout_max: Duration::from_millis(1400),
+            heartbeat_interval: Duration::from_millis(150),
+            election_timeout_min: Duration::from_millis(500),
+            election_timeout_max: Duration::from_millis(900),
             lease: Duration::from_secs(3),
             append_timeout: Duration::from_secs(5),
             snapshot_chunk_timeout: Duration::from_secs(10),

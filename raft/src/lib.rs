@@ -16,6 +16,7 @@ mod bootstrap;
 pub mod command;
 pub mod config;
 pub mod contact;
+pub mod dev_api;
 pub mod error;
 pub mod identity;
 pub mod intern;
@@ -25,6 +26,7 @@ pub mod network;
 pub mod persist;
 pub mod replica;
 pub mod types;
+pub mod workload;
 
 pub use command::Command;
 pub use command::CommandBuilder;

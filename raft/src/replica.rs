@@ -69,6 +69,10 @@ pub struct ReplicaStatus {
     pub last_log_index: Option<u64>,
     pub committed: Option<u64>,
     pub applied: Option<u64>,
+    /// Last log index covered by the current snapshot.
+    pub snapshot: Option<u64>,
+    /// Last purged log index.
+    pub purged: Option<u64>,
     /// Table revision (log index of the last entry that changed it).
     pub revision: u64,
     pub voters: Vec<(NodeId, PeerNode)>,
@@ -243,6 +247,8 @@ impl Replica {
             last_log_index: metrics.last_log_index,
             committed: metrics.local_committed.map(|l| l.index),
             applied: metrics.last_applied.map(|l| l.index),
+            snapshot: metrics.snapshot.map(|l| l.index),
+            purged: metrics.purged.map(|l| l.index),
             revision: self.table.borrow().revision,
             voters,
             stale: self.freshness().is_stale(),

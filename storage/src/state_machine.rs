@@ -9,7 +9,8 @@
 //!
 //! Layout of a `state-<generation>` tree (keys end in a chunk number, see `records`):
 //! `[0x00] "applied"`, `[0x00] "membership"` (storage-owned), and
-//! `[0x01][key len u32 BE][key]` for each application record. `meta` holds `state_tree` (the
+//! `[0x01][key len u32 BE][key]` for each application record. Each `apply` call ends with a
+//! durable flush before the new state is published to readers. `meta` holds `state_tree` (the
 //! current generation) and `snapshot` (current snapshot file name and meta). Installing a
 //! snapshot fills a fresh generation and then switches `state_tree`, so a crash mid-install
 //! leaves the old state current.
@@ -526,6 +527,9 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> RaftStateMachine<C> for StateMach
             }
         }
         self.persist(changes)?;
+        // Durable before anyone can read it: a replica must never serve a revision it could
+        // forget in a crash (DESIGN.md I3, "not even across its own restart").
+        self.shared.flush_durable(|_| {}).await?;
         self.logic.after_persist();
         for (responder, response) in responses {
             responder.send(response);

@@ -1,0 +1,187 @@
+//! A minimal client API over one replica, for tests, benchmarks and manual poking until the
+//! service's HTTP API exists: status, propose a command, read the table, hand over
+//! leadership. JSON out; proposals in as bincode [`Command`]s.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::Query;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::response::Response;
+use axum::routing::get;
+use axum::routing::post;
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::command::Command;
+use crate::config::ClusterConfig;
+use crate::error::ProposeError;
+use crate::error::StartError;
+use crate::model::Table;
+use crate::network::wire;
+use crate::replica::Replica;
+
+/// `GET /status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusView {
+    pub node_id: u64,
+    pub name: String,
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub last_log_index: Option<u64>,
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    pub snapshot: Option<u64>,
+    pub purged: Option<u64>,
+    pub revision: u64,
+    pub stale: bool,
+    /// Voters as `(node id, name)`.
+    pub voters: Vec<(u64, String)>,
+    pub digest: u64,
+    pub targets: usize,
+}
+
+/// `GET /table`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableView {
+    pub revision: u64,
+    pub digest: u64,
+    /// Target id → owning collector (`null` when unassigned).
+    pub assignments: BTreeMap<u64, Option<String>>,
+    pub collectors: Vec<String>,
+}
+
+impl From<&Table> for TableView {
+    fn from(table: &Table) -> Self {
+        Self {
+            revision: table.revision,
+            digest: table.digest(),
+            assignments: table
+                .targets
+                .iter()
+                .map(|(id, t)| (id.0, t.collector.as_deref().map(str::to_string)))
+                .collect(),
+            collectors: table.collectors.keys().map(|c| c.to_string()).collect(),
+        }
+    }
+}
+
+/// `POST /propose` replies.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ProposeReply {
+    Committed { revision: u64, outcome: String },
+    NotLeader { leader: Option<String> },
+    Failed { error: String },
+}
+
+#[derive(Deserialize)]
+struct TableQuery {
+    consistency: Option<String>,
+}
+
+/// The router of the dev API.
+pub fn router(replica: Arc<Replica>) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/table", get(table))
+        .route(
+            "/propose",
+            post(propose).layer(DefaultBodyLimit::max(wire::APPEND_BODY_LIMIT)),
+        )
+        .route("/transfer-leadership", post(transfer_leadership))
+        .with_state(replica)
+}
+
+/// Start a replica and serve the dev API on `client_addr` until `shutdown` resolves.
+pub async fn run(
+    config: ClusterConfig,
+    client_addr: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let replica = Arc::new(Replica::start(config).await?);
+    let listener = tokio::net::TcpListener::bind(client_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: client_addr,
+            source,
+        })?;
+    tracing::info!(%client_addr, "dev API listening");
+    let served = axum::serve(listener, router(Arc::clone(&replica)))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    if let Err(e) = served {
+        tracing::error!(%e, "dev API server failed");
+    }
+    replica.shutdown().await;
+    Ok(())
+}
+
+async fn status(State(replica): State<Arc<Replica>>) -> Json<StatusView> {
+    let status = replica.status();
+    let table = replica.table();
+    Json(StatusView {
+        node_id: status.node_id,
+        name: status.name,
+        role: format!("{:?}", status.role),
+        term: status.term,
+        leader: status.leader,
+        last_log_index: status.last_log_index,
+        committed: status.committed,
+        applied: status.applied,
+        snapshot: status.snapshot,
+        purged: status.purged,
+        revision: status.revision,
+        stale: status.stale,
+        voters: status.voters.into_iter().map(|(id, node)| (id, node.name)).collect(),
+        digest: table.digest(),
+        targets: table.targets.len(),
+    })
+}
+
+async fn table(State(replica): State<Arc<Replica>>, Query(query): Query<TableQuery>) -> Response {
+    if query.consistency.as_deref() == Some("linearizable") {
+        return match replica.linearizable_table().await {
+            Ok(table) => Json(TableView::from(&table)).into_response(),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        };
+    }
+    Json(TableView::from(&replica.table())).into_response()
+}
+
+async fn propose(State(replica): State<Arc<Replica>>, body: Bytes) -> Response {
+    let command: Command = match wire::decode(&body, wire::APPEND_BODY_LIMIT) {
+        Ok(command) => command,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    match replica.propose(command).await {
+        Ok(response) => Json(ProposeReply::Committed {
+            revision: response.revision,
+            outcome: format!("{:?}", response.outcome),
+        })
+        .into_response(),
+        Err(ProposeError::NotLeader { leader }) => (
+            StatusCode::MISDIRECTED_REQUEST,
+            Json(ProposeReply::NotLeader {
+                leader: leader.map(|(_, node)| node.name),
+            }),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(ProposeReply::Failed { error: e.to_string() }),
+        )
+            .into_response(),
+    }
+}
+
+async fn transfer_leadership(State(replica): State<Arc<Replica>>) -> Json<bool> {
+    Json(replica.transfer_leadership().await)
+}
