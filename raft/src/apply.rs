@@ -2,8 +2,8 @@
 //! command). No clock, no randomness, no IO: every replica computes the same table.
 //!
 //! A batch is checked decision by decision against a working copy (an O(1) clone of the
-//! persistent maps); the first broken precondition does not stop the checks, so a rejection
-//! lists every conflict, and the original table is returned untouched.
+//! persistent maps); a broken precondition does not stop the checks, so a rejection lists
+//! every conflict, and the original table is returned untouched.
 
 use std::collections::BTreeSet;
 
@@ -14,6 +14,7 @@ use crate::command::Decision;
 use crate::command::Expect;
 use crate::command::Outcome;
 use crate::command::StringRef;
+use crate::intern::Interner;
 use crate::intern::Symbol;
 use crate::model::Collector;
 use crate::model::Labels;
@@ -25,11 +26,14 @@ use crate::model::TargetId;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ChangedKeys {
     pub targets: BTreeSet<TargetId>,
+    /// The subset of `targets` that did not exist before this command (no stored record yet).
+    pub created: BTreeSet<TargetId>,
     pub collectors: BTreeSet<Symbol>,
     pub jobs: BTreeSet<Symbol>,
 }
 
 impl ChangedKeys {
+    /// Number of changed records (`created` is a subset of `targets`).
     pub fn len(&self) -> usize {
         self.targets.len() + self.collectors.len() + self.jobs.len()
     }
@@ -49,54 +53,23 @@ pub struct Transition {
 
 /// Apply `command`, carried by the log entry at `index`, to `table`.
 pub fn apply(table: &Table, index: u64, command: &Command) -> Transition {
-    let mut working = table.clone();
-    let mut changed = ChangedKeys::default();
-    let mut conflicts = Vec::new();
-    let mut seen_targets = BTreeSet::new();
-    let mut removed_collectors = BTreeSet::new();
-    let mut removed_targets = 0usize;
+    apply_interned(table, index, command, &mut Interner::default())
+}
 
+/// [`apply`], sharing label strings through `interner` (a cache: the result is the same
+/// with any interner).
+pub fn apply_interned(table: &Table, index: u64, command: &Command, interner: &mut Interner) -> Transition {
+    let mut applier = BatchApplier::new(table, command, interner);
+    let mut conflicts = Vec::new();
     for (position, decision) in command.decisions.iter().enumerate() {
-        let mut conflict = |reason| {
+        if let Err(reason) = applier.decide(decision) {
             conflicts.push(Conflict {
                 decision: position,
                 reason,
-            })
-        };
-        let text = |reference: StringRef| command.string(reference).ok_or(ConflictReason::BadStringRef(reference));
-        let step = apply_decision(
-            &mut working,
-            decision,
-            &mut seen_targets,
-            &mut removed_collectors,
-            &mut changed,
-            &mut removed_targets,
-            &text,
-        );
-        if let Err(reason) = step {
-            conflict(reason);
-        }
-    }
-
-    for collector in &removed_collectors {
-        if working.collectors.contains_key(collector.as_ref()) {
-            continue;
-        }
-        let owned = working
-            .targets
-            .values()
-            .filter(|t| t.collector.as_deref() == Some(collector.as_ref()))
-            .count();
-        if owned > 0 {
-            conflicts.push(Conflict {
-                decision: usize::MAX,
-                reason: ConflictReason::CollectorStillOwnsTargets {
-                    collector: collector.to_string(),
-                    targets: owned,
-                },
             });
         }
     }
+    conflicts.extend(applier.orphaned_targets());
 
     if !conflicts.is_empty() {
         return Transition {
@@ -105,6 +78,13 @@ pub fn apply(table: &Table, index: u64, command: &Command) -> Transition {
             changed: ChangedKeys::default(),
         };
     }
+    let BatchApplier {
+        mut working,
+        changed,
+        removed_targets,
+        interner,
+        ..
+    } = applier;
     if changed.is_empty() {
         return Transition {
             table: table.clone(),
@@ -113,7 +93,7 @@ pub fn apply(table: &Table, index: u64, command: &Command) -> Transition {
         };
     }
     if removed_targets > 0 && removed_targets * 100 >= table.targets.len().max(1) {
-        working.interner.collect_garbage();
+        interner.collect_garbage();
     }
     working.revision = index;
     Transition {
@@ -123,146 +103,209 @@ pub fn apply(table: &Table, index: u64, command: &Command) -> Transition {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn apply_decision<'c>(
-    working: &mut Table,
-    decision: &Decision,
-    seen_targets: &mut BTreeSet<TargetId>,
-    removed_collectors: &mut BTreeSet<Symbol>,
-    changed: &mut ChangedKeys,
-    removed_targets: &mut usize,
-    text: &dyn Fn(StringRef) -> Result<&'c str, ConflictReason>,
-) -> Result<(), ConflictReason> {
-    let known_collector = |working: &Table, collector: Option<&str>| match collector {
-        Some(c) if !working.collectors.contains_key(c) => Err(ConflictReason::UnknownCollector(c.to_string())),
-        _ => Ok(()),
-    };
-    match decision {
-        Decision::UpsertTarget {
-            id,
-            job,
-            labels,
-            collector,
-            expect,
-        } => {
-            first_touch(seen_targets, *id)?;
-            check_expect(working, *id, expect, text)?;
-            let collector = collector.map(text).transpose()?;
-            known_collector(working, collector)?;
-            let job = working.intern(text(*job)?);
-            let mut pairs = Vec::with_capacity(labels.len());
-            for (name, value) in labels {
-                let name = working.intern(text(*name)?);
-                let value = working.intern(text(*value)?);
-                pairs.push((name, value));
+/// The state of applying one batch.
+struct BatchApplier<'c, 'i> {
+    command: &'c Command,
+    interner: &'i mut Interner,
+    working: Table,
+    changed: ChangedKeys,
+    /// Each target may be touched once per batch (a planner bug otherwise).
+    seen_targets: BTreeSet<TargetId>,
+    removed_collectors: BTreeSet<Symbol>,
+    removed_targets: usize,
+    /// Interned string table, each reference resolved at most once: a batch of 10k targets
+    /// with 40 labels references a few thousand distinct strings 400k times.
+    symbols: Vec<Option<Symbol>>,
+}
+
+impl<'c, 'i> BatchApplier<'c, 'i> {
+    fn new(table: &Table, command: &'c Command, interner: &'i mut Interner) -> Self {
+        Self {
+            command,
+            interner,
+            working: table.clone(),
+            changed: ChangedKeys::default(),
+            seen_targets: BTreeSet::new(),
+            removed_collectors: BTreeSet::new(),
+            removed_targets: 0,
+            symbols: vec![None; command.strings.len()],
+        }
+    }
+
+    fn text(&self, reference: StringRef) -> Result<&'c str, ConflictReason> {
+        self.command
+            .string(reference)
+            .ok_or(ConflictReason::BadStringRef(reference))
+    }
+
+    fn symbol(&mut self, reference: StringRef) -> Result<Symbol, ConflictReason> {
+        let slot = self
+            .symbols
+            .get_mut(reference as usize)
+            .ok_or(ConflictReason::BadStringRef(reference))?;
+        if let Some(symbol) = slot {
+            return Ok(symbol.clone());
+        }
+        let symbol = self.interner.intern(&self.command.strings[reference as usize]);
+        *slot = Some(symbol.clone());
+        Ok(symbol)
+    }
+
+    fn known_collector(&self, collector: Option<&str>) -> Result<(), ConflictReason> {
+        match collector {
+            Some(c) if !self.working.collectors.contains_key(c) => Err(ConflictReason::UnknownCollector(c.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    fn first_touch(&mut self, id: TargetId) -> Result<(), ConflictReason> {
+        if self.seen_targets.insert(id) {
+            Ok(())
+        } else {
+            Err(ConflictReason::DuplicateTarget(id))
+        }
+    }
+
+    fn check_expect(&self, id: TargetId, expect: &Expect) -> Result<(), ConflictReason> {
+        let current = self.working.targets.get(&id);
+        match (expect, current) {
+            (Expect::Anything, _) | (Expect::Absent, None) | (Expect::Present, Some(_)) => Ok(()),
+            (Expect::Absent, Some(_)) => Err(ConflictReason::TargetExists(id)),
+            (Expect::Present | Expect::OwnedBy(_), None) => Err(ConflictReason::TargetMissing(id)),
+            (Expect::OwnedBy(owner), Some(target)) => {
+                let expected = owner.map(|o| self.text(o)).transpose()?;
+                if target.collector.as_deref() == expected {
+                    Ok(())
+                } else {
+                    Err(ConflictReason::OwnerChanged {
+                        target: id,
+                        expected: expected.map(str::to_string),
+                        actual: target.collector.as_deref().map(str::to_string),
+                    })
+                }
             }
-            let target = Target {
+        }
+    }
+
+    fn decide(&mut self, decision: &Decision) -> Result<(), ConflictReason> {
+        match decision {
+            Decision::UpsertTarget {
+                id,
                 job,
-                labels: Labels::new(pairs),
-                collector: collector.map(|c| working.intern(c)),
-            };
-            if working.targets.get(id) != Some(&target) {
-                working.targets.insert(*id, target);
-                changed.targets.insert(*id);
+                labels,
+                collector,
+                expect,
+            } => {
+                self.first_touch(*id)?;
+                self.check_expect(*id, expect)?;
+                self.known_collector(collector.map(|c| self.text(c)).transpose()?)?;
+                let mut pairs = Vec::with_capacity(labels.len());
+                for (name, value) in labels {
+                    pairs.push((self.symbol(*name)?, self.symbol(*value)?));
+                }
+                let target = Target {
+                    job: self.symbol(*job)?,
+                    labels: Labels::new(pairs),
+                    collector: collector.map(|c| self.symbol(c)).transpose()?,
+                };
+                match self.working.targets.get(id) {
+                    Some(existing) if *existing == target => {}
+                    existing => {
+                        if existing.is_none() {
+                            self.changed.created.insert(*id);
+                        }
+                        self.working.targets.insert(*id, target);
+                        self.changed.targets.insert(*id);
+                    }
+                }
+            }
+            Decision::RemoveTarget { id, expect } => {
+                self.first_touch(*id)?;
+                self.check_expect(*id, expect)?;
+                if self.working.targets.remove(id).is_some() {
+                    self.changed.targets.insert(*id);
+                    self.removed_targets += 1;
+                }
+            }
+            Decision::MoveTarget { id, from, to } => {
+                self.first_touch(*id)?;
+                let from = from.map(|f| self.text(f)).transpose()?;
+                let Some(current) = self.working.targets.get(id) else {
+                    return Err(ConflictReason::TargetMissing(*id));
+                };
+                if current.collector.as_deref() != from {
+                    return Err(ConflictReason::OwnerChanged {
+                        target: *id,
+                        expected: from.map(str::to_string),
+                        actual: current.collector.as_deref().map(str::to_string),
+                    });
+                }
+                self.known_collector(to.map(|t| self.text(t)).transpose()?)?;
+                let to = to.map(|t| self.symbol(t)).transpose()?;
+                if from != to.as_deref() {
+                    if let Some(target) = self.working.targets.get_mut(id) {
+                        target.collector = to;
+                    }
+                    self.changed.targets.insert(*id);
+                }
+            }
+            Decision::SetCollector { id, node, state } => {
+                let id = self.symbol(*id)?;
+                let node = node.map(|n| self.symbol(n)).transpose()?;
+                let collector = Collector { node, state: *state };
+                if self.working.collectors.get(&id) != Some(&collector) {
+                    self.working.collectors.insert(id.clone(), collector);
+                    self.changed.collectors.insert(id);
+                }
+            }
+            Decision::RemoveCollector { id } => {
+                let id = self.text(*id)?;
+                if let Some((symbol, _)) = self.working.collectors.remove_with_key(id) {
+                    self.changed.collectors.insert(symbol.clone());
+                    self.removed_collectors.insert(symbol);
+                }
+            }
+            Decision::SetScrapeConfig { job, config } => {
+                let job = self.symbol(*job)?;
+                if self.working.scrape_configs.get(&job).map(|c| c.as_ref()) != Some(config.as_str()) {
+                    self.working.scrape_configs.insert(job.clone(), config.as_str().into());
+                    self.changed.jobs.insert(job);
+                }
+            }
+            Decision::RemoveScrapeConfig { job } => {
+                let job = self.text(*job)?;
+                if let Some((symbol, _)) = self.working.scrape_configs.remove_with_key(job) {
+                    self.changed.jobs.insert(symbol);
+                }
             }
         }
-        Decision::RemoveTarget { id, expect } => {
-            first_touch(seen_targets, *id)?;
-            check_expect(working, *id, expect, text)?;
-            if working.targets.remove(id).is_some() {
-                changed.targets.insert(*id);
-                *removed_targets += 1;
+        Ok(())
+    }
+
+    /// Collectors removed by this batch must own no target once the batch is applied (I1).
+    fn orphaned_targets(&self) -> Vec<Conflict> {
+        let mut conflicts = Vec::new();
+        for collector in &self.removed_collectors {
+            if self.working.collectors.contains_key(collector.as_ref()) {
+                continue;
             }
-        }
-        Decision::MoveTarget { id, from, to } => {
-            first_touch(seen_targets, *id)?;
-            let from = from.map(text).transpose()?;
-            let to = to.map(text).transpose()?;
-            let Some(current) = working.targets.get(id) else {
-                return Err(ConflictReason::TargetMissing(*id));
-            };
-            if current.collector.as_deref() != from {
-                return Err(ConflictReason::OwnerChanged {
-                    target: *id,
-                    expected: from.map(str::to_string),
-                    actual: current.collector.as_deref().map(str::to_string),
+            let owned = self
+                .working
+                .targets
+                .values()
+                .filter(|t| t.collector.as_deref() == Some(collector.as_ref()))
+                .count();
+            if owned > 0 {
+                conflicts.push(Conflict {
+                    decision: usize::MAX,
+                    reason: ConflictReason::CollectorStillOwnsTargets {
+                        collector: collector.to_string(),
+                        targets: owned,
+                    },
                 });
             }
-            known_collector(working, to)?;
-            if from != to {
-                let to = to.map(|c| working.intern(c));
-                if let Some(target) = working.targets.get_mut(id) {
-                    target.collector = to;
-                }
-                changed.targets.insert(*id);
-            }
         }
-        Decision::SetCollector { id, node, state } => {
-            let id = working.intern(text(*id)?);
-            let node = node.map(text).transpose()?.map(|n| working.intern(n));
-            let collector = Collector { node, state: *state };
-            if working.collectors.get(&id) != Some(&collector) {
-                working.collectors.insert(id.clone(), collector);
-                changed.collectors.insert(id);
-            }
-        }
-        Decision::RemoveCollector { id } => {
-            let id = text(*id)?;
-            if let Some((symbol, _)) = working.collectors.remove_with_key(id) {
-                changed.collectors.insert(symbol.clone());
-                removed_collectors.insert(symbol);
-            }
-        }
-        Decision::SetScrapeConfig { job, config } => {
-            let job = working.intern(text(*job)?);
-            if working.scrape_configs.get(&job).map(|c| c.as_ref()) != Some(config.as_str()) {
-                working.scrape_configs.insert(job.clone(), config.as_str().into());
-                changed.jobs.insert(job);
-            }
-        }
-        Decision::RemoveScrapeConfig { job } => {
-            let job = text(*job)?;
-            if let Some((symbol, _)) = working.scrape_configs.remove_with_key(job) {
-                changed.jobs.insert(symbol);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn first_touch(seen: &mut BTreeSet<TargetId>, id: TargetId) -> Result<(), ConflictReason> {
-    if seen.insert(id) {
-        Ok(())
-    } else {
-        Err(ConflictReason::DuplicateTarget(id))
-    }
-}
-
-fn check_expect<'c>(
-    table: &Table,
-    id: TargetId,
-    expect: &Expect,
-    text: &dyn Fn(StringRef) -> Result<&'c str, ConflictReason>,
-) -> Result<(), ConflictReason> {
-    let current = table.targets.get(&id);
-    match (expect, current) {
-        (Expect::Anything, _) => Ok(()),
-        (Expect::Absent, None) => Ok(()),
-        (Expect::Absent, Some(_)) => Err(ConflictReason::TargetExists(id)),
-        (Expect::Present | Expect::OwnedBy(_), None) => Err(ConflictReason::TargetMissing(id)),
-        (Expect::Present, Some(_)) => Ok(()),
-        (Expect::OwnedBy(owner), Some(target)) => {
-            let expected = owner.map(text).transpose()?;
-            if target.collector.as_deref() == expected {
-                Ok(())
-            } else {
-                Err(ConflictReason::OwnerChanged {
-                    target: id,
-                    expected: expected.map(str::to_string),
-                    actual: target.collector.as_deref().map(str::to_string),
-                })
-            }
-        }
+        conflicts
     }
 }
 

@@ -175,7 +175,10 @@ impl CommandBuilder {
         expect: Expect,
     ) -> &mut Self {
         let job = self.string(job);
-        let labels = labels
+        // Sorted here, once, on the leader, so every replica's apply finds them in order.
+        let mut sorted: Vec<(&str, &str)> = labels.into_iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        let labels = sorted
             .into_iter()
             .map(|(n, v)| (self.string(n), self.string(v)))
             .collect();

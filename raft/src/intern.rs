@@ -5,14 +5,18 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use rustc_hash::FxBuildHasher;
+
 /// An interned string.
 pub type Symbol = Arc<str>;
 
 /// A set of shared strings. Interning is an optimisation only: two equal strings compare
-/// equal whether or not they came from the same interner.
-#[derive(Clone, Default)]
+/// equal whether or not they came from the same interner, so it is a cache kept beside the
+/// table, never part of it. FxHash: keys are our own label strings, not attacker-chosen
+/// lookups into a long-lived server map.
+#[derive(Default)]
 pub struct Interner {
-    strings: HashSet<Symbol>,
+    strings: HashSet<Symbol, FxBuildHasher>,
 }
 
 impl Interner {

@@ -42,5 +42,6 @@ pub use error::StartError;
 pub use model::CollectorState;
 pub use model::Table;
 pub use model::TargetId;
+pub use replica::Proposal;
 pub use replica::Replica;
 pub use replica::ReplicaStatus;

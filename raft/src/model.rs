@@ -11,7 +11,6 @@ use imbl::OrdMap;
 use serde::Deserialize;
 use serde::Serialize;
 
-use crate::intern::Interner;
 use crate::intern::Symbol;
 
 /// Stable identity of a target: xxHash64 (seed 0) over the identity labels in name order,
@@ -51,7 +50,10 @@ pub struct Labels(Arc<[(Symbol, Symbol)]>);
 impl Labels {
     /// Build from pairs; sorts by name and keeps the last value of a repeated name.
     pub fn new(mut pairs: Vec<(Symbol, Symbol)>) -> Self {
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        // Commands carry labels already sorted (see `CommandBuilder`); checking is one pass.
+        if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        }
         pairs.dedup_by(|later, earlier| {
             if later.0 == earlier.0 {
                 earlier.1 = later.1.clone();
@@ -131,7 +133,6 @@ pub struct Table {
     pub collectors: OrdMap<Symbol, Collector>,
     /// Per-job scrape config, opaque JSON text.
     pub scrape_configs: OrdMap<Symbol, Arc<str>>,
-    pub(crate) interner: Interner,
 }
 
 impl Table {
@@ -198,11 +199,6 @@ impl Table {
             hasher.update(&[0xfd]);
         }
         hasher.digest()
-    }
-
-    /// Intern a string into this table's symbol set.
-    pub fn intern(&mut self, s: &str) -> Symbol {
-        self.interner.intern(s)
     }
 }
 

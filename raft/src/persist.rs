@@ -11,15 +11,15 @@ use serde::Deserialize;
 use serde::Serialize;
 use ta_storage::Changes;
 use ta_storage::StateMachineLogic;
-use ta_storage::envelope::codec;
 use tokio::sync::watch;
 
 use bincode::Options;
 
 use crate::apply::ChangedKeys;
-use crate::apply::apply;
+use crate::apply::apply_interned;
 use crate::command::Outcome;
 use crate::command::Response;
+use crate::intern::Interner;
 use crate::model::Collector;
 use crate::model::CollectorState;
 use crate::model::Labels;
@@ -61,8 +61,19 @@ fn key(kind: u8, rest: &[u8]) -> Vec<u8> {
     key
 }
 
+/// Records use bincode with variable-length integers: a target's 40 labels would otherwise
+/// spend 640 bytes on fixed 8-byte length prefixes. The storage envelope around each record
+/// carries its own version and checksum.
+fn record_codec() -> impl Options + Copy {
+    bincode::DefaultOptions::new()
+        .with_varint_encoding()
+        .with_limit(1 << 30)
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    codec().serialize(value).expect("serializing into memory cannot fail")
+    record_codec()
+        .serialize(value)
+        .expect("serializing into memory cannot fail")
 }
 
 /// Record the stored form of every changed key of `table`.
@@ -70,14 +81,18 @@ pub fn record_changes(table: &Table, changed: &ChangedKeys, changes: &mut Change
     for id in &changed.targets {
         let key = key(TARGET, &id.0.to_be_bytes());
         match table.targets.get(id) {
-            Some(target) => changes.put(
-                key,
-                encode(&TargetOut {
+            Some(target) => {
+                let value = encode(&TargetOut {
                     job: &target.job,
                     labels: target.labels.iter().collect(),
                     collector: target.collector.as_deref(),
-                }),
-            ),
+                });
+                if changed.created.contains(id) {
+                    changes.put_fresh(key, value);
+                } else {
+                    changes.put(key, value);
+                }
+            }
             None => changes.delete(key),
         }
     }
@@ -105,7 +120,10 @@ pub fn record_changes(table: &Table, changed: &ChangedKeys, changes: &mut Change
 }
 
 /// Rebuild a table from its records.
-pub fn table_from_records(records: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<Table, String> {
+pub fn table_from_records(
+    records: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    interner: &mut Interner,
+) -> Result<Table, String> {
     let mut table = Table::new();
     for (key, value) in records {
         let Some((&kind, rest)) = key.split_first() else {
@@ -118,14 +136,16 @@ pub fn table_from_records(records: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>)
                 let id = TargetId(u64::from_be_bytes(
                     rest.try_into().map_err(|_| "target key is not 8 bytes".to_string())?,
                 ));
-                let stored: TargetIn = codec().deserialize(&value).map_err(|e| format!("target {id}: {e}"))?;
-                let job = table.intern(&stored.job);
+                let stored: TargetIn = record_codec()
+                    .deserialize(&value)
+                    .map_err(|e| format!("target {id}: {e}"))?;
+                let job = interner.intern(&stored.job);
                 let pairs = stored
                     .labels
                     .iter()
-                    .map(|(n, v)| (table.intern(n), table.intern(v)))
+                    .map(|(n, v)| (interner.intern(n), interner.intern(v)))
                     .collect();
-                let collector = stored.collector.as_deref().map(|c| table.intern(c));
+                let collector = stored.collector.as_deref().map(|c| interner.intern(c));
                 table.targets.insert(
                     id,
                     Target {
@@ -137,11 +157,11 @@ pub fn table_from_records(records: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>)
             }
             COLLECTOR => {
                 let name = text(rest)?;
-                let stored: CollectorRecord = codec()
+                let stored: CollectorRecord = record_codec()
                     .deserialize(&value)
                     .map_err(|e| format!("collector {name}: {e}"))?;
-                let name = table.intern(&name);
-                let node = stored.node.as_deref().map(|n| table.intern(n));
+                let name = interner.intern(&name);
+                let node = stored.node.as_deref().map(|n| interner.intern(n));
                 table.collectors.insert(
                     name,
                     Collector {
@@ -153,7 +173,7 @@ pub fn table_from_records(records: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>)
             JOB => {
                 let job = text(rest)?;
                 let config = String::from_utf8(value).map_err(|e| format!("scrape config of {job}: {e}"))?;
-                let job = table.intern(&job);
+                let job = interner.intern(&job);
                 table.scrape_configs.insert(job, Arc::from(config));
             }
             b'r' if rest.is_empty() => {
@@ -174,6 +194,7 @@ pub fn table_from_records(records: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>)
 /// through a `watch` channel after each persisted apply.
 pub struct TableMachine {
     table: Table,
+    interner: Interner,
     publisher: watch::Sender<Table>,
 }
 
@@ -184,6 +205,7 @@ impl TableMachine {
         (
             Self {
                 table: Table::new(),
+                interner: Interner::default(),
                 publisher,
             },
             receiver,
@@ -199,7 +221,7 @@ impl StateMachineLogic<TypeConfig> for TableMachine {
                 outcome: Outcome::Unchanged,
             };
         };
-        let transition = apply(&self.table, entry.log_id.index, command);
+        let transition = apply_interned(&self.table, entry.log_id.index, command, &mut self.interner);
         if !transition.changed.is_empty() {
             record_changes(&transition.table, &transition.changed, changes);
         }
@@ -211,7 +233,9 @@ impl StateMachineLogic<TypeConfig> for TableMachine {
     }
 
     fn restore(&mut self, records: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), String> {
-        self.table = table_from_records(records)?;
+        let mut interner = Interner::default();
+        self.table = table_from_records(records, &mut interner)?;
+        self.interner = interner;
         self.publisher.send_replace(self.table.clone());
         Ok(())
     }
@@ -243,12 +267,12 @@ mod tests {
             );
         }
         b.set_scrape_config("job b", r#"{"job_name":"job b"}"#);
-        let transition = apply(&Table::new(), 12, &b.build());
+        let transition = crate::apply::apply(&Table::new(), 12, &b.build());
 
         let mut changes = Changes::default();
         record_changes(&transition.table, &transition.changed, &mut changes);
         let mut records = changes.into_records().filter_map(|(k, v)| v.map(|v| (k, v)));
-        let restored = table_from_records(&mut records).unwrap();
+        let restored = table_from_records(&mut records, &mut Interner::default()).unwrap();
         assert_eq!(restored, transition.table);
         assert_eq!(restored.digest(), transition.table.digest());
     }
@@ -256,6 +280,6 @@ mod tests {
     #[test]
     fn unknown_records_are_reported() {
         let mut records = vec![(b"zzz".to_vec(), vec![1])].into_iter();
-        assert!(table_from_records(&mut records).is_err());
+        assert!(table_from_records(&mut records, &mut Interner::default()).is_err());
     }
 }

@@ -79,6 +79,38 @@ pub struct ReplicaStatus {
     pub stale: bool,
 }
 
+/// A proposal in flight (see [`Replica::submit`]).
+pub struct Proposal {
+    committed: openraft::alias::OneshotReceiverOf<crate::types::TypeConfig, crate::types::LogId>,
+    applied: openraft::alias::OneshotReceiverOf<
+        crate::types::TypeConfig,
+        openraft::raft::ClientWriteResult<crate::types::TypeConfig>,
+    >,
+}
+
+impl Proposal {
+    /// Wait until the entry is committed (durable on a quorum); returns its log index.
+    pub async fn committed(&mut self) -> Result<u64, ProposeError> {
+        match (&mut self.committed).await {
+            Ok(log_id) => Ok(log_id.index),
+            // The commit signal is dropped when the write fails; the apply result says why.
+            Err(_) => Err(ProposeError::Unknown("not committed".into())),
+        }
+    }
+
+    /// Wait until this replica has applied the entry.
+    pub async fn applied(self) -> Result<Response, ProposeError> {
+        match self.applied.await {
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(openraft::errors::ClientWriteError::ForwardToLeader(forward))) => Err(ProposeError::NotLeader {
+                leader: forward.leader_id.zip(forward.leader_node),
+            }),
+            Ok(Err(e)) => Err(ProposeError::Unknown(e.to_string())),
+            Err(e) => Err(ProposeError::Unknown(e.to_string())),
+        }
+    }
+}
+
 /// A running replica.
 pub struct Replica {
     context: Arc<Context>,
@@ -266,6 +298,19 @@ impl Replica {
                 None => Err(ProposeError::Unknown(error.to_string())),
             },
         }
+    }
+
+    /// Submit `command` and follow it: [`Proposal::committed`] resolves when it is durable on
+    /// a quorum, [`Proposal::applied`] when this replica has applied it.
+    pub async fn submit(&self, command: Command) -> Result<Proposal, ProposeError> {
+        let (responder, committed, applied) = openraft::impls::ProgressResponder::new();
+        self.context
+            .raft
+            .write(command)
+            .responder(responder)
+            .await
+            .map_err(|e| ProposeError::Unknown(e.to_string()))?;
+        Ok(Proposal { committed, applied })
     }
 
     /// Linearizable read: the leader confirms its read index with a quorum, this replica

@@ -7,6 +7,7 @@
 //!   sled/db            the file fsync'd after every durable flush
 //!   durable-witness    high-water marks, checked against sled at open (see witness.rs)
 //!   snapshots/         snapshot-<term>-<index>.snap files (see snapshot_file.rs)
+//!   log-payloads/      log entries too large for sled (see payloads.rs)
 //! ```
 
 use std::fs::File;
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     pub dir: PathBuf,
     pub db_path: PathBuf,
     pub snapshot_dir: PathBuf,
+    /// Large log entries (see `payloads`).
+    pub payload_dir: PathBuf,
     pub db: sled::Db,
     pub meta: sled::Tree,
     pub log: sled::Tree,
@@ -146,6 +149,9 @@ impl DataDir {
         let snapshot_dir = dir.join("snapshots");
         std::fs::create_dir_all(&snapshot_dir)
             .map_err(|e| StorageError::file(&snapshot_dir, "create snapshot directory", e))?;
+        let payload_dir = dir.join(crate::payloads::DIRECTORY);
+        std::fs::create_dir_all(&payload_dir)
+            .map_err(|e| StorageError::file(&payload_dir, "create log payload directory", e))?;
         let fresh = !db_path.exists();
 
         let witness = Witness::open(&dir, fresh)?;
@@ -187,6 +193,7 @@ impl DataDir {
                 dir,
                 db_path,
                 snapshot_dir,
+                payload_dir,
                 db,
                 meta,
                 log,

@@ -15,7 +15,7 @@
 //!   fsync'd before it returns (`data_dir::Shared::flush_durable`);
 //! - no holes: a non-contiguous append is rejected (`log_store`);
 //! - values are checksummed and versioned (`envelope`), chunked below sled's blob threshold
-//!   (`records`);
+//!   (`records`); log entries over 256 KiB live in fsync'd files of their own (`payloads`);
 //! - snapshots are fsync'd files renamed into place (`snapshot_file`);
 //! - state records are written in the same sled batch as the applied log id (`state_machine`);
 //! - sled's silent truncation on a damaged record is caught by the durability witness
@@ -25,6 +25,7 @@ mod data_dir;
 pub mod envelope;
 mod error;
 mod log_store;
+mod payloads;
 mod records;
 mod snapshot_file;
 mod state_machine;

@@ -32,6 +32,8 @@ use crate::DataDir;
 use crate::data_dir::Shared;
 use crate::envelope;
 use crate::error::StorageError;
+use crate::payloads;
+use crate::payloads::PayloadRef;
 use crate::records;
 use crate::records::Joiner;
 use crate::witness::Marks;
@@ -43,6 +45,18 @@ const LAST_PURGED_KEY: &[u8] = b"last_purged";
 /// The type configurations this store supports: openraft's default `u64` node ids and terms.
 pub trait StorageTypes: RaftTypeConfig<NodeId = u64, Term = u64> {}
 impl<C> StorageTypes for C where C: RaftTypeConfig<NodeId = u64, Term = u64> {}
+
+/// How one log entry is kept in the `log` tree: its sealed encoding itself, or a reference to
+/// a payload file holding it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+enum StoredEntry {
+    Inline(Vec<u8>),
+    External(PayloadRef),
+}
+
+fn log_value(stored: &StoredEntry) -> Vec<u8> {
+    envelope::encode(stored)
+}
 
 fn log_key(index: u64, chunk: u32) -> Vec<u8> {
     records::chunk_key(&index.to_be_bytes(), chunk)
@@ -114,11 +128,35 @@ impl<C: StorageTypes> LogStore<C> {
                 ),
             ));
         }
-        Ok(Self {
+        let store = Self {
             shared,
             last_purged,
             last_log,
-        })
+        };
+        store.remove_orphaned_payloads()?;
+        Ok(store)
+    }
+
+    /// Payload files no log entry refers to: left by a crash between writing the file and
+    /// committing its reference, or between dropping references and deleting files.
+    fn remove_orphaned_payloads(&self) -> Result<(), StorageError> {
+        let first = plus_one::<C>(self.last_purged.as_ref());
+        let end = plus_one::<C>(self.last_log.as_ref());
+        let referenced = |index: u64, name: &str| -> bool {
+            if index < first || index >= end {
+                return false;
+            }
+            let Ok(Some(bytes)) = self.shared.log.get(log_key(index, 0)) else {
+                return false;
+            };
+            // A reference fits in one chunk.
+            matches!(envelope::decode::<StoredEntry>(&bytes), Ok(StoredEntry::External(r)) if r.file == name)
+        };
+        let removed = payloads::remove_where(&self.shared.payload_dir, |index, name| !referenced(index, name))?;
+        if removed > 0 {
+            tracing::info!(removed, "removed orphaned log payload files");
+        }
+        Ok(())
     }
 
     fn reader(&self) -> LogReader<C> {
@@ -146,6 +184,7 @@ impl<C: StorageTypes> LogStore<C> {
             )));
         }
         let mut batch = sled::Batch::default();
+        let mut wrote_payloads = false;
         for entry in &entries {
             let index = entry.index();
             if let Some(next) = expected
@@ -156,10 +195,23 @@ impl<C: StorageTypes> LogStore<C> {
                 )));
             }
             let sealed = envelope::encode(entry);
-            for (chunk, piece) in records::chunks(&sealed) {
+            let stored = if sealed.len() > payloads::THRESHOLD {
+                wrote_payloads = true;
+                let dir = self.shared.payload_dir.clone();
+                let reference = tokio::task::spawn_blocking(move || payloads::write(&dir, index, &sealed))
+                    .await
+                    .map_err(|e| StorageError::Contract(format!("payload task failed: {e}")))??;
+                log_value(&StoredEntry::External(reference))
+            } else {
+                log_value(&StoredEntry::Inline(sealed))
+            };
+            for (chunk, piece) in records::chunks(&stored) {
                 batch.insert(log_key(index, chunk), piece);
             }
             expected = Some(index + 1);
+        }
+        if wrote_payloads {
+            payloads::sync(&self.shared.payload_dir)?;
         }
         let last = entries.last().expect("non-empty").log_id();
         self.shared
@@ -206,8 +258,17 @@ impl<C: StorageTypes> LogReader<C> {
                     .try_into()
                     .map_err(|_| StorageError::corrupted(db_path, "malformed log key"))?,
             );
-            let entry: C::Entry = envelope::decode(&bytes)
+            let stored: StoredEntry = envelope::decode(&bytes)
                 .map_err(|e| StorageError::corrupted(db_path, format!("log entry {index}: {e}")))?;
+            let (sealed, source) = match stored {
+                StoredEntry::Inline(sealed) => (sealed, db_path.clone()),
+                StoredEntry::External(reference) => (
+                    payloads::read(&self.shared.payload_dir, &reference)?,
+                    self.shared.payload_dir.join(&reference.file),
+                ),
+            };
+            let entry: C::Entry = envelope::decode(&sealed)
+                .map_err(|e| StorageError::corrupted(&source, format!("log entry {index}: {e}")))?;
             if entry.index() != index {
                 return Err(StorageError::corrupted(
                     db_path,
@@ -358,6 +419,7 @@ impl<C: StorageTypes> RaftLogStorage<C> for LogStore<C> {
             .apply_batch(batch)
             .map_err(self.shared.sled_error("truncate"))?;
         self.shared.flush_durable(|_| {}).await?;
+        payloads::remove_where(&self.shared.payload_dir, |index, _| index >= keep_through)?;
         self.last_log = new_last;
         Ok(())
     }
@@ -385,6 +447,8 @@ impl<C: StorageTypes> RaftLogStorage<C> for LogStore<C> {
                 marks.last_log = marks.last_log.max(purged_mark);
             })
             .await?;
+        let purged_through = log_id.index();
+        payloads::remove_where(&self.shared.payload_dir, |index, _| index <= purged_through)?;
         if self.last_log.as_ref().is_none_or(|last| last.index() < log_id.index()) {
             self.last_log = Some(log_id.clone());
         }

@@ -58,21 +58,51 @@ const RECORD_PREFIX: u8 = 0x01;
 /// Records per sled batch while filling a tree from a snapshot.
 const INSTALL_BATCH: usize = 4096;
 
+/// One recorded change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Change {
+    Put { value: Vec<u8>, fresh: bool },
+    Delete,
+}
+
 /// Record changes produced by applying entries: the last change to a key wins.
 #[derive(Debug, Default)]
 pub struct Changes {
-    records: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    records: BTreeMap<Vec<u8>, Change>,
 }
 
 impl Changes {
     /// Store `value` under `key`.
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.records.insert(key.into(), Some(value.into()));
+        self.records.insert(
+            key.into(),
+            Change::Put {
+                value: value.into(),
+                fresh: false,
+            },
+        );
+    }
+
+    /// Store `value` under a `key` that holds nothing in the store yet (for example a record
+    /// created by this very entry). The store then skips looking for older chunks of the key,
+    /// which is most of the cost of writing many new records. Wrong use leaves stale chunks
+    /// that fail their checksum at the next start, so only claim it when certain.
+    pub fn put_fresh(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        let key = key.into();
+        // A key changed earlier in the same apply call may already have chunks on disk.
+        let fresh = !self.records.contains_key(&key);
+        self.records.insert(
+            key,
+            Change::Put {
+                value: value.into(),
+                fresh,
+            },
+        );
     }
 
     /// Remove `key`.
     pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
-        self.records.insert(key.into(), None);
+        self.records.insert(key.into(), Change::Delete);
     }
 
     /// Number of distinct keys touched.
@@ -87,7 +117,10 @@ impl Changes {
 
     /// The changes in key order; `None` means delete.
     pub fn into_records(self) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> {
-        self.records.into_iter()
+        self.records.into_iter().map(|(key, change)| match change {
+            Change::Put { value, .. } => (key, Some(value)),
+            Change::Delete => (key, None),
+        })
     }
 }
 
@@ -299,15 +332,20 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
         let state = self.state.write().expect("state lock poisoned");
         let tree = &state.tree;
         let mut batch = sled::Batch::default();
-        for (key, value) in changes.records {
+        for (key, change) in changes.records {
             let base = record_base(&key);
             let mut chunk_count = 0u32;
-            if let Some(value) = value {
+            let mut fresh_key = false;
+            if let Change::Put { value, fresh } = change {
+                fresh_key = fresh;
                 let sealed = envelope::seal(&value);
                 for (chunk, piece) in records::chunks(&sealed) {
                     batch.insert(records::chunk_key(&base, chunk), piece);
                     chunk_count = chunk + 1;
                 }
+            }
+            if fresh_key {
+                continue;
             }
             // Remove chunks a longer earlier value left behind (or all of them on delete).
             for row in tree.scan_prefix(&base) {
@@ -512,21 +550,29 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> RaftStateMachine<C> for StateMach
     where
         Strm: Stream<Item = Result<EntryResponder<C>, io::Error>> + Unpin + OptionalSend,
     {
-        let mut changes = Changes::default();
-        let mut responses = Vec::new();
+        let mut batch = Vec::new();
         while let Some(item) = entries.next().await {
-            let (entry, responder) = item?;
-            let log_id = entry.log_id();
-            if let Some(membership) = entry.get_membership() {
-                self.membership = StoredMembership::new(Some(log_id.clone()), membership.clone());
-            }
-            let response = self.logic.apply(&entry, &mut changes);
-            self.applied = Some(log_id);
-            if let Some(responder) = responder {
-                responses.push((responder, response));
-            }
+            batch.push(item?);
         }
-        self.persist(changes)?;
+        // Applying a large batch and writing its records is long synchronous work; keep it off
+        // the async workers so heartbeats and replication do not stall behind it.
+        let responses = run_blocking(|| -> Result<_, StorageError> {
+            let mut changes = Changes::default();
+            let mut responses = Vec::with_capacity(batch.len());
+            for (entry, responder) in batch {
+                let log_id = entry.log_id();
+                if let Some(membership) = entry.get_membership() {
+                    self.membership = StoredMembership::new(Some(log_id.clone()), membership.clone());
+                }
+                let response = self.logic.apply(&entry, &mut changes);
+                self.applied = Some(log_id);
+                if let Some(responder) = responder {
+                    responses.push((responder, response));
+                }
+            }
+            self.persist(changes)?;
+            Ok(responses)
+        })?;
         // Durable before anyone can read it: a replica must never serve a revision it could
         // forget in a crash (DESIGN.md I3, "not even across its own restart").
         self.shared.flush_durable(|_| {}).await?;
@@ -557,6 +603,17 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> RaftStateMachine<C> for StateMach
         let path = self.shared.snapshot_dir.join(&file_name);
         let snapshot = SnapshotFile::open(&path)?;
         Ok(Some(Snapshot { meta, snapshot }))
+    }
+}
+
+/// Run `work` where blocking is allowed: in place on a multi-threaded runtime (other tasks
+/// move to another worker), directly otherwise.
+fn run_blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 

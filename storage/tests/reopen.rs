@@ -169,3 +169,82 @@ async fn truncation_lowers_the_witness_so_a_legitimately_shorter_log_reopens() {
     let (mut log, _sm) = open(dir.path()).unwrap();
     assert_eq!(log.get_log_state().await.unwrap().last_log_id, Some(log_id(1, 4)));
 }
+
+fn payload_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("log-payloads"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_entries_live_in_payload_files_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "LARGE-PAYLOAD-".repeat(50_000);
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        append(
+            &mut log,
+            vec![
+                normal(1, 1, "a", "1"),
+                normal(1, 2, "big", &huge),
+                normal(1, 3, "c", "3"),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(payload_files(dir.path()).len(), 1, "only the large entry leaves sled");
+    }
+    let (mut log, _sm) = open(dir.path()).unwrap();
+    let entries = log.try_get_log_entries(1..4).await.unwrap();
+    assert!(
+        matches!(&entries[1].payload, openraft::EntryPayload::Normal(p) if p.value.as_deref() == Some(huge.as_str()))
+    );
+
+    log.truncate_after(Some(log_id(1, 1))).await.unwrap();
+    assert!(
+        payload_files(dir.path()).is_empty(),
+        "truncation removes the payload file"
+    );
+    append(&mut log, vec![normal(2, 2, "big", &huge)]).await.unwrap();
+    log.purge(log_id(2, 2)).await.unwrap();
+    assert!(payload_files(dir.path()).is_empty(), "purge removes the payload file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_payload_file_refuses_to_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        append(&mut log, vec![normal(1, 1, "big", &"DAMAGE-ME-".repeat(40_000))])
+            .await
+            .unwrap();
+    }
+    let file = payload_files(dir.path()).pop().unwrap();
+    flip_byte_of(&file, b"DAMAGE-ME-DAMAGE-ME-");
+    let err = open(dir.path()).err().expect("must refuse");
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphaned_payload_files_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        append(&mut log, vec![normal(1, 1, "big", &"x".repeat(400_000))])
+            .await
+            .unwrap();
+    }
+    let orphan = dir
+        .path()
+        .join("log-payloads/00000000000000000009.00000000deadbeef.entry");
+    std::fs::write(&orphan, b"left behind by a crash").unwrap();
+    let (mut log, _sm) = open(dir.path()).unwrap();
+    assert!(!orphan.exists());
+    assert_eq!(payload_files(dir.path()).len(), 1, "the referenced file stays");
+    assert_eq!(log.try_get_log_entries(1..2).await.unwrap().len(), 1);
+}
