@@ -21,6 +21,8 @@ use ta_raft::workload::BatchShape;
 use ta_raft::workload::new_targets;
 
 struct Settings {
+    /// Run each replica as its own `raft-replica` process instead of in this process.
+    processes: bool,
     rounds: usize,
     sizes: Vec<usize>,
     labels: usize,
@@ -30,6 +32,7 @@ struct Settings {
 
 fn settings() -> Settings {
     let mut s = Settings {
+        processes: false,
         rounds: 30,
         sizes: vec![100, 1000, 10_000],
         labels: 40,
@@ -46,6 +49,11 @@ fn settings() -> Settings {
             "--labels" => s.labels = value.parse().expect("--labels N"),
             "--failovers" => s.failovers = value.parse().expect("--failovers N"),
             "--dir" => s.dir = PathBuf::from(value),
+            "--processes" => {
+                s.processes = true;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1;
                 continue;
@@ -190,8 +198,8 @@ async fn commit_latency(settings: &Settings) {
     println!(
         "\n## Sustained throughput: batches proposed back to back, each after the previous applied on the leader\n"
     );
-    println!("| targets/batch | batches | seconds | targets/s |");
-    println!("|---:|---:|---:|---:|");
+    println!("| targets/batch | batches | seconds | targets/s | leader changes |");
+    println!("|---:|---:|---:|---:|---:|");
     for &size in &settings.sizes {
         let shape = shape_of(size);
         let commands: Vec<_> = (0..settings.rounds)
@@ -200,12 +208,23 @@ async fn commit_latency(settings: &Settings) {
         next += (settings.rounds * size) as u64;
         settle(&replicas).await;
         let started = Instant::now();
+        let mut leader_changes = 0;
+        let mut current = lead;
         for command in commands {
-            replicas[lead].propose(command).await.expect("commit");
+            loop {
+                match replicas[current].propose(command.clone()).await {
+                    Ok(_) => break,
+                    Err(ta_raft::ProposeError::NotLeader { .. }) => {
+                        leader_changes += 1;
+                        current = leader(&replicas, &[0, 1, 2]).await;
+                    }
+                    Err(e) => panic!("commit failed: {e}"),
+                }
+            }
         }
         let took = started.elapsed();
         println!(
-            "| {size} | {} | {:.2} | {:.0} |",
+            "| {size} | {} | {:.2} | {:.0} | {leader_changes} |",
             settings.rounds,
             took.as_secs_f64(),
             (size * settings.rounds) as f64 / took.as_secs_f64()
@@ -216,6 +235,18 @@ async fn commit_latency(settings: &Settings) {
     println!("\ntable size at the end: {sizes:?} targets per replica");
     for replica in &replicas {
         replica.shutdown().await;
+    }
+}
+
+/// A freshly elected leader may refuse a proposal until its first entry commits; retry.
+async fn commit_with_retry(replica: &Replica, command: ta_raft::Command) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match replica.propose(command.clone()).await {
+            Ok(_) => return,
+            Err(e) => assert!(Instant::now() < deadline, "could not commit: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -237,10 +268,7 @@ async fn failover(settings: &Settings) {
             targets: 100,
             ..BatchShape::default()
         };
-        replicas[lead]
-            .propose(new_targets(round as u64, 0, &shape))
-            .await
-            .expect("commit");
+        commit_with_retry(&replicas[lead], new_targets(round as u64, 0, &shape)).await;
         // Let heartbeats settle so every round starts from a steady state.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let survivors: Vec<usize> = (0..3).filter(|&i| i != lead).collect();
@@ -248,16 +276,7 @@ async fn failover(settings: &Settings) {
         replicas[lead].shutdown().await;
         let new_leader = leader(&replicas, &survivors).await;
         elected.push(stopped_at.elapsed());
-        loop {
-            if replicas[new_leader]
-                .propose(new_targets(round as u64, 100, &shape))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        commit_with_retry(&replicas[new_leader], new_targets(round as u64, 100, &shape)).await;
         committed.push(stopped_at.elapsed());
         for &i in &survivors {
             replicas[i].shutdown().await;
@@ -279,14 +298,192 @@ async fn failover(settings: &Settings) {
     );
 }
 
+/// Commit latency with every replica in its own process (as deployed: one per pod), measured
+/// through the dev API of the leader: upload of the command, decode, commit.
+mod processes {
+    use super::*;
+    use std::process::Child;
+    use std::process::Command as Process;
+
+    pub struct ProcessCluster {
+        children: Vec<Child>,
+        clients: Vec<String>,
+        http: reqwest::Client,
+        _root: tempfile::TempDir,
+    }
+
+    impl Drop for ProcessCluster {
+        fn drop(&mut self) {
+            for child in &mut self.children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    fn binary() -> PathBuf {
+        // target/release/deps/commit-<hash> → target/release/raft-replica
+        let exe = std::env::current_exe().expect("bench path");
+        let path = exe
+            .parent()
+            .and_then(|p| p.parent())
+            .expect("target dir")
+            .join("raft-replica");
+        assert!(
+            path.exists(),
+            "{} not found: run `cargo build --release -p ta-raft --bins` first",
+            path.display()
+        );
+        path
+    }
+
+    pub async fn start(dir: &std::path::Path) -> ProcessCluster {
+        let root = tempfile::tempdir_in(dir).expect("bench dir");
+        let peer: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let client: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut children = Vec::new();
+        for i in 0..3 {
+            let mut command = Process::new(binary());
+            command
+                .arg("--name")
+                .arg(format!("ta-{i}"))
+                .arg("--data-dir")
+                .arg(root.path().join(format!("ta-{i}")))
+                .arg("--peer-listen")
+                .arg(format!("127.0.0.1:{}", peer[i]))
+                .arg("--client-listen")
+                .arg(format!("127.0.0.1:{}", client[i]))
+                .env("RUST_LOG", "warn")
+                .stderr(std::process::Stdio::null());
+            for (j, port) in peer.iter().enumerate() {
+                command.arg("--peer").arg(format!("ta-{j}=http://127.0.0.1:{port}"));
+            }
+            children.push(command.spawn().expect("spawn raft-replica"));
+        }
+        ProcessCluster {
+            children,
+            clients: client.iter().map(|p| format!("http://127.0.0.1:{p}")).collect(),
+            http: reqwest::Client::new(),
+            _root: root,
+        }
+    }
+
+    impl ProcessCluster {
+        async fn status(&self, i: usize) -> Option<serde_json::Value> {
+            self.http
+                .get(format!("{}/status", self.clients[i]))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()
+        }
+
+        pub async fn leader(&self) -> usize {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                for i in 0..3 {
+                    if self.status(i).await.is_some_and(|s| s["role"] == "Leader") {
+                        return i;
+                    }
+                }
+                assert!(Instant::now() < deadline, "no leader");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        pub async fn settle(&self) {
+            loop {
+                let mut applied = Vec::new();
+                let mut last = Vec::new();
+                for i in 0..3 {
+                    let s = self.status(i).await.unwrap_or_default();
+                    applied.push(s["applied"].as_u64());
+                    last.push(s["last_log_index"].as_u64());
+                }
+                let newest = last.iter().flatten().max().copied();
+                if applied.iter().all(|a| *a == newest) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+
+        pub async fn propose(&self, leader: usize, body: Vec<u8>, wait: &str) {
+            let response = self
+                .http
+                .post(format!("{}/propose?wait={wait}", self.clients[leader]))
+                .body(body)
+                .send()
+                .await
+                .expect("propose");
+            assert!(response.status().is_success(), "propose failed: {}", response.status());
+        }
+    }
+
+    pub async fn commit_latency(settings: &Settings) {
+        let cluster = start(&settings.dir).await;
+        let lead = cluster.leader().await;
+        println!(
+            "\n## Commit latency, one process per replica: 3 replicas, {} labels per target, {} batches per size\n",
+            settings.labels, settings.rounds
+        );
+        println!("Measured by the client of the leader's dev API: upload and decode of the command, then");
+        println!("commit (durable on a quorum) or apply (applied and fsync'd on the leader).\n");
+        println!("| targets/batch | encoded | commit p50 ms | p90 | p99 | max | applied p50 ms | max |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let mut next = 0u64;
+        for &size in &settings.sizes {
+            let shape = BatchShape {
+                targets: size,
+                labels_per_target: settings.labels,
+                collectors: 3,
+                jobs: 10,
+            };
+            let mut figures = Figures {
+                commit: Vec::new(),
+                applied: Vec::new(),
+            };
+            let mut encoded = 0;
+            for round in 0..settings.rounds + 2 {
+                for wait in ["commit", "apply"] {
+                    let body = ta_raft::network::wire::encode(&new_targets(42, next, &shape));
+                    next += size as u64;
+                    encoded = body.len();
+                    cluster.settle().await;
+                    let started = Instant::now();
+                    cluster.propose(lead, body, wait).await;
+                    if round >= 2 {
+                        match wait {
+                            "commit" => figures.commit.push(started.elapsed()),
+                            _ => figures.applied.push(started.elapsed()),
+                        }
+                    }
+                }
+            }
+            println!("{}", row(size, encoded, figures));
+        }
+    }
+}
+
 fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+    }
     let settings = settings();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        commit_latency(&settings).await;
-        failover(&settings).await;
+        if settings.processes {
+            processes::commit_latency(&settings).await;
+        } else {
+            commit_latency(&settings).await;
+            failover(&settings).await;
+        }
     });
 }

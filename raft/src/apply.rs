@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 
 use crate::command::Command;
+use crate::command::CommandBody;
 use crate::command::Conflict;
 use crate::command::ConflictReason;
 use crate::command::Decision;
@@ -59,9 +60,24 @@ pub fn apply(table: &Table, index: u64, command: &Command) -> Transition {
 /// [`apply`], sharing label strings through `interner` (a cache: the result is the same
 /// with any interner).
 pub fn apply_interned(table: &Table, index: u64, command: &Command, interner: &mut Interner) -> Transition {
-    let mut applier = BatchApplier::new(table, command, interner);
+    let body = match command.body() {
+        Ok(body) => body,
+        Err(reason) => {
+            return Transition {
+                table: table.clone(),
+                outcome: Outcome::Rejected {
+                    conflicts: vec![Conflict {
+                        decision: usize::MAX,
+                        reason: ConflictReason::Undecodable(reason.to_string()),
+                    }],
+                },
+                changed: ChangedKeys::default(),
+            };
+        }
+    };
+    let mut applier = BatchApplier::new(table, body, interner);
     let mut conflicts = Vec::new();
-    for (position, decision) in command.decisions.iter().enumerate() {
+    for (position, decision) in body.decisions.iter().enumerate() {
         if let Err(reason) = applier.decide(decision) {
             conflicts.push(Conflict {
                 decision: position,
@@ -105,7 +121,7 @@ pub fn apply_interned(table: &Table, index: u64, command: &Command, interner: &m
 
 /// The state of applying one batch.
 struct BatchApplier<'c, 'i> {
-    command: &'c Command,
+    command: &'c CommandBody,
     interner: &'i mut Interner,
     working: Table,
     changed: ChangedKeys,
@@ -119,7 +135,7 @@ struct BatchApplier<'c, 'i> {
 }
 
 impl<'c, 'i> BatchApplier<'c, 'i> {
-    fn new(table: &Table, command: &'c Command, interner: &'i mut Interner) -> Self {
+    fn new(table: &Table, command: &'c CommandBody, interner: &'i mut Interner) -> Self {
         Self {
             command,
             interner,
@@ -311,6 +327,8 @@ impl<'c, 'i> BatchApplier<'c, 'i> {
 
 #[cfg(test)]
 mod tests {
+    use bincode::Options;
+
     use super::*;
     use crate::command::CommandBuilder;
     use crate::model::CollectorState;
@@ -505,7 +523,7 @@ mod tests {
     #[test]
     fn bad_string_references_are_rejected_not_panicking() {
         let table = with_collectors(&["c0"]);
-        let command = Command {
+        let command = Command::new(CommandBody {
             strings: vec!["job".into()],
             decisions: vec![Decision::UpsertTarget {
                 id: id(1),
@@ -514,11 +532,31 @@ mod tests {
                 collector: None,
                 expect: Expect::Anything,
             }],
-        };
+        });
         let t = apply(&table, 2, &command);
         assert!(
             matches!(&t.outcome, Outcome::Rejected { conflicts } if conflicts[0].reason == ConflictReason::BadStringRef(99))
         );
+    }
+
+    #[test]
+    fn an_undecodable_command_is_rejected_not_panicking() {
+        let table = with_collectors(&["c0"]);
+        let t = apply(&table, 2, &Command::from_encoded(vec![0xff, 0xff, 0xff]));
+        assert!(matches!(&t.outcome, Outcome::Rejected { conflicts }
+            if matches!(conflicts[0].reason, ConflictReason::Undecodable(_))));
+        assert_eq!(t.table, table);
+    }
+
+    #[test]
+    fn a_command_survives_the_wire_unchanged() {
+        let mut b = CommandBuilder::new();
+        add_target(&mut b, 1, "c0");
+        let command = b.build();
+        let bytes = ta_storage::envelope::codec().serialize(&command).unwrap();
+        let back: Command = ta_storage::envelope::codec().deserialize(&bytes).unwrap();
+        assert_eq!(back, command);
+        assert_eq!(back.body().unwrap(), command.body().unwrap());
     }
 
     #[test]

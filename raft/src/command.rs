@@ -7,6 +7,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
+use std::sync::OnceLock;
+
+use bincode::Options;
 
 use serde::Deserialize;
 use serde::Serialize;
@@ -17,11 +21,151 @@ use crate::model::TargetId;
 /// Index into [`Command::strings`].
 pub type StringRef = u32;
 
-/// One replicated batch of decisions, applied atomically: all of them or none.
+/// The decisions of one batch and the strings they reference.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Command {
+pub struct CommandBody {
     pub strings: Vec<String>,
     pub decisions: Vec<Decision>,
+}
+
+impl CommandBody {
+    /// The string a reference points at.
+    pub fn string(&self, reference: StringRef) -> Option<&str> {
+        self.strings.get(reference as usize).map(String::as_str)
+    }
+}
+
+/// One replicated batch of decisions, applied atomically: all of them or none.
+///
+/// A command travels as one byte blob. A batch of 10k targets (50k strings, 10k label
+/// vectors) would otherwise be deep-copied by every clone and re-encoded at every hop: the
+/// leader's storage, one log read per follower, the network, each follower's storage. Here
+/// the blob is encoded once, cloned by reference count, copied as bytes through every hop,
+/// and decoded into a [`CommandBody`] once per replica, when applied.
+#[derive(Clone)]
+pub struct Command {
+    inner: Arc<CommandInner>,
+}
+
+struct CommandInner {
+    encoded: OnceLock<Vec<u8>>,
+    body: OnceLock<Result<CommandBody, String>>,
+}
+
+impl Command {
+    /// A command from its decisions.
+    pub fn new(body: CommandBody) -> Self {
+        Self {
+            inner: Arc::new(CommandInner {
+                encoded: OnceLock::new(),
+                body: OnceLock::from(Ok(body)),
+            }),
+        }
+    }
+
+    /// A command from its encoded bytes; decoding waits until [`Command::body`].
+    pub fn from_encoded(encoded: Vec<u8>) -> Self {
+        Self {
+            inner: Arc::new(CommandInner {
+                encoded: OnceLock::from(encoded),
+                body: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The encoded bytes (computed once).
+    pub fn encoded(&self) -> &[u8] {
+        self.inner.encoded.get_or_init(|| {
+            let body = self.body().expect("a command built from decisions always has a body");
+            command_codec()
+                .serialize(body)
+                .expect("serializing into memory cannot fail")
+        })
+    }
+
+    /// The decisions, decoded on first use. An undecodable blob (only possible from a bug or
+    /// a peer speaking another format) is an error for `apply` to reject, never a panic.
+    pub fn body(&self) -> Result<&CommandBody, &str> {
+        self.inner
+            .body
+            .get_or_init(|| {
+                let encoded = self.inner.encoded.get().expect("a command has a body or its encoding");
+                command_codec()
+                    .deserialize(encoded)
+                    .map_err(|e| format!("command does not decode: {e}"))
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+/// Commands use bincode with variable-length integers: most string references fit in two
+/// bytes instead of four, most lengths in one byte instead of eight.
+fn command_codec() -> impl bincode::Options + Copy {
+    bincode::DefaultOptions::new()
+        .with_varint_encoding()
+        .with_limit(1 << 30)
+}
+
+impl PartialEq for Command {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner) || self.encoded() == other.encoded()
+    }
+}
+
+impl Eq for Command {}
+
+impl Default for Command {
+    fn default() -> Self {
+        Self::new(CommandBody::default())
+    }
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.body() {
+            Ok(body) => f
+                .debug_struct("Command")
+                .field("decisions", &body.decisions.len())
+                .field("strings", &body.strings.len())
+                .finish(),
+            Err(e) => f.debug_struct("Command").field("error", &e).finish(),
+        }
+    }
+}
+
+impl Serialize for Command {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.encoded())
+    }
+}
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BytesVisitor;
+        impl<'de> serde::de::Visitor<'de> for BytesVisitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an encoded command")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(bytes.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(bytes)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(byte) = seq.next_element()? {
+                    bytes.push(byte);
+                }
+                Ok(bytes)
+            }
+        }
+        deserializer
+            .deserialize_byte_buf(BytesVisitor)
+            .map(Command::from_encoded)
+    }
 }
 
 /// A precondition on a target's current state, checked when the batch is applied. A plan
@@ -73,14 +217,10 @@ pub enum Decision {
 
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "batch({} decisions)", self.decisions.len())
-    }
-}
-
-impl Command {
-    /// The string a reference points at.
-    pub fn string(&self, reference: StringRef) -> Option<&str> {
-        self.strings.get(reference as usize).map(String::as_str)
+        match self.body() {
+            Ok(body) => write!(f, "batch({} decisions)", body.decisions.len()),
+            Err(_) => write!(f, "batch(undecodable, {} bytes)", self.encoded().len()),
+        }
     }
 }
 
@@ -132,6 +272,8 @@ pub enum ConflictReason {
     DuplicateTarget(TargetId),
     #[error("string reference {0} is outside the batch string table")]
     BadStringRef(StringRef),
+    #[error("{0}")]
+    Undecodable(String),
 }
 
 /// Builds a [`Command`], interning strings into its table.
@@ -244,9 +386,9 @@ impl CommandBuilder {
     }
 
     pub fn build(self) -> Command {
-        Command {
+        Command::new(CommandBody {
             strings: self.strings,
             decisions: self.decisions,
-        }
+        })
     }
 }

@@ -87,6 +87,12 @@ struct TableQuery {
     consistency: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct ProposeQuery {
+    /// `commit`: answer once the batch is durable on a quorum; default: once applied here.
+    wait: Option<String>,
+}
+
 /// The router of the dev API.
 pub fn router(replica: Arc<Replica>) -> Router {
     Router::new()
@@ -156,12 +162,25 @@ async fn table(State(replica): State<Arc<Replica>>, Query(query): Query<TableQue
     Json(TableView::from(&replica.table())).into_response()
 }
 
-async fn propose(State(replica): State<Arc<Replica>>, body: Bytes) -> Response {
+async fn propose(State(replica): State<Arc<Replica>>, Query(query): Query<ProposeQuery>, body: Bytes) -> Response {
     let command: Command = match wire::decode(&body, wire::APPEND_BODY_LIMIT) {
         Ok(command) => command,
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
-    match replica.propose(command).await {
+    let result = match query.wait.as_deref() {
+        Some("commit") => match replica.submit(command).await {
+            Ok(mut proposal) => match proposal.committed().await {
+                Ok(index) => Ok(crate::command::Response {
+                    revision: index,
+                    outcome: crate::command::Outcome::Unchanged,
+                }),
+                Err(_) => proposal.applied().await,
+            },
+            Err(e) => Err(e),
+        },
+        _ => replica.propose(command).await,
+    };
+    match result {
         Ok(response) => Json(ProposeReply::Committed {
             revision: response.revision,
             outcome: format!("{:?}", response.outcome),

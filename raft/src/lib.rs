@@ -29,6 +29,7 @@ pub mod types;
 pub mod workload;
 
 pub use command::Command;
+pub use command::CommandBody;
 pub use command::CommandBuilder;
 pub use command::Expect;
 pub use command::Outcome;

@@ -108,6 +108,14 @@ impl Shared {
         .map_err(|e| StorageError::Contract(format!("witness task failed: {e}")))?
     }
 
+    /// [`Shared::lower_witness`] for synchronous callers (opening the store).
+    pub fn lower_witness_now(&self, lower: impl FnOnce(&mut Marks)) -> Result<(), StorageError> {
+        let mut witness = self.witness.lock().expect("witness lock poisoned");
+        let mut marks = witness.marks();
+        lower(&mut marks);
+        witness.record(marks)
+    }
+
     pub fn witness_marks(&self) -> Marks {
         self.witness.lock().expect("witness lock poisoned").marks()
     }

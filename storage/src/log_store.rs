@@ -382,7 +382,10 @@ impl<C: StorageTypes> RaftLogStorage<C> for LogStore<C> {
     {
         // Durable before the callback and before returning: nothing is ever in flight, which
         // rules out openraft#2118 and #1252 (crates.md §1.10).
-        match self.append_entries(entries.into_iter().collect()).await {
+        let started = std::time::Instant::now();
+        let result = self.append_entries(entries.into_iter().collect()).await;
+        tracing::debug!(elapsed = ?started.elapsed(), "log append durable");
+        match result {
             Ok(()) => {
                 callback.io_completed(Ok(()));
                 Ok(())

@@ -54,6 +54,10 @@ const STATE_TREE_KEY: &[u8] = b"state_tree";
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
 const APPLIED_KEY: &[u8] = b"\x00applied";
 const MEMBERSHIP_KEY: &[u8] = b"\x00membership";
+/// Present while a large apply is being written in sub-batches.
+const TORN_APPLY_KEY: &[u8] = b"\x00torn-apply";
+/// Records per sled batch of one apply (bounds how long sled's global write lock is held).
+const PERSIST_BATCH_RECORDS: usize = 512;
 const RECORD_PREFIX: u8 = 0x01;
 /// Records per sled batch while filling a tree from a snapshot.
 const INSTALL_BATCH: usize = 4096;
@@ -276,10 +280,13 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
                     .map_err(shared.sled_error("drop stale state tree"))?;
             }
         }
-        let tree = shared
+        let mut tree = shared
             .db
             .open_tree(&current)
             .map_err(shared.sled_error("open state tree"))?;
+        if read_reserved::<bool>(&tree, TORN_APPLY_KEY, &shared)?.unwrap_or(false) {
+            tree = rebuild_after_torn_apply::<C>(&shared, generation)?;
+        }
         let applied: Option<LogIdOf<C>> = read_reserved::<Option<LogIdOf<C>>>(&tree, APPLIED_KEY, &shared)?.flatten();
         let membership: StoredMembershipOf<C> = read_reserved(&tree, MEMBERSHIP_KEY, &shared)?.unwrap_or_default();
 
@@ -303,6 +310,7 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
             &shared.db_path,
         )?;
 
+        let generation = state_generation(&shared)?;
         Ok(Self {
             shared,
             state: Arc::new(RwLock::new(StateTree { generation, tree })),
@@ -318,6 +326,19 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
         &self.logic
     }
 
+    /// Leave the state tree as a crash between the sub-batches of a large apply would.
+    /// Fault injection for tests only.
+    #[doc(hidden)]
+    pub fn simulate_torn_apply(&self) -> Result<(), StorageError> {
+        let state = self.state.read().expect("state lock poisoned");
+        state
+            .tree
+            .insert(records::chunk_key(TORN_APPLY_KEY, 0), envelope::encode(&true))
+            .map_err(self.shared.sled_error("mark apply"))?;
+        state.tree.flush().map_err(self.shared.sled_error("flush"))?;
+        Ok(())
+    }
+
     fn builder(&self) -> SnapshotBuilder<C> {
         SnapshotBuilder {
             shared: Arc::clone(&self.shared),
@@ -327,44 +348,76 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
         }
     }
 
-    /// Write `changes` plus the applied id and membership to the current tree in one batch.
+    /// Write `changes` plus the applied id and membership to the current tree.
+    ///
+    /// Small updates are one atomic batch. sled 0.34's `apply_batch` holds a process-wide
+    /// write lock for its whole duration, so a large update (a 10k-target batch) is written in
+    /// sub-batches, bracketed by the torn-apply marker: the Raft log's own writes get the lock
+    /// in between and heartbeats keep flowing. A crash between the brackets leaves the marker,
+    /// and the next start rebuilds the state from the snapshot and the log (see `open`).
     fn persist(&self, changes: Changes) -> Result<(), StorageError> {
         let state = self.state.write().expect("state lock poisoned");
         let tree = &state.tree;
-        let mut batch = sled::Batch::default();
-        for (key, change) in changes.records {
-            let base = record_base(&key);
-            let mut chunk_count = 0u32;
-            let mut fresh_key = false;
-            if let Change::Put { value, fresh } = change {
-                fresh_key = fresh;
-                let sealed = envelope::seal(&value);
-                for (chunk, piece) in records::chunks(&sealed) {
-                    batch.insert(records::chunk_key(&base, chunk), piece);
-                    chunk_count = chunk + 1;
-                }
-            }
-            if fresh_key {
-                continue;
-            }
-            // Remove chunks a longer earlier value left behind (or all of them on delete).
-            for row in tree.scan_prefix(&base) {
-                let (stored_key, _) = row.map_err(self.shared.sled_error("read state"))?;
-                if let Some((_, chunk)) = records::split_chunk_key(&stored_key)
-                    && chunk >= chunk_count
-                {
-                    batch.remove(stored_key);
-                }
-            }
+        let records: Vec<(Vec<u8>, Change)> = changes.records.into_iter().collect();
+        let bracketed = records.len() > PERSIST_BATCH_RECORDS;
+        if bracketed {
+            tree.insert(records::chunk_key(TORN_APPLY_KEY, 0), envelope::encode(&true))
+                .map_err(self.shared.sled_error("mark apply"))?;
         }
-        batch.insert(records::chunk_key(APPLIED_KEY, 0), envelope::encode(&self.applied));
-        batch.insert(
-            records::chunk_key(MEMBERSHIP_KEY, 0),
-            envelope::encode(&self.membership),
-        );
-        tree.apply_batch(batch).map_err(self.shared.sled_error("apply"))?;
+        let mut pending = records.into_iter().peekable();
+        loop {
+            let mut batch = sled::Batch::default();
+            for (key, change) in pending.by_ref().take(PERSIST_BATCH_RECORDS) {
+                self.add_record(tree, &mut batch, &key, change)?;
+            }
+            if pending.peek().is_none() {
+                batch.insert(records::chunk_key(APPLIED_KEY, 0), envelope::encode(&self.applied));
+                batch.insert(
+                    records::chunk_key(MEMBERSHIP_KEY, 0),
+                    envelope::encode(&self.membership),
+                );
+                if bracketed {
+                    batch.remove(records::chunk_key(TORN_APPLY_KEY, 0));
+                }
+                tree.apply_batch(batch).map_err(self.shared.sled_error("apply"))?;
+                break;
+            }
+            tree.apply_batch(batch).map_err(self.shared.sled_error("apply"))?;
+        }
         let applied = self.applied.as_ref().map(|l| l.index + 1).unwrap_or(0);
         self.shared.applied_written.fetch_max(applied, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Add one record change to `batch`.
+    fn add_record(
+        &self,
+        tree: &sled::Tree,
+        batch: &mut sled::Batch,
+        key: &[u8],
+        change: Change,
+    ) -> Result<(), StorageError> {
+        let base = record_base(key);
+        let mut chunk_count = 0u32;
+        if let Change::Put { value, fresh } = change {
+            let sealed = envelope::seal(&value);
+            for (chunk, piece) in records::chunks(&sealed) {
+                batch.insert(records::chunk_key(&base, chunk), piece);
+                chunk_count = chunk + 1;
+            }
+            if fresh {
+                return Ok(());
+            }
+        }
+        // Remove chunks a longer earlier value left behind (or all of them on delete).
+        for row in tree.scan_prefix(&base) {
+            let (stored_key, _) = row.map_err(self.shared.sled_error("read state"))?;
+            if let Some((_, chunk)) = records::split_chunk_key(&stored_key)
+                && chunk >= chunk_count
+            {
+                batch.remove(stored_key);
+            }
+        }
         Ok(())
     }
 
@@ -383,36 +436,7 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
             if snapshot.path() != fill_path {
                 copy_snapshot(&snapshot, &fill_path)?;
             }
-            let local = SnapshotFile::open(&fill_path)?;
-            let name = state_tree_name(next_generation);
-            fill_shared
-                .db
-                .drop_tree(name.as_bytes())
-                .map_err(fill_shared.sled_error("drop tree"))?;
-            let tree = fill_shared
-                .db
-                .open_tree(&name)
-                .map_err(fill_shared.sled_error("open state tree"))?;
-            let reader = SnapshotReader::new(local.reader(), &fill_path)?;
-            let mut batch = sled::Batch::default();
-            let mut pending = 0;
-            for record in reader {
-                let (key, value) = record?;
-                let base = record_base(&key);
-                for (chunk, piece) in records::chunks(&envelope::seal(&value)) {
-                    batch.insert(records::chunk_key(&base, chunk), piece);
-                }
-                pending += 1;
-                if pending == INSTALL_BATCH {
-                    tree.apply_batch(std::mem::take(&mut batch))
-                        .map_err(fill_shared.sled_error("install"))?;
-                    pending = 0;
-                }
-            }
-            batch.insert(records::chunk_key(APPLIED_KEY, 0), envelope::encode(&applied));
-            batch.insert(records::chunk_key(MEMBERSHIP_KEY, 0), envelope::encode(&membership));
-            tree.apply_batch(batch).map_err(fill_shared.sled_error("install"))?;
-            Ok(tree)
+            fill_tree::<C>(&fill_shared, next_generation, Some(&fill_path), &applied, &membership)
         })
         .await
         .map_err(|e| StorageError::Contract(format!("snapshot install task failed: {e}")))??;
@@ -462,6 +486,49 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
         remove_other_snapshots(&shared, &file_name);
         Ok(())
     }
+}
+
+/// Create the state tree of `generation` (dropping any leftover), fill it with the records of
+/// the snapshot at `snapshot` (or none), and stamp it with `applied` and `membership`.
+fn fill_tree<C: StorageTypes>(
+    shared: &Shared,
+    generation: u64,
+    snapshot: Option<&std::path::Path>,
+    applied: &Option<LogIdOf<C>>,
+    membership: &StoredMembershipOf<C>,
+) -> Result<sled::Tree, StorageError> {
+    let name = state_tree_name(generation);
+    shared
+        .db
+        .drop_tree(name.as_bytes())
+        .map_err(shared.sled_error("drop tree"))?;
+    let tree = shared
+        .db
+        .open_tree(&name)
+        .map_err(shared.sled_error("open state tree"))?;
+    let mut batch = sled::Batch::default();
+    if let Some(path) = snapshot {
+        let local = SnapshotFile::open(path)?;
+        let reader = SnapshotReader::new(local.reader(), path)?;
+        let mut pending = 0;
+        for record in reader {
+            let (key, value) = record?;
+            let base = record_base(&key);
+            for (chunk, piece) in records::chunks(&envelope::seal(&value)) {
+                batch.insert(records::chunk_key(&base, chunk), piece);
+            }
+            pending += 1;
+            if pending == INSTALL_BATCH {
+                tree.apply_batch(std::mem::take(&mut batch))
+                    .map_err(shared.sled_error("install"))?;
+                pending = 0;
+            }
+        }
+    }
+    batch.insert(records::chunk_key(APPLIED_KEY, 0), envelope::encode(applied));
+    batch.insert(records::chunk_key(MEMBERSHIP_KEY, 0), envelope::encode(membership));
+    tree.apply_batch(batch).map_err(shared.sled_error("install"))?;
+    Ok(tree)
 }
 
 fn snapshot_file_name<C: StorageTypes>(meta: &SnapshotMetaOf<C>) -> String {
@@ -604,6 +671,45 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> RaftStateMachine<C> for StateMach
         let snapshot = SnapshotFile::open(&path)?;
         Ok(Some(Snapshot { meta, snapshot }))
     }
+}
+
+/// The current state-tree generation recorded in `meta`.
+fn state_generation(shared: &Shared) -> Result<u64, StorageError> {
+    Ok(shared.meta_get(STATE_TREE_KEY)?.unwrap_or(0))
+}
+
+/// The last apply was interrupted between its sub-batches: the tree mixes two states. Rebuild
+/// it from the current snapshot (or empty), so openraft re-applies the committed log after it.
+/// The log after a snapshot is never purged, so nothing is lost.
+fn rebuild_after_torn_apply<C: StorageTypes>(shared: &Shared, generation: u64) -> Result<sled::Tree, StorageError> {
+    let snapshot: Option<(String, SnapshotMetaOf<C>)> = shared.meta_get(SNAPSHOT_KEY)?;
+    tracing::warn!(
+        snapshot = ?snapshot.as_ref().map(|(file, _)| file),
+        "the last apply was interrupted; rebuilding the state machine from the snapshot and the log"
+    );
+    let next = generation + 1;
+    let (path, applied, membership) = match &snapshot {
+        Some((file, meta)) => (
+            Some(shared.snapshot_dir.join(file)),
+            meta.last_log_id.clone(),
+            meta.last_membership.clone(),
+        ),
+        None => (None, None, StoredMembershipOf::<C>::default()),
+    };
+    let tree = fill_tree::<C>(shared, next, path.as_deref(), &applied, &membership)?;
+    shared.db.flush().map_err(shared.sled_error("flush"))?;
+    let applied_mark = applied.as_ref().map(|l| l.index + 1).unwrap_or(0);
+    shared.lower_witness_now(|marks| marks.applied = marks.applied.min(applied_mark))?;
+    shared
+        .meta
+        .insert(STATE_TREE_KEY, envelope::encode(&next))
+        .map_err(shared.sled_error("switch state tree"))?;
+    shared.db.flush().map_err(shared.sled_error("flush"))?;
+    shared
+        .db
+        .drop_tree(state_tree_name(generation).as_bytes())
+        .map_err(shared.sled_error("drop torn state tree"))?;
+    Ok(tree)
 }
 
 /// Run `work` where blocking is allowed: in place on a multi-threaded runtime (other tasks

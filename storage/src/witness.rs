@@ -162,11 +162,18 @@ impl Witness {
         &self.path
     }
 
-    /// Durably record `marks` (pwrite of one slot, then fdatasync).
+    /// Record `marks`: pwrite of one slot, fdatasync'd when any mark moves backwards.
+    ///
+    /// The witness only has to be a lower bound of what is durable. Raising it needs no
+    /// fsync: after a power loss an unsynced raise is lost or torn, leaving the previous (lower,
+    /// still true) record in the other slot. Lowering must reach the disk before the data it
+    /// describes shrinks, or a crash in between would look like corruption.
     pub fn record(&mut self, marks: Marks) -> Result<(), StorageError> {
         if marks == self.marks && self.sequence > 0 {
             return Ok(());
         }
+        // Fields where the new record is below the current one.
+        let lowered = !self.marks.shortfalls(&marks).is_empty();
         let sequence = self.sequence + 1;
         let slot = encode_slot(sequence, marks);
         let offset = (sequence % 2) * SLOT_LEN as u64;
@@ -174,7 +181,13 @@ impl Witness {
         self.file
             .seek(SeekFrom::Start(offset))
             .and_then(|_| self.file.write_all(&slot))
-            .and_then(|_| self.file.sync_data())
+            .and_then(|_| {
+                if lowered || self.sequence == 0 {
+                    self.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            })
             .map_err(|e| StorageError::file(&path, "write witness", e))?;
         self.sequence = sequence;
         self.marks = marks;

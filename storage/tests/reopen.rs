@@ -248,3 +248,47 @@ async fn orphaned_payload_files_are_removed_at_open() {
     assert_eq!(payload_files(dir.path()).len(), 1, "the referenced file stays");
     assert_eq!(log.try_get_log_entries(1..2).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_large_apply_is_rebuilt_from_the_snapshot_and_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<Entry> = (1..=25)
+        .map(|i| normal(1, i, &format!("k{}", i % 5), &format!("v{i}")))
+        .collect();
+    let at_snapshot = {
+        let (mut log, mut sm) = open(dir.path()).unwrap();
+        append(&mut log, entries.clone()).await.unwrap();
+        apply(&mut sm, entries[..20].to_vec()).await;
+        let map_at_20 = sm.logic().map.clone();
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        apply(&mut sm, entries[20..].to_vec()).await;
+        sm.simulate_torn_apply().unwrap();
+        map_at_20
+    };
+
+    let (mut log, mut sm) = open(dir.path()).unwrap();
+    let (applied, _) = sm.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(1, 20)), "state rebuilt at the snapshot");
+    assert_eq!(sm.logic().map, at_snapshot);
+    let after = log.try_get_log_entries(21..26).await.unwrap();
+    assert_eq!(after.len(), 5, "the entries after the snapshot are there to re-apply");
+
+    // And the rebuilt state is a normal one: a clean restart keeps it.
+    drop((log, sm));
+    let (_log, mut sm) = open(dir.path()).unwrap();
+    assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, 20)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_apply_in_sub_batches_reopens_like_a_small_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<Entry> = (1..=2000).map(|i| normal(1, i, &format!("key-{i}"), "v")).collect();
+    {
+        let (mut log, mut sm) = open(dir.path()).unwrap();
+        append(&mut log, entries.clone()).await.unwrap();
+        apply(&mut sm, entries).await;
+    }
+    let (_log, mut sm) = open(dir.path()).unwrap();
+    assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, 2000)));
+    assert_eq!(sm.logic().map.len(), 2000);
+}

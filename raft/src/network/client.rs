@@ -273,7 +273,13 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         } else {
             option.soft_ttl().max(self.local.append_timeout)
         };
-        Ok(self.call(path::APPEND, rpc, timeout).await?)
+        let entries = rpc.entries.len();
+        let started = std::time::Instant::now();
+        let response = self.call(path::APPEND, rpc, timeout).await;
+        if entries > 0 {
+            tracing::debug!(target = self.target, entries, elapsed = ?started.elapsed(), "append RPC");
+        }
+        Ok(response?)
     }
 
     async fn vote(

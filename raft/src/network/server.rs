@@ -155,9 +155,15 @@ fn unavailable(error: impl std::fmt::Display) -> Rejection {
 
 async fn append(State(service): State<Arc<PeerService>>, body: Bytes) -> Response {
     let result = async {
+        let started = std::time::Instant::now();
         let request =
             service.open::<openraft::raft::AppendEntriesRequest<TypeConfig>>(&body, wire::APPEND_BODY_LIMIT)?;
+        let decoded = started.elapsed();
+        let entries = request.entries.len();
         let response = service.raft.append_entries(request).await.map_err(unavailable)?;
+        if entries > 0 {
+            tracing::debug!(entries, bytes = body.len(), ?decoded, total = ?started.elapsed(), "append handled");
+        }
         if !matches!(response, AppendEntriesResponse::HigherVote(_)) {
             service.contact.touch();
         }
