@@ -52,7 +52,7 @@ pub(crate) async fn run(context: std::sync::Arc<Context>, mut shutdown: tokio::s
                 return;
             }
             Ok(waiting) => {
-                if rounds % LOG_WAITING_EVERY == 0 {
+                if rounds.is_multiple_of(LOG_WAITING_EVERY) {
                     tracing::info!(name = %context.config.name, state = ?waiting, "waiting to join a cluster");
                 }
             }

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -22,6 +24,7 @@ use serde::Serialize;
 
 use crate::command::Command;
 use crate::config::ClusterConfig;
+use crate::config::RaftTimings;
 use crate::error::ProposeError;
 use crate::error::StartError;
 use crate::model::Table;
@@ -203,4 +206,111 @@ async fn propose(State(replica): State<Arc<Replica>>, Query(query): Query<Propos
 
 async fn transfer_leadership(State(replica): State<Arc<Replica>>) -> Json<bool> {
     Json(replica.transfer_leadership().await)
+}
+
+/// Command-line settings of one replica with the dev API.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(
+    version,
+    about = "One replica of the replicated assignment table, with a small JSON client API"
+)]
+pub struct ReplicaArgs {
+    /// This replica's stable name; must be one of the --peer names.
+    #[arg(long)]
+    pub name: String,
+    /// Data directory (created if missing).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Address of the peer (Raft) server.
+    #[arg(long)]
+    pub peer_listen: SocketAddr,
+    /// Address of the dev client API.
+    #[arg(long)]
+    pub client_listen: SocketAddr,
+    /// An initial member as NAME=URL; repeat for every replica (this one included).
+    #[arg(long = "peer", value_parser = parse_peer, required = true)]
+    pub peers: Vec<(String, String)>,
+    /// Heartbeat interval in milliseconds (default 150).
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Minimum election timeout in milliseconds (default 500).
+    #[arg(long)]
+    pub election_min_ms: Option<u64>,
+    /// Maximum election timeout in milliseconds (default 900).
+    #[arg(long)]
+    pub election_max_ms: Option<u64>,
+    /// Staleness lease in milliseconds (default 3000).
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
+    /// Build a snapshot after this many entries (default 5000).
+    #[arg(long)]
+    pub snapshot_after_entries: Option<u64>,
+    /// Entries kept in the log behind a snapshot (default 1000).
+    #[arg(long)]
+    pub keep_behind_snapshot: Option<u64>,
+}
+
+fn parse_peer(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(n, u)| (n.to_string(), u.to_string()))
+        .ok_or_else(|| format!("{s:?} is not NAME=URL"))
+}
+
+impl ReplicaArgs {
+    /// The cluster configuration these arguments describe.
+    pub fn cluster_config(&self) -> ClusterConfig {
+        let defaults = RaftTimings::default();
+        let ms = |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
+        let timings = RaftTimings {
+            heartbeat_interval: ms(self.heartbeat_ms, defaults.heartbeat_interval),
+            election_timeout_min: ms(self.election_min_ms, defaults.election_timeout_min),
+            election_timeout_max: ms(self.election_max_ms, defaults.election_timeout_max),
+            lease: ms(self.lease_ms, defaults.lease),
+            snapshot_after_entries: self.snapshot_after_entries.unwrap_or(defaults.snapshot_after_entries),
+            log_entries_kept_behind_snapshot: self
+                .keep_behind_snapshot
+                .unwrap_or(defaults.log_entries_kept_behind_snapshot),
+            ..defaults
+        };
+        ClusterConfig {
+            name: self.name.clone(),
+            data_dir: self.data_dir.clone(),
+            peer_listen_addr: self.peer_listen,
+            peers: self.peers.iter().cloned().collect::<BTreeMap<_, _>>(),
+            timings,
+        }
+    }
+}
+
+/// Log to stderr, filtered by `RUST_LOG` (default: info, openraft warnings).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Run one replica until SIGTERM or SIGINT; exit code 1 (with the reason) if it cannot start.
+pub async fn run_until_signal(args: ReplicaArgs) -> std::process::ExitCode {
+    let config = args.cluster_config();
+    match run(config, args.client_listen, shutdown_signal()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("replica {}: {e}", args.name);
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::SignalKind;
+    use tokio::signal::unix::signal;
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

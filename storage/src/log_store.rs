@@ -170,10 +170,7 @@ impl<C: StorageTypes> LogStore<C> {
         let Some(first) = entries.first() else {
             return Ok(());
         };
-        let mut expected = match &self.last_log {
-            Some(last) => Some(last.index() + 1),
-            None => None,
-        };
+        let mut expected = self.last_log.as_ref().map(|last| last.index() + 1);
         if let Some(next) = expected
             && first.index() != next
         {

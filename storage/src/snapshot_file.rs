@@ -22,6 +22,9 @@ use crate::witness::sync_directory;
 const MAGIC: &[u8; 8] = b"TASNAP\0\x01";
 const RECORD: u8 = 1;
 const END: u8 = 2;
+/// One state record: key and value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
 /// A single frame larger than this is treated as corruption rather than allocated.
 const MAX_FRAME: u32 = 256 << 20;
 
@@ -109,7 +112,7 @@ impl Read for PositionedReader {
 /// directory. Returns the number of records written.
 pub fn write_snapshot<I>(path: &Path, meta: &[u8], records: I) -> Result<u64, StorageError>
 where
-    I: IntoIterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>>,
+    I: IntoIterator<Item = Result<Record, StorageError>>,
 {
     let temporary = path.with_extension("tmp");
     let file = File::create(&temporary).map_err(|e| StorageError::file(&temporary, "create snapshot", e))?;
@@ -201,7 +204,7 @@ impl<R: Read> SnapshotReader<R> {
         &self.meta
     }
 
-    fn next_record(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn next_record(&mut self) -> Result<Option<Record>, StorageError> {
         let corrupted = |detail: String| StorageError::corrupted(&self.path, detail);
         let Some(frame) = read_frame(&mut self.input, &self.path)? else {
             return Err(corrupted("snapshot is truncated: no end frame".into()));
@@ -234,7 +237,7 @@ impl<R: Read> SnapshotReader<R> {
 }
 
 impl<R: Read> Iterator for SnapshotReader<R> {
-    type Item = Result<(Vec<u8>, Vec<u8>), StorageError>;
+    type Item = Result<Record, StorageError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -283,7 +286,7 @@ fn read_frame(input: &mut impl Read, path: &Path) -> Result<Option<Vec<u8>>, Sto
 mod tests {
     use super::*;
 
-    fn sample(n: usize) -> Vec<Result<(Vec<u8>, Vec<u8>), StorageError>> {
+    fn sample(n: usize) -> Vec<Result<Record, StorageError>> {
         (0..n)
             .map(|i| Ok((format!("key-{i}").into_bytes(), vec![i as u8; i * 10])))
             .collect()

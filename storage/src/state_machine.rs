@@ -212,7 +212,7 @@ fn read_reserved<T: serde::de::DeserializeOwned>(
 }
 
 /// Feed `records` to `restore`, turning the first read error into the result.
-fn restore_from<L>(
+fn restore_from(
     restore: impl FnOnce(&mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), String>,
     records: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StorageError>>,
     source: &std::path::Path,
@@ -304,7 +304,7 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
             ));
         }
         shared.applied_written.store(recovered_applied, Ordering::Release);
-        restore_from::<L>(
+        restore_from(
             |records| logic.restore(records),
             read_records(&tree, &shared),
             &shared.db_path,
@@ -443,7 +443,7 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
         shared.flush_durable(|_| {}).await?;
 
         // 2. Load the new records into the logic before anything points at them.
-        restore_from::<L>(
+        restore_from(
             |records| self.logic.restore(records),
             read_records(&tree, &shared),
             &path,

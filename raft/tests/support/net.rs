@@ -44,7 +44,7 @@ impl Network {
             tasks: Vec::new(),
         };
         for from in 0..size {
-            for to in 0..size {
+            for (to, &upstream) in upstream_ports.iter().enumerate() {
                 if from == to {
                     continue;
                 }
@@ -53,9 +53,7 @@ impl Network {
                 let link = Arc::new(Link::default());
                 network.ports.insert((from, to), port);
                 network.links.insert((from, to), Arc::clone(&link));
-                network
-                    .tasks
-                    .push(tokio::spawn(serve(listener, upstream_ports[to], link)));
+                network.tasks.push(tokio::spawn(serve(listener, upstream, link)));
             }
         }
         network
