@@ -1,8 +1,9 @@
 //! Large log entries as files of their own, outside sled.
 //!
-//! sled 0.34 takes 30–280 ms to write a 4.5 MB value that the disk itself writes and fsyncs in
-//! about 4 ms (docs/benchmarks.md), and a slow append stalls the Raft core long enough to miss
-//! heartbeats. An entry whose sealed encoding exceeds [`THRESHOLD`] is therefore written to
+//! While profiling, sled 0.34 needed tens to hundreds of milliseconds to append a
+//! multi-megabyte value that the disk itself writes and fsyncs in a few, and a slow append
+//! stalls the Raft core long enough to miss heartbeats (docs/architecture.md, "Large log
+//! entries"). An entry whose sealed encoding exceeds [`THRESHOLD`] is therefore written to
 //! `log-payloads/<index>.<nonce>.entry`, fsync'd, the directory fsync'd, and only then is a
 //! small checksummed [`PayloadRef`] stored in sled, in the same batch as the other entries.
 //! The nonce keeps a re-appended index (after a truncation) from overwriting a file that a
