@@ -164,24 +164,17 @@ fn terminate(child: &mut Child) {
     let _ = child.wait();
 }
 
+async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, replica: &Replica, route: &str) -> Option<T> {
+    let response = http.get(format!("{}{route}", replica.client_url)).send().await.ok()?;
+    response.json().await.ok()
+}
+
 async fn status(http: &reqwest::Client, replica: &Replica) -> Option<StatusView> {
-    http.get(format!("{}/status", replica.client_url))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
+    get_json(http, replica, "/status").await
 }
 
 async fn table(http: &reqwest::Client, replica: &Replica) -> Option<TableView> {
-    http.get(format!("{}/table", replica.client_url))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
+    get_json(http, replica, "/table").await
 }
 
 fn log_tail(path: &Path) -> String {

@@ -66,6 +66,26 @@ pub(crate) async fn run(context: std::sync::Arc<Context>, mut shutdown: tokio::s
     }
 }
 
+/// Ask the replica `name` at `url` (expected to be node `node_id`) to adopt `cluster_id`.
+pub(crate) async fn request_adoption(
+    context: &Context,
+    name: &str,
+    url: &str,
+    node_id: u64,
+    cluster_id: ClusterId,
+) -> Result<(), String> {
+    let request = AdoptRequest {
+        cluster_id,
+        node_id,
+        requested_by: context.config.name.clone(),
+    };
+    context
+        .http
+        .post::<_, ()>(url, path::ADOPT, &request, PROBE_TIMEOUT)
+        .await
+        .map_err(|e| format!("{name} did not adopt the cluster id: {e}"))
+}
+
 async fn try_bootstrap(context: &Context) -> Result<Attempt, String> {
     let mut found: BTreeMap<String, (String, IdentityReply)> = BTreeMap::new();
     for (name, url) in &context.config.peers {
@@ -106,16 +126,7 @@ async fn try_bootstrap(context: &Context) -> Result<Attempt, String> {
         context.cluster_id_sender.send_replace(Some(cluster_id));
     }
     for (name, (url, reply)) in &found {
-        let request = AdoptRequest {
-            cluster_id,
-            node_id: reply.node_id,
-            requested_by: context.config.name.clone(),
-        };
-        context
-            .http
-            .post::<_, ()>(url, path::ADOPT, &request, PROBE_TIMEOUT)
-            .await
-            .map_err(|e| format!("peer {name} did not adopt the cluster id: {e}"))?;
+        request_adoption(context, name, url, reply.node_id, cluster_id).await?;
     }
 
     let members: BTreeMap<u64, PeerNode> = found

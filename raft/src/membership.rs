@@ -10,7 +10,7 @@ use std::time::Duration;
 use openraft::async_runtime::watch::WatchReceiver;
 
 use crate::bootstrap::PROBE_TIMEOUT;
-use crate::network::wire::AdoptRequest;
+use crate::bootstrap::request_adoption;
 use crate::network::wire::IdentityReply;
 use crate::network::wire::path;
 use crate::replica::Context;
@@ -71,16 +71,7 @@ async fn reconcile_once(context: &Context) -> Result<(), String> {
         tracing::info!(%name, new_id = reply.node_id, ?stale, "replica returned under a new node id; replacing it");
 
         if reply.cluster_id.is_none() {
-            let request = AdoptRequest {
-                cluster_id,
-                node_id: reply.node_id,
-                requested_by: context.config.name.clone(),
-            };
-            context
-                .http
-                .post::<_, ()>(url, path::ADOPT, &request, PROBE_TIMEOUT)
-                .await
-                .map_err(|e| format!("{name} did not adopt the cluster id: {e}"))?;
+            request_adoption(context, name, url, reply.node_id, cluster_id).await?;
         } else if reply.cluster_id != Some(cluster_id) {
             return Err(format!("{name} belongs to another cluster ({:?})", reply.cluster_id));
         }

@@ -137,14 +137,20 @@ where
     payload.extend_from_slice(&count.to_le_bytes());
     write_frame(&mut out, &payload).map_err(io_error)?;
     let file = out.into_inner().map_err(|e| io_error(e.into_error()))?;
+    publish(file, &temporary, path)?;
+    Ok(count)
+}
+
+/// fsync `file` (written at `temporary`), rename it to `path`, fsync the directory.
+fn publish(file: File, temporary: &Path, path: &Path) -> Result<(), StorageError> {
     file.sync_all()
-        .map_err(|e| StorageError::file(&temporary, "fsync snapshot", e))?;
+        .map_err(|e| StorageError::file(temporary, "fsync snapshot", e))?;
     drop(file);
-    std::fs::rename(&temporary, path).map_err(|e| StorageError::file(path, "rename snapshot into place", e))?;
+    std::fs::rename(temporary, path).map_err(|e| StorageError::file(path, "rename snapshot into place", e))?;
     if let Some(dir) = path.parent() {
         sync_directory(dir)?;
     }
-    Ok(count)
+    Ok(())
 }
 
 /// Copy a snapshot (possibly from another directory) to `path`, atomically and durably.
@@ -152,14 +158,7 @@ pub fn copy_snapshot(source: &SnapshotFile, path: &Path) -> Result<(), StorageEr
     let temporary = path.with_extension("tmp");
     let mut file = File::create(&temporary).map_err(|e| StorageError::file(&temporary, "create snapshot", e))?;
     io::copy(&mut source.reader(), &mut file).map_err(|e| StorageError::file(&temporary, "copy snapshot", e))?;
-    file.sync_all()
-        .map_err(|e| StorageError::file(&temporary, "fsync snapshot", e))?;
-    drop(file);
-    std::fs::rename(&temporary, path).map_err(|e| StorageError::file(path, "rename snapshot into place", e))?;
-    if let Some(dir) = path.parent() {
-        sync_directory(dir)?;
-    }
-    Ok(())
+    publish(file, &temporary, path)
 }
 
 fn write_frame(out: &mut impl Write, payload: &[u8]) -> io::Result<()> {

@@ -173,32 +173,35 @@ async fn append(State(service): State<Arc<PeerService>>, body: Bytes) -> Respons
     reply(result)
 }
 
-async fn vote(State(service): State<Arc<PeerService>>, body: Bytes) -> Response {
-    let result = async {
-        let request = service.open::<openraft::raft::VoteRequest<TypeConfig>>(&body, wire::SMALL_BODY_LIMIT)?;
-        service.raft.vote(request).await.map_err(unavailable)
-    }
-    .await;
+/// Open the envelope of a small RPC, hand its body to `call`, encode the reply.
+async fn small_rpc<Request, Reply, Failure, Call>(
+    service: &PeerService,
+    body: &[u8],
+    call: impl FnOnce(Request) -> Call,
+) -> Response
+where
+    Request: serde::de::DeserializeOwned,
+    Reply: Serialize,
+    Failure: std::fmt::Display,
+    Call: std::future::Future<Output = Result<Reply, Failure>>,
+{
+    let result = match service.open::<Request>(body, wire::SMALL_BODY_LIMIT) {
+        Ok(request) => call(request).await.map_err(unavailable),
+        Err(rejection) => Err(rejection),
+    };
     reply(result)
+}
+
+async fn vote(State(service): State<Arc<PeerService>>, body: Bytes) -> Response {
+    small_rpc(&service, &body, |request| service.raft.vote(request)).await
 }
 
 async fn pre_vote(State(service): State<Arc<PeerService>>, body: Bytes) -> Response {
-    let result = async {
-        let request = service.open::<openraft::raft::VoteRequest<TypeConfig>>(&body, wire::SMALL_BODY_LIMIT)?;
-        service.raft.pre_vote(request).await.map_err(unavailable)
-    }
-    .await;
-    reply(result)
+    small_rpc(&service, &body, |request| service.raft.pre_vote(request)).await
 }
 
 async fn transfer_leader(State(service): State<Arc<PeerService>>, body: Bytes) -> Response {
-    let result = async {
-        let request =
-            service.open::<openraft::raft::TransferLeaderRequest<TypeConfig>>(&body, wire::SMALL_BODY_LIMIT)?;
-        service.raft.handle_transfer_leader(request).await.map_err(unavailable)
-    }
-    .await;
-    reply(result)
+    small_rpc(&service, &body, |request| service.raft.handle_transfer_leader(request)).await
 }
 
 async fn snapshot_chunk(State(service): State<Arc<PeerService>>, body: Bytes) -> Response {
