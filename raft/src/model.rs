@@ -141,29 +141,6 @@ impl Table {
         Self::default()
     }
 
-    /// Targets owned by `collector` in `job`, in id order.
-    pub fn targets_of<'a>(
-        &'a self,
-        job: &'a str,
-        collector: &'a str,
-    ) -> impl Iterator<Item = (&'a TargetId, &'a Target)> + 'a {
-        self.targets
-            .iter()
-            .filter(move |(_, t)| t.job.as_ref() == job && t.collector.as_deref() == Some(collector))
-    }
-
-    /// Number of targets per collector (unassigned targets are not counted).
-    pub fn load(&self) -> std::collections::BTreeMap<Symbol, usize> {
-        let mut load: std::collections::BTreeMap<Symbol, usize> =
-            self.collectors.keys().map(|c| (c.clone(), 0)).collect();
-        for target in self.targets.values() {
-            if let Some(c) = &target.collector {
-                *load.entry(c.clone()).or_default() += 1;
-            }
-        }
-        load
-    }
-
     /// A digest of the table contents (revision excluded), equal on replicas that agree.
     pub fn digest(&self) -> u64 {
         let mut hasher = xxhash_rust::xxh64::Xxh64::new(0);

@@ -218,11 +218,6 @@ impl DataDir {
         &self.shared.dir
     }
 
-    /// Path of the sled data file (named in corruption errors).
-    pub fn db_path(&self) -> &Path {
-        &self.shared.db_path
-    }
-
     /// Read an application metadata value (node identity, cluster id) stored with
     /// [`DataDir::put_app_meta`].
     pub fn app_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
