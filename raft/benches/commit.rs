@@ -64,16 +64,16 @@ fn settings() -> Settings {
     s
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `count` distinct free ports (asking for one at a time can return the same port twice).
+fn free_ports(count: usize) -> Vec<u16> {
+    let holders: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    holders.iter().map(|l| l.local_addr().expect("addr").port()).collect()
 }
 
 async fn start_cluster(root: &std::path::Path) -> Vec<Replica> {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let ports = free_ports(3);
     let peers: BTreeMap<String, String> = (0..3)
         .map(|i| (format!("ta-{i}"), format!("http://127.0.0.1:{}", ports[i])))
         .collect();
@@ -339,8 +339,8 @@ mod processes {
 
     pub async fn start(dir: &std::path::Path) -> ProcessCluster {
         let root = tempfile::tempdir_in(dir).expect("bench dir");
-        let peer: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let client: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let ports = free_ports(6);
+        let (peer, client) = ports.split_at(3);
         let mut children = Vec::new();
         for i in 0..3 {
             let mut command = Process::new(binary());

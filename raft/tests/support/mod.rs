@@ -50,12 +50,14 @@ pub struct Cluster {
     http: reqwest::Client,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// `count` distinct free ports, with listeners holding them until the caller drops them:
+/// asking for one free port at a time can return the same port twice.
+fn reserve_ports(count: usize) -> (Vec<u16>, Vec<std::net::TcpListener>) {
+    let holders: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let ports = holders.iter().map(|l| l.local_addr().expect("addr").port()).collect();
+    (ports, holders)
 }
 
 /// The seed of this run: `TA_TEST_SEED` or a fresh one.
@@ -80,14 +82,17 @@ impl Cluster {
         let seed = seed();
         println!("cluster seed = {seed} (replay with TA_TEST_SEED={seed})");
         let root = tempfile::tempdir().expect("tempdir");
-        let peer_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
-        let net = Network::start(&peer_ports).await;
+        let (ports, holders) = reserve_ports(2 * size);
+        let (peer_ports, client_ports) = ports.split_at(size);
+        // Proxies bind while the replicas' ports are still held, so they cannot take them.
+        let net = Network::start(peer_ports).await;
+        drop(holders);
         let nodes = (0..size)
             .map(|i| Node {
                 name: format!("ta-{i}"),
                 data_dir: root.path().join(format!("ta-{i}")),
                 peer_port: peer_ports[i],
-                client_port: free_port(),
+                client_port: client_ports[i],
                 log: root.path().join(format!("ta-{i}.log")),
                 child: None,
             })
