@@ -3,6 +3,7 @@
 //!
 //! Today it runs replicas of the replicated assignment table (`ta-raft`) and a local demo.
 
+pub mod allocation;
 pub mod cli;
 pub mod demo;
 
