@@ -6,6 +6,7 @@
 pub mod allocation;
 pub mod cli;
 pub mod demo;
+pub mod go_duration;
 
 use std::process::ExitCode;
 
