@@ -7,6 +7,7 @@ pub mod allocation;
 pub mod cli;
 pub mod demo;
 pub mod go_duration;
+pub mod prometheus_duration;
 pub mod relabel;
 
 use std::process::ExitCode;
