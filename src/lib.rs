@@ -1,7 +1,9 @@
 //! The target allocator service: command line, and (in later issues) configuration,
 //! discovery, allocation strategies, the leader loop and the upstream-compatible HTTP API.
 //!
-//! Today it runs replicas of the replicated assignment table (`ta-raft`) and a local demo.
+//! Today it runs replicas of the replicated assignment table (`ta-raft`) and a local demo,
+//! and holds the first, self-contained parts of the allocation engine: duration syntaxes,
+//! the relabel engine, target building and upstream's consistent-hashing ring.
 
 pub mod allocation;
 pub mod cli;
@@ -9,6 +11,7 @@ pub mod demo;
 pub mod go_duration;
 pub mod prometheus_duration;
 pub mod relabel;
+pub mod targets;
 
 use std::process::ExitCode;
 

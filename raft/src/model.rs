@@ -13,14 +13,16 @@ use serde::Serialize;
 
 use crate::intern::Symbol;
 
-/// Stable identity of a target: xxHash64 (seed 0) over the identity labels in name order,
-/// each `name 0xFF value 0xFF`, skipping names starting with `__meta_`, then the job name
-/// (upstream-compat.md §4.4).
+/// Stable identity of a target: xxHash64 (seed 0) over the identity labels, each
+/// `name 0xFF value 0xFF`, skipping names starting with `__meta_`, then the job name
+/// (upstream-compat.md §4.4). Upstream hashes in Prometheus `labels.Builder` order (the
+/// untouched discovered labels by name, then labels set by seeding and relabeling in the
+/// order first set); without relabeling that is name order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TargetId(pub u64);
 
 impl TargetId {
-    /// Hash `job` and the post-relabel identity labels. Labels must be sorted by name.
+    /// Hash `job` and the post-relabel identity labels, in the order given.
     pub fn compute<'a>(job: &str, identity_labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut hasher = xxhash_rust::xxh64::Xxh64::new(0);
         for (name, value) in identity_labels {

@@ -1,0 +1,339 @@
+//! From discovered target groups to allocatable targets, as upstream builds them
+//! (upstream-compat.md §4.2–4.4): merge group and target labels into the served labels, seed
+//! the job's defaults, run the job's relabel rules inside the no-sharding wrapper, drop what
+//! they drop, hash the identity, and keep the last target of each identity.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ta_raft::TargetId;
+
+use crate::prometheus_duration;
+use crate::relabel::LabelBuilder;
+use crate::relabel::Rule;
+use crate::relabel::RuleSpec;
+
+/// Whether relabel rules decide which targets exist (`filter_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FilterStrategy {
+    /// `relabel-config` (upstream's default): seed, relabel, drop, hash the result.
+    #[default]
+    RelabelConfig,
+    /// Any other value, `""` included, in upstream: no seeds, no rules, nothing dropped.
+    Disabled,
+}
+
+impl FilterStrategy {
+    /// Upstream's reading of `filter_strategy`: only `relabel-config` turns filtering on.
+    pub fn from_config(value: &str) -> Self {
+        if value == "relabel-config" {
+            FilterStrategy::RelabelConfig
+        } else {
+            FilterStrategy::Disabled
+        }
+    }
+}
+
+/// What of a scrape config target building needs.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub name: String,
+    pub scrape_interval: Duration,
+    pub scrape_timeout: Duration,
+    pub metrics_path: String,
+    pub scheme: String,
+    /// URL parameters (`params:`); the first value of each is seeded as `__param_<name>`.
+    pub params: BTreeMap<String, Vec<String>>,
+    /// The job's `relabel_configs`, compiled.
+    pub rules: Vec<Rule>,
+}
+
+/// One target group from service discovery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetGroup {
+    /// Each target's own labels (`__address__` at least).
+    pub targets: Vec<BTreeMap<String, String>>,
+    /// Labels common to the group; a target's own label wins on a clash.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A target ready for allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocatableTarget {
+    pub id: TargetId,
+    pub job: String,
+    /// `__address__`: what `consistent-hashing` places by.
+    pub address: String,
+    /// The discovered labels served on the wire, sorted by name (never the relabeled ones).
+    pub served_labels: Vec<(String, String)>,
+}
+
+/// The rules wrapped around every job's own: prometheus-operator's sharding `keep` on
+/// `__tmp_disable_sharding` must pass in the allocator, which does not know the collector's
+/// `SHARD`; the served scrape config never contains these rules.
+fn no_sharding_wrapper() -> (Rule, Rule) {
+    let set = RuleSpec {
+        action: Some("replace".into()),
+        target_label: Some("__tmp_disable_sharding".into()),
+        replacement: Some("true".into()),
+        ..Default::default()
+    };
+    let drop = RuleSpec {
+        action: Some("labeldrop".into()),
+        regex: Some("__tmp_disable_sharding".into()),
+        ..Default::default()
+    };
+    (
+        Rule::new(&set).expect("static rule"),
+        Rule::new(&drop).expect("static rule"),
+    )
+}
+
+/// Build the allocatable targets of `job` from its discovered `groups`.
+pub fn build(job: &JobSettings, filter: FilterStrategy, groups: &[TargetGroup]) -> Vec<AllocatableTarget> {
+    let (wrapper_set, wrapper_drop) = no_sharding_wrapper();
+    let mut by_id: HashMap<TargetId, usize> = HashMap::new();
+    let mut built: Vec<AllocatableTarget> = Vec::new();
+    for group in groups {
+        for target in &group.targets {
+            let mut served: BTreeMap<String, String> = group.labels.clone();
+            served.extend(target.iter().map(|(n, v)| (n.clone(), v.clone())));
+            let served_labels: Vec<(String, String)> = served.into_iter().collect();
+            let mut builder = LabelBuilder::new(served_labels.iter().cloned());
+            if filter == FilterStrategy::RelabelConfig {
+                seed(&mut builder, job);
+                let kept = wrapper_set.apply(&mut builder)
+                    && job.rules.iter().all(|rule| rule.apply(&mut builder))
+                    && wrapper_drop.apply(&mut builder);
+                if !kept {
+                    continue;
+                }
+            }
+            let identity = builder.snapshot();
+            let id = TargetId::compute(&job.name, identity.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let address = served_labels
+                .iter()
+                .find(|(n, _)| n == "__address__")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let target = AllocatableTarget {
+                id,
+                job: job.name.clone(),
+                address,
+                served_labels,
+            };
+            // Targets that collapse to one identity are one target; the last one wins.
+            match by_id.get(&id) {
+                Some(&index) => built[index] = target,
+                None => {
+                    by_id.insert(id, built.len());
+                    built.push(target);
+                }
+            }
+        }
+    }
+    built
+}
+
+/// Prometheus's `PopulateDiscoveredLabels` defaults, each set only if absent or empty.
+fn seed(builder: &mut LabelBuilder, job: &JobSettings) {
+    let mut set_default = |name: &str, value: &str| {
+        if builder.get(name).is_empty() {
+            builder.set(name, value);
+        }
+    };
+    set_default("job", &job.name);
+    set_default("__scrape_interval__", &prometheus_duration::format(job.scrape_interval));
+    set_default("__scrape_timeout__", &prometheus_duration::format(job.scrape_timeout));
+    set_default("__metrics_path__", &job.metrics_path);
+    set_default("__scheme__", &job.scheme);
+    for (name, values) in &job.params {
+        if let Some(first) = values.first() {
+            set_default(&format!("__param_{name}"), first);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(name: &str, rules: Vec<RuleSpec>) -> JobSettings {
+        JobSettings {
+            name: name.to_string(),
+            scrape_interval: Duration::from_secs(30),
+            scrape_timeout: Duration::from_secs(10),
+            metrics_path: "/metrics".into(),
+            scheme: "http".into(),
+            params: BTreeMap::new(),
+            rules: rules.iter().map(|spec| Rule::new(spec).unwrap()).collect(),
+        }
+    }
+
+    fn group(targets: &[&[(&str, &str)]], labels: &[(&str, &str)]) -> TargetGroup {
+        let map = |pairs: &[(&str, &str)]| pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        TargetGroup {
+            targets: targets.iter().map(|t| map(t)).collect(),
+            labels: map(labels),
+        }
+    }
+
+    #[test]
+    fn without_filtering_ids_match_upstream_vectors() {
+        // upstream-compat.md §4.4, from upstream's server goldens (no relabeling).
+        let cases = [
+            ("test-job", "test-value", 11170662653441480747u64),
+            ("test-job", "test-value2", 5467859392755170604),
+            ("test-job2", "test-value2", 1641186170520627519),
+            ("test-job2", "test-value3", 14477087093029933912),
+        ];
+        for (name, value, expected) in cases {
+            let built = build(
+                &job(name, vec![]),
+                FilterStrategy::Disabled,
+                &[group(&[&[("test_label", value)]], &[])],
+            );
+            assert_eq!(built[0].id, TargetId(expected), "{name} {value}");
+        }
+    }
+
+    #[test]
+    fn target_labels_win_over_group_labels_and_served_labels_stay_unrelabeled() {
+        let rules = vec![RuleSpec {
+            action: Some("labeldrop".into()),
+            regex: Some("__meta_.*".into()),
+            ..Default::default()
+        }];
+        let built = build(
+            &job("j", rules),
+            FilterStrategy::RelabelConfig,
+            &[group(
+                &[&[("__address__", "10.0.0.1:80"), ("zone", "b")]],
+                &[("zone", "a"), ("__meta_pod", "p")],
+            )],
+        );
+        assert_eq!(built.len(), 1);
+        assert_eq!(built[0].address, "10.0.0.1:80");
+        assert_eq!(
+            built[0].served_labels,
+            vec![
+                ("__address__".to_string(), "10.0.0.1:80".to_string()),
+                ("__meta_pod".to_string(), "p".to_string()),
+                ("zone".to_string(), "b".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_sharding_keep_passes_without_knowing_the_shard() {
+        // prometheus-operator's rules, with $(SHARD) left for the collector to substitute.
+        let rules = vec![
+            RuleSpec {
+                action: Some("hashmod".into()),
+                source_labels: Some(vec!["__address__".into()]),
+                target_label: Some("__tmp_hash".into()),
+                modulus: Some(1),
+                ..Default::default()
+            },
+            RuleSpec {
+                action: Some("keep".into()),
+                source_labels: Some(vec!["__tmp_hash".into(), "__tmp_disable_sharding".into()]),
+                regex: Some("$(SHARD);|.+;.+".into()),
+                ..Default::default()
+            },
+        ];
+        let built = build(
+            &job("j", rules),
+            FilterStrategy::RelabelConfig,
+            &[group(&[&[("__address__", "a:1")]], &[])],
+        );
+        assert_eq!(built.len(), 1, "the no-sharding wrapper keeps the target");
+    }
+
+    #[test]
+    fn dropped_targets_disappear_and_collapsing_identities_keep_the_last() {
+        let rules = vec![
+            RuleSpec {
+                action: Some("drop".into()),
+                source_labels: Some(vec!["env".into()]),
+                regex: Some("dev".into()),
+                ..Default::default()
+            },
+            // Rewrite every address to one host: all kept targets collapse to one identity.
+            RuleSpec {
+                action: Some("replace".into()),
+                target_label: Some("__address__".into()),
+                replacement: Some("shared:9100".into()),
+                ..Default::default()
+            },
+        ];
+        let groups = [group(
+            &[
+                &[("__address__", "a:1"), ("env", "prod"), ("n", "first")],
+                &[("__address__", "b:1"), ("env", "dev"), ("n", "dropped")],
+                &[("__address__", "c:1"), ("env", "prod"), ("n", "last")],
+            ],
+            &[],
+        )];
+        let rules_without_n = {
+            let mut r = rules.clone();
+            r.push(RuleSpec {
+                action: Some("labeldrop".into()),
+                regex: Some("n".into()),
+                ..Default::default()
+            });
+            r
+        };
+        let built = build(&job("j", rules_without_n), FilterStrategy::RelabelConfig, &groups);
+        assert_eq!(built.len(), 1);
+        assert_eq!(built[0].address, "c:1", "served labels of the last target win");
+        let built = build(&job("j", rules), FilterStrategy::RelabelConfig, &groups);
+        assert_eq!(built.len(), 2, "distinct remaining labels keep identities apart");
+    }
+
+    #[test]
+    fn seeds_fill_only_missing_or_empty_labels_and_take_part_in_identity() {
+        let mut settings = job("node", vec![]);
+        settings
+            .params
+            .insert("module".into(), vec!["http_2xx".into(), "ignored".into()]);
+        let with_job_label = build(
+            &settings,
+            FilterStrategy::RelabelConfig,
+            &[group(&[&[("__address__", "a:1"), ("job", "custom")]], &[])],
+        );
+        let without = build(
+            &settings,
+            FilterStrategy::RelabelConfig,
+            &[group(&[&[("__address__", "a:1")]], &[])],
+        );
+        assert_ne!(
+            with_job_label[0].id, without[0].id,
+            "a discovered job label is kept, not overwritten"
+        );
+
+        let unfiltered = build(
+            &settings,
+            FilterStrategy::Disabled,
+            &[group(&[&[("__address__", "a:1")]], &[])],
+        );
+        assert_ne!(
+            unfiltered[0].id, without[0].id,
+            "seeds are part of the filtered identity"
+        );
+        assert_eq!(FilterStrategy::from_config(""), FilterStrategy::Disabled);
+        assert_eq!(
+            FilterStrategy::from_config("relabel-config"),
+            FilterStrategy::RelabelConfig
+        );
+    }
+
+    #[test]
+    fn the_same_address_in_two_jobs_is_two_targets() {
+        let groups = [group(&[&[("__address__", "a:1")]], &[])];
+        let first = build(&job("one", vec![]), FilterStrategy::RelabelConfig, &groups);
+        let second = build(&job("two", vec![]), FilterStrategy::RelabelConfig, &groups);
+        assert_ne!(first[0].id, second[0].id);
+    }
+}
