@@ -8,9 +8,9 @@
 //!   covers them in that order.
 //! - [`Rule::new`] applies Prometheus's defaults (`separator: ;`, `regex: (.*)`,
 //!   `replacement: $1`, `action: replace`) and reports every problem of a rule at once.
-//! - Regexes are RE2 syntax, fully anchored (`^(?s:…)$`), compiled with the `regex` crate.
-//!   Known difference from Go, to be pinned down by the promtool differential test: Go's
-//!   `\d`, `\w`, `\s` and `\b` are ASCII-only, the `regex` crate's are Unicode.
+//! - Regexes are Go RE2 syntax, fully anchored (`^(?s:…)$`), compiled with the `regex` crate
+//!   after rewriting what it reads differently from Go (see `go_syntax`): Go's `\d`, `\w`,
+//!   `\s` and `\b` are ASCII-only, and Go has `\Q...\E` and octal escapes.
 
 use std::fmt;
 use std::num::NonZeroU64;
@@ -115,9 +115,105 @@ pub struct Rule {
     pub action: Action,
 }
 
-/// Compile a configured regex the way Prometheus does: fully anchored, `.` matching newlines.
+/// Compile a configured regex the way Prometheus does: Go RE2 semantics, fully anchored,
+/// `.` matching newlines.
 pub fn compile_regex(source: &str) -> Result<Regex, String> {
-    Regex::new(&format!("^(?s:{source})$")).map_err(|e| format!("invalid regex {source:?}: {e}"))
+    let translated = go_syntax(source);
+    regex::RegexBuilder::new(&format!("^(?s:{translated})$"))
+        .octal(true)
+        .build()
+        .map_err(|e| format!("invalid regex {source:?}: {e}"))
+}
+
+/// Rewrite the parts of Go's RE2 syntax that the `regex` crate reads differently: Go's Perl
+/// classes and word boundaries are ASCII-only (the crate's are Unicode), and Go supports
+/// `\Q...\E` literal text. Everything else is passed through unchanged.
+fn go_syntax(source: &str) -> String {
+    const DIGIT: &str = "0-9";
+    const WORD: &str = "0-9A-Za-z_";
+    const SPACE: &str = "\\t\\n\\f\\r ";
+    let mut out = String::with_capacity(source.len() + 16);
+    let mut chars = source.chars().peekable();
+    // Inside `[...]`, and whether the next character is the first of the class (where `]`
+    // is literal).
+    let mut in_class = false;
+    let mut class_start = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(escaped) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                let ascii = match escaped {
+                    'd' | 'D' => Some((DIGIT, escaped == 'D')),
+                    'w' | 'W' => Some((WORD, escaped == 'W')),
+                    's' | 'S' => Some((SPACE, escaped == 'S')),
+                    _ => None,
+                };
+                match (ascii, in_class) {
+                    (Some((set, false)), false) => out.push_str(&format!("[{set}]")),
+                    (Some((set, true)), false) => out.push_str(&format!("[^{set}]")),
+                    (Some((set, false)), true) => out.push_str(set),
+                    (Some((set, true)), true) => out.push_str(&format!("[^{set}]")),
+                    (None, _) if escaped == 'b' || escaped == 'B' => {
+                        out.push_str(&format!("(?-u:\\{escaped})"));
+                    }
+                    (None, _) if escaped == 'Q' => {
+                        // Literal text up to `\E` (or the end).
+                        let mut literal = String::new();
+                        while let Some(next) = chars.next() {
+                            if next == '\\' && chars.peek() == Some(&'E') {
+                                chars.next();
+                                break;
+                            }
+                            literal.push(next);
+                        }
+                        out.push_str(&regex::escape(&literal));
+                    }
+                    (None, _) => {
+                        out.push('\\');
+                        out.push(escaped);
+                    }
+                }
+                class_start = false;
+            }
+            '[' if !in_class => {
+                in_class = true;
+                class_start = true;
+                out.push('[');
+                if chars.peek() == Some(&'^') {
+                    out.push(chars.next().expect("peeked"));
+                }
+            }
+            '[' if in_class && chars.peek() == Some(&':') => {
+                // A POSIX class such as `[:alpha:]`: copy through its closing `:]`.
+                out.push('[');
+                for next in chars.by_ref() {
+                    out.push(next);
+                    if next == ']' {
+                        break;
+                    }
+                }
+                class_start = false;
+            }
+            ']' if in_class && !class_start => {
+                in_class = false;
+                out.push(']');
+            }
+            // Literal in a Go class; a nested class or a set operator in the `regex` crate.
+            '[' | '&' | '~' if in_class => {
+                out.push('\\');
+                out.push(c);
+                class_start = false;
+            }
+            other => {
+                out.push(other);
+                class_start = false;
+            }
+        }
+    }
+    out
 }
 
 fn is_label_name(name: &str) -> bool {
@@ -383,6 +479,39 @@ mod tests {
 
     fn builder(labels: &[(&str, &str)]) -> LabelBuilder {
         LabelBuilder::new(labels.iter().copied())
+    }
+
+    #[test]
+    fn perl_classes_are_ascii_as_in_go() {
+        // Checked against promtool 2.42: `(\d+)\..*` does not match an Arabic-Indic digit.
+        let digits = compile_regex(r"(\d+)\..*").unwrap();
+        assert!(digits.is_match("10.0.0.1:9100"));
+        assert!(!digits.is_match("\u{663}.0.0.3:9100"));
+        assert!(!compile_regex(r"\w+").unwrap().is_match("caf\u{e9}"));
+        assert!(compile_regex(r"\W").unwrap().is_match("\u{e9}"));
+        assert!(!compile_regex(r"\s").unwrap().is_match("\u{a0}"));
+        assert!(compile_regex(r"[\d.]+").unwrap().is_match("10.0"));
+        assert!(!compile_regex(r"[\d.]+").unwrap().is_match("\u{663}"));
+        assert!(compile_regex(r"[^\D]").unwrap().is_match("7"));
+        assert!(compile_regex(r"[[:alpha:]\d]+").unwrap().is_match("ab12"));
+        assert!(compile_regex(r"[]a]+").unwrap().is_match("]a"));
+        assert!(
+            compile_regex(r"[a[b]+").unwrap().is_match("a[b"),
+            "[ is literal in a Go class"
+        );
+        assert!(
+            compile_regex(r"[a&&b]+").unwrap().is_match("a&b"),
+            "&& is literal in a Go class"
+        );
+        assert!(compile_regex(r"a\b.*").unwrap().is_match("a \u{e9}"));
+    }
+
+    #[test]
+    fn go_only_syntax_is_understood() {
+        assert!(compile_regex(r"\Qa.b\E").unwrap().is_match("a.b"));
+        assert!(!compile_regex(r"\Qa.b\E").unwrap().is_match("axb"));
+        assert!(compile_regex(r"\101").unwrap().is_match("A"), "octal escape");
+        assert!(compile_regex("(").is_err());
     }
 
     #[test]
