@@ -100,16 +100,9 @@ pub fn build(job: &JobSettings, filter: FilterStrategy, groups: &[TargetGroup]) 
             let mut served: BTreeMap<String, String> = group.labels.clone();
             served.extend(target.iter().map(|(n, v)| (n.clone(), v.clone())));
             let served_labels: Vec<(String, String)> = served.into_iter().collect();
-            let mut builder = LabelBuilder::new(served_labels.iter().cloned());
-            if filter == FilterStrategy::RelabelConfig {
-                seed(&mut builder, job);
-                let kept = wrapper_set.apply(&mut builder)
-                    && job.rules.iter().all(|rule| rule.apply(&mut builder))
-                    && wrapper_drop.apply(&mut builder);
-                if !kept {
-                    continue;
-                }
-            }
+            let Some(builder) = relabel(job, filter, &served_labels, (&wrapper_set, &wrapper_drop)) else {
+                continue;
+            };
             let identity = builder.snapshot();
             let id = TargetId::compute(&job.name, identity.iter().map(|(n, v)| (n.as_str(), v.as_str())));
             let address = served_labels
@@ -134,6 +127,36 @@ pub fn build(job: &JobSettings, filter: FilterStrategy, groups: &[TargetGroup]) 
         }
     }
     built
+}
+
+/// The labels of one target after seeding and relabeling, or `None` if the rules drop it.
+/// Served labels in, identity labels out (in `labels.Builder` order via `snapshot`).
+pub fn relabel_target(
+    job: &JobSettings,
+    filter: FilterStrategy,
+    served_labels: &[(String, String)],
+) -> Option<LabelBuilder> {
+    let (wrapper_set, wrapper_drop) = no_sharding_wrapper();
+    relabel(job, filter, served_labels, (&wrapper_set, &wrapper_drop))
+}
+
+fn relabel(
+    job: &JobSettings,
+    filter: FilterStrategy,
+    served_labels: &[(String, String)],
+    (wrapper_set, wrapper_drop): (&Rule, &Rule),
+) -> Option<LabelBuilder> {
+    let mut builder = LabelBuilder::new(served_labels.iter().cloned());
+    if filter == FilterStrategy::RelabelConfig {
+        seed(&mut builder, job);
+        let kept = wrapper_set.apply(&mut builder)
+            && job.rules.iter().all(|rule| rule.apply(&mut builder))
+            && wrapper_drop.apply(&mut builder);
+        if !kept {
+            return None;
+        }
+    }
+    Some(builder)
 }
 
 /// Prometheus's `PopulateDiscoveredLabels` defaults, each set only if absent or empty.
