@@ -236,7 +236,7 @@ impl StateMachineLogic<TypeConfig> for TableMachine {
         let mut interner = Interner::default();
         self.table = table_from_records(records, &mut interner)?;
         self.interner = interner;
-        self.publisher.send_replace(self.table.clone());
+        // Published by `after_persist`, once the store has made this state durable and current.
         Ok(())
     }
 

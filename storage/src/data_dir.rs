@@ -70,24 +70,43 @@ impl Shared {
         self: &Arc<Self>,
         raise: impl FnOnce(&mut Marks) + Send + 'static,
     ) -> Result<(), StorageError> {
-        let committed = self.committed_written.load(Ordering::Acquire);
-        let applied = self.applied_written.load(Ordering::Acquire);
+        let written = self.written_marks();
         self.db.flush_async().await.map_err(self.sled_error("flush"))?;
         let shared = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            shared
-                .db_file
-                .sync_all()
-                .map_err(|e| StorageError::file(&shared.db_path, "fsync", e))?;
-            let mut witness = shared.witness.lock().expect("witness lock poisoned");
-            let mut marks = witness.marks();
-            raise(&mut marks);
-            marks.committed = marks.committed.max(committed);
-            marks.applied = marks.applied.max(applied);
-            witness.record(marks)
-        })
-        .await
-        .map_err(|e| StorageError::Contract(format!("fsync task failed: {e}")))?
+        tokio::task::spawn_blocking(move || shared.sync_and_record(raise, written))
+            .await
+            .map_err(|e| StorageError::Contract(format!("fsync task failed: {e}")))?
+    }
+
+    /// [`Shared::flush_durable`] for callers already on a blocking thread.
+    pub fn flush_durable_blocking(&self, raise: impl FnOnce(&mut Marks)) -> Result<(), StorageError> {
+        let written = self.written_marks();
+        self.db.flush().map_err(self.sled_error("flush"))?;
+        self.sync_and_record(raise, written)
+    }
+
+    /// `(committed, applied)` written so far: read before a flush, covered by it.
+    fn written_marks(&self) -> (u64, u64) {
+        (
+            self.committed_written.load(Ordering::Acquire),
+            self.applied_written.load(Ordering::Acquire),
+        )
+    }
+
+    fn sync_and_record(
+        &self,
+        raise: impl FnOnce(&mut Marks),
+        (committed, applied): (u64, u64),
+    ) -> Result<(), StorageError> {
+        self.db_file
+            .sync_all()
+            .map_err(|e| StorageError::file(&self.db_path, "fsync", e))?;
+        let mut witness = self.witness.lock().expect("witness lock poisoned");
+        let mut marks = witness.marks();
+        raise(&mut marks);
+        marks.committed = marks.committed.max(committed);
+        marks.applied = marks.applied.max(applied);
+        witness.record(marks)
     }
 
     /// Lower witness marks *before* a write that legitimately moves them backwards (truncating

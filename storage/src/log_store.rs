@@ -97,6 +97,7 @@ impl<C: StorageTypes> LogStore<C> {
             shared: Arc::clone(&shared),
             _types: PhantomData,
         };
+        finish_interrupted_purge::<C>(&shared, last_purged.as_ref())?;
         let last_entry = reader.last_entry_id()?;
         let last_log = match (&last_entry, &last_purged) {
             (Some(entry), _) => Some(entry.clone()),
@@ -138,25 +139,50 @@ impl<C: StorageTypes> LogStore<C> {
     }
 
     /// Payload files no log entry refers to: left by a crash between writing the file and
-    /// committing its reference, or between dropping references and deleting files.
+    /// committing its reference, or between dropping references and deleting files. A log
+    /// entry that cannot be read is an error, never a reason to delete a file.
     fn remove_orphaned_payloads(&self) -> Result<(), StorageError> {
         let first = plus_one::<C>(self.last_purged.as_ref());
         let end = plus_one::<C>(self.last_log.as_ref());
-        let referenced = |index: u64, name: &str| -> bool {
-            if index < first || index >= end {
-                return false;
+        let mut orphans = Vec::new();
+        for (index, name) in payloads::files(&self.shared.payload_dir)? {
+            let referenced = (first..end).contains(&index)
+                && matches!(self.stored_entry(index)?, Some(StoredEntry::External(r)) if r.file == name);
+            if !referenced {
+                orphans.push(name);
             }
-            let Ok(Some(bytes)) = self.shared.log.get(log_key(index, 0)) else {
-                return false;
-            };
-            // A reference fits in one chunk.
-            matches!(envelope::decode::<StoredEntry>(&bytes), Ok(StoredEntry::External(r)) if r.file == name)
-        };
-        let removed = payloads::remove_where(&self.shared.payload_dir, |index, name| !referenced(index, name))?;
-        if removed > 0 {
-            tracing::info!(removed, "removed orphaned log payload files");
+        }
+        for name in &orphans {
+            payloads::remove(&self.shared.payload_dir, name)?;
+        }
+        if !orphans.is_empty() {
+            tracing::info!(removed = orphans.len(), "removed orphaned log payload files");
         }
         Ok(())
+    }
+
+    /// How the entry at `index` is stored, without reading its payload file.
+    fn stored_entry(&self, index: u64) -> Result<Option<StoredEntry>, StorageError> {
+        let db_path = &self.shared.db_path;
+        let rows = self.shared.log.range(log_key(index, 0)..log_key(index + 1, 0));
+        let Some(joined) = Joiner::new(rows).next() else {
+            return Ok(None);
+        };
+        let (_, bytes) = joined.map_err(|e| StorageError::corrupted(db_path, format!("log tree: {e}")))?;
+        envelope::decode(&bytes)
+            .map(Some)
+            .map_err(|e| StorageError::corrupted(db_path, format!("log entry {index}: {e}")))
+    }
+
+    /// Leave the log as a crash between a purge's two steps would: `last_purged` recorded,
+    /// the entries not yet removed. Fault injection for tests only.
+    #[doc(hidden)]
+    pub fn simulate_interrupted_purge(&self, log_id: &LogIdOf<C>) -> Result<(), StorageError> {
+        self.shared
+            .meta
+            .insert(LAST_PURGED_KEY, envelope::encode(log_id))
+            .map_err(self.shared.sled_error("save last purged"))?;
+        self.shared.flush_durable_blocking(|_| {})
     }
 
     fn reader(&self) -> LogReader<C> {
@@ -222,6 +248,34 @@ impl<C: StorageTypes> LogStore<C> {
         self.last_log = Some(last);
         Ok(())
     }
+}
+
+/// A crash between a purge's two steps (recording `last_purged`, removing the entries) can
+/// leave entries at or below `last_purged`; openraft refuses such a log ("inverted log order")
+/// when the purge point is past the last entry. Finish the purge.
+fn finish_interrupted_purge<C: StorageTypes>(
+    shared: &Shared,
+    last_purged: Option<&LogIdOf<C>>,
+) -> Result<(), StorageError> {
+    let Some(purged) = last_purged else {
+        return Ok(());
+    };
+    let mut batch = sled::Batch::default();
+    let mut stale = 0usize;
+    for row in shared.log.range(..log_key(purged.index() + 1, 0)) {
+        let (key, _) = row.map_err(shared.sled_error("read log"))?;
+        batch.remove(key);
+        stale += 1;
+    }
+    if stale == 0 {
+        return Ok(());
+    }
+    tracing::info!(through = purged.index(), "finishing a purge interrupted by a crash");
+    shared.log.apply_batch(batch).map_err(shared.sled_error("purge"))?;
+    shared.flush_durable_blocking(|_| {})?;
+    let through = purged.index();
+    payloads::remove_where(&shared.payload_dir, |index, _| index <= through)?;
+    Ok(())
 }
 
 impl<C: StorageTypes> LogReader<C> {

@@ -11,7 +11,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde::Serialize;
@@ -80,18 +79,30 @@ fn index_of(file: &str) -> Option<u64> {
     file.split('.').next()?.parse().ok()
 }
 
-/// Delete payload files for which `remove(index, file name)` is true.
-pub(crate) fn remove_where(dir: &Path, remove: impl Fn(u64, &str) -> bool) -> Result<usize, StorageError> {
-    let mut removed = 0;
+/// Every payload file as `(log index, file name)`.
+pub(crate) fn files(dir: &Path) -> Result<Vec<(u64, String)>, StorageError> {
     let entries = std::fs::read_dir(dir).map_err(|e| StorageError::file(dir, "list log payloads", e))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        let Some(index) = index_of(&name) else {
-            continue;
-        };
-        if remove(index, &name) {
-            let path: PathBuf = entry.path();
-            std::fs::remove_file(&path).map_err(|e| StorageError::file(&path, "remove log payload", e))?;
+    Ok(entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().to_string();
+            index_of(&name).map(|index| (index, name))
+        })
+        .collect())
+}
+
+/// Delete the payload file `name`.
+pub(crate) fn remove(dir: &Path, name: &str) -> Result<(), StorageError> {
+    let path = dir.join(name);
+    std::fs::remove_file(&path).map_err(|e| StorageError::file(&path, "remove log payload", e))
+}
+
+/// Delete payload files for which `remove(index, file name)` is true.
+pub(crate) fn remove_where(dir: &Path, remove_it: impl Fn(u64, &str) -> bool) -> Result<usize, StorageError> {
+    let mut removed = 0;
+    for (index, name) in files(dir)? {
+        if remove_it(index, &name) {
+            remove(dir, &name)?;
             removed += 1;
         }
     }

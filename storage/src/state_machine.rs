@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::RwLock;
 use std::sync::atomic::Ordering;
 
@@ -137,11 +136,12 @@ pub trait StateMachineLogic<C: StorageTypes>: Send + Sync + 'static {
 
     /// Replace the whole state with `records` (every key/value written earlier through
     /// [`Changes`]), at startup or when a snapshot is installed. Either succeeds completely or
-    /// leaves the previous state untouched.
+    /// leaves the previous state untouched. Must not publish to readers yet: the store calls
+    /// [`StateMachineLogic::after_persist`] once the restored state is durable and current.
     fn restore(&mut self, records: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), String>;
 
-    /// Called after the records of an `apply` call are written: the point to publish the new
-    /// state to readers.
+    /// Called once the state is durable and current (after each `apply` call's records are
+    /// written, after opening, after installing a snapshot): the point to publish it to readers.
     fn after_persist(&mut self) {}
 }
 
@@ -237,8 +237,9 @@ fn restore_from(
 pub struct StateMachineStore<C: StorageTypes, L: StateMachineLogic<C>> {
     shared: Arc<Shared>,
     state: Arc<RwLock<StateTree>>,
-    /// Serializes updates of the current-snapshot pointer between builder and installer.
-    snapshot_pointer: Arc<Mutex<()>>,
+    /// Serializes snapshot builds and installs end to end (files, pointer, cleanup). An async
+    /// mutex: an install holds it across its durable flushes.
+    snapshot_gate: Arc<tokio::sync::Mutex<()>>,
     logic: L,
     applied: Option<LogIdOf<C>>,
     membership: StoredMembershipOf<C>,
@@ -248,7 +249,7 @@ pub struct StateMachineStore<C: StorageTypes, L: StateMachineLogic<C>> {
 pub struct SnapshotBuilder<C: StorageTypes> {
     shared: Arc<Shared>,
     state: Arc<RwLock<StateTree>>,
-    snapshot_pointer: Arc<Mutex<()>>,
+    snapshot_gate: Arc<tokio::sync::Mutex<()>>,
     _types: PhantomData<C>,
 }
 
@@ -309,12 +310,14 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
             read_records(&tree, &shared),
             &shared.db_path,
         )?;
+        // Loaded from the durable tree: visible to readers from now on.
+        logic.after_persist();
 
         let generation = state_generation(&shared)?;
         Ok(Self {
             shared,
             state: Arc::new(RwLock::new(StateTree { generation, tree })),
-            snapshot_pointer: Arc::new(Mutex::new(())),
+            snapshot_gate: Arc::new(tokio::sync::Mutex::new(())),
             logic,
             applied,
             membership,
@@ -343,7 +346,7 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
         SnapshotBuilder {
             shared: Arc::clone(&self.shared),
             state: Arc::clone(&self.state),
-            snapshot_pointer: Arc::clone(&self.snapshot_pointer),
+            snapshot_gate: Arc::clone(&self.snapshot_gate),
             _types: PhantomData,
         }
     }
@@ -422,6 +425,7 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
     }
 
     async fn install(&mut self, meta: &SnapshotMetaOf<C>, snapshot: SnapshotFile) -> Result<(), StorageError> {
+        let _gate = Arc::clone(&self.snapshot_gate).lock_owned().await;
         let shared = Arc::clone(&self.shared);
         let file_name = snapshot_file_name::<C>(meta);
         let path = shared.snapshot_dir.join(&file_name);
@@ -442,7 +446,8 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
         .map_err(|e| StorageError::Contract(format!("snapshot install task failed: {e}")))??;
         shared.flush_durable(|_| {}).await?;
 
-        // 2. Load the new records into the logic before anything points at them.
+        // 2. Load the new records into the logic (not yet visible to readers) before anything
+        //    points at them.
         restore_from(
             |records| self.logic.restore(records),
             read_records(&tree, &shared),
@@ -455,7 +460,6 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
             .lower_witness(move |marks| marks.applied = marks.applied.min(applied_mark))
             .await?;
         let old_tree = {
-            let _pointer = self.snapshot_pointer.lock().expect("snapshot pointer lock poisoned");
             let mut state = self.state.write().expect("state lock poisoned");
             let mut switch = sled::Batch::default();
             switch.insert(STATE_TREE_KEY, envelope::encode(&next_generation));
@@ -483,6 +487,8 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
             .map_err(shared.sled_error("drop old state tree"))?;
         self.applied = meta.last_log_id.clone();
         self.membership = meta.last_membership.clone();
+        // Readers see the installed state only now that the switch is durable.
+        self.logic.after_persist();
         remove_other_snapshots(&shared, &file_name);
         Ok(())
     }
@@ -545,7 +551,7 @@ fn remove_other_snapshots(shared: &Shared, keep: &str) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        if name != keep && (name.ends_with(".snap") || name.ends_with(".tmp")) {
+        if name != keep && name.ends_with(".snap") {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -568,9 +574,8 @@ impl<C: StorageTypes> SnapshotBuilder<C> {
         write_snapshot(&path, &meta_bytes, read_records(&state.tree, shared))?;
         drop(state);
         // The tree must be durable at least as far as any snapshot that lets the log be purged.
-        shared.db.flush().map_err(shared.sled_error("flush"))?;
+        shared.flush_durable_blocking(|_| {})?;
 
-        let _pointer = self.snapshot_pointer.lock().expect("snapshot pointer lock poisoned");
         let current: Option<(String, SnapshotMetaOf<C>)> = shared.meta_get(SNAPSHOT_KEY)?;
         let newer = current.as_ref().is_none_or(|(_, m)| m.last_log_id <= meta.last_log_id);
         if newer {
@@ -578,7 +583,8 @@ impl<C: StorageTypes> SnapshotBuilder<C> {
                 .meta
                 .insert(SNAPSHOT_KEY, envelope::encode(&(file_name.clone(), meta.clone())))
                 .map_err(shared.sled_error("write meta"))?;
-            shared.db.flush().map_err(shared.sled_error("flush"))?;
+            // The new pointer must be on disk before the file the old one names is deleted.
+            shared.flush_durable_blocking(|_| {})?;
             remove_other_snapshots(shared, &file_name);
         }
         Ok(Snapshot {
@@ -592,10 +598,12 @@ impl<C: StorageTypes> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, SnapshotFile>, io::Error> {
+        // openraft builds in its own task, possibly while a snapshot is being installed.
+        let _gate = Arc::clone(&self.snapshot_gate).lock_owned().await;
         let builder = SnapshotBuilder::<C> {
             shared: Arc::clone(&self.shared),
             state: Arc::clone(&self.state),
-            snapshot_pointer: Arc::clone(&self.snapshot_pointer),
+            snapshot_gate: Arc::clone(&self.snapshot_gate),
             _types: PhantomData,
         };
         let snapshot = tokio::task::spawn_blocking(move || builder.build())
@@ -667,8 +675,7 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> RaftStateMachine<C> for StateMach
         let Some((file_name, meta)) = current else {
             return Ok(None);
         };
-        let path = self.shared.snapshot_dir.join(&file_name);
-        let snapshot = SnapshotFile::open(&path)?;
+        let snapshot = open_snapshot(&self.shared, &file_name)?;
         Ok(Some(Snapshot { meta, snapshot }))
     }
 }
@@ -723,11 +730,38 @@ fn run_blocking<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// A replica must not start on a damaged snapshot: it is what followers are rebuilt from.
+/// A replica must not start on a damaged, missing or mismatched snapshot: it is what followers
+/// are rebuilt from. Also removes temporary files of builds or copies a crash interrupted
+/// (nothing else can be writing while the store opens).
 fn verify_current_snapshot<C: StorageTypes>(shared: &Shared) -> Result<(), StorageError> {
+    if let Ok(entries) = std::fs::read_dir(&shared.snapshot_dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     let current: Option<(String, SnapshotMetaOf<C>)> = shared.meta_get(SNAPSHOT_KEY)?;
-    if let Some((file_name, _)) = current {
-        SnapshotFile::open(shared.snapshot_dir.join(file_name))?.verify()?;
+    if let Some((file_name, meta)) = current {
+        let file = open_snapshot(shared, &file_name)?;
+        let (meta_bytes, _) = file.verify()?;
+        let stored: SnapshotMetaOf<C> = envelope::decode(&meta_bytes)
+            .map_err(|e| StorageError::corrupted(file.path(), format!("snapshot meta: {e}")))?;
+        if stored != meta {
+            return Err(StorageError::corrupted(
+                file.path(),
+                "the snapshot file does not hold the snapshot the database points at",
+            ));
+        }
     }
     Ok(())
+}
+
+/// Open the snapshot `file_name` recorded as current; a missing file is corruption.
+fn open_snapshot(shared: &Shared, file_name: &str) -> Result<SnapshotFile, StorageError> {
+    let path = shared.snapshot_dir.join(file_name);
+    if !path.exists() {
+        return Err(StorageError::corrupted(&path, "the current snapshot file is missing"));
+    }
+    SnapshotFile::open(path)
 }

@@ -165,32 +165,36 @@ impl Witness {
     /// Record `marks`: pwrite of one slot, fdatasync'd when any mark moves backwards.
     ///
     /// The witness only has to be a lower bound of what is durable. Raising it needs no
-    /// fsync: after a power loss an unsynced raise is lost or torn, leaving the previous (lower,
+    /// fsync: after a power loss an unsynced raise is lost or torn, leaving an earlier (lower,
     /// still true) record in the other slot. Lowering must reach the disk before the data it
-    /// describes shrinks, or a crash in between would look like corruption.
+    /// describes shrinks, or a crash in between would look like corruption; and it is written
+    /// to **both** slots, so no older, higher record survives in the other slot for a torn
+    /// later raise to fall back to.
     pub fn record(&mut self, marks: Marks) -> Result<(), StorageError> {
         if marks == self.marks && self.sequence > 0 {
             return Ok(());
         }
         // Fields where the new record is below the current one.
         let lowered = !self.marks.shortfalls(&marks).is_empty();
-        let sequence = self.sequence + 1;
+        let first = self.sequence == 0;
+        self.write_slot(self.sequence + 1, marks, lowered || first)?;
+        if lowered {
+            self.write_slot(self.sequence + 1, marks, true)?;
+        }
+        self.marks = marks;
+        Ok(())
+    }
+
+    fn write_slot(&mut self, sequence: u64, marks: Marks, sync: bool) -> Result<(), StorageError> {
         let slot = encode_slot(sequence, marks);
         let offset = (sequence % 2) * SLOT_LEN as u64;
         let path = self.path.clone();
         self.file
             .seek(SeekFrom::Start(offset))
             .and_then(|_| self.file.write_all(&slot))
-            .and_then(|_| {
-                if lowered || self.sequence == 0 {
-                    self.file.sync_data()
-                } else {
-                    Ok(())
-                }
-            })
+            .and_then(|_| if sync { self.file.sync_data() } else { Ok(()) })
             .map_err(|e| StorageError::file(&path, "write witness", e))?;
         self.sequence = sequence;
-        self.marks = marks;
         Ok(())
     }
 }
@@ -286,6 +290,18 @@ mod tests {
         let err = Witness::open(dir.path(), false).err().expect("must refuse");
         assert!(err.is_corruption());
         assert!(err.to_string().contains(WITNESS_FILE), "{err}");
+    }
+
+    #[test]
+    fn a_lowered_record_leaves_no_higher_record_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Witness::open(dir.path(), true).unwrap();
+        w.record(marks(9)).unwrap();
+        w.record(marks(4)).unwrap();
+        drop(w);
+        let bytes = std::fs::read(dir.path().join(WITNESS_FILE)).unwrap();
+        let slots: Vec<Marks> = bytes.chunks(SLOT_LEN).filter_map(decode_slot).map(|(_, m)| m).collect();
+        assert_eq!(slots, vec![marks(4), marks(4)], "both slots hold the lowered marks");
     }
 
     #[test]

@@ -292,3 +292,48 @@ async fn a_large_apply_in_sub_batches_reopens_like_a_small_one() {
     assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, 2000)));
     assert_eq!(sm.logic().map.len(), 2000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_interrupted_past_the_end_of_the_log_is_finished_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _sm) = open(dir.path()).unwrap();
+        append(&mut log, (1..=5).map(|i| normal(1, i, "k", "v")).collect())
+            .await
+            .unwrap();
+        // A snapshot at 9 installed past the log's end, then a crash mid-purge.
+        log.simulate_interrupted_purge(&log_id(1, 9)).unwrap();
+    }
+    let (mut log, _sm) = open(dir.path()).unwrap();
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 9)));
+    assert_eq!(
+        state.last_log_id,
+        Some(log_id(1, 9)),
+        "no entry at or below the purge point survives"
+    );
+    assert!(log.try_get_log_entries(0..20).await.unwrap().is_empty());
+    append(&mut log, vec![normal(1, 10, "k", "v")]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_current_snapshot_refuses_to_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, mut sm) = open(dir.path()).unwrap();
+        let entries: Vec<Entry> = (1..=3).map(|i| normal(1, i, "k", "v")).collect();
+        append(&mut log, entries.clone()).await.unwrap();
+        apply(&mut sm, entries).await;
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    }
+    let snapshot = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "snap"))
+        .expect("snapshot file");
+    std::fs::remove_file(&snapshot).unwrap();
+    let err = open(dir.path()).err().expect("must refuse");
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains(&snapshot.display().to_string()), "{err}");
+}
