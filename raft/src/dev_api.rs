@@ -48,8 +48,6 @@ pub struct StatusView {
     pub stale: bool,
     /// Voters as `(node id, name)`.
     pub voters: Vec<(u64, String)>,
-    pub digest: u64,
-    pub targets: usize,
 }
 
 /// `GET /table`.
@@ -135,7 +133,6 @@ pub async fn run(
 
 async fn status(State(replica): State<Arc<Replica>>) -> Json<StatusView> {
     let status = replica.status();
-    let table = replica.table();
     Json(StatusView {
         node_id: status.node_id,
         name: status.name,
@@ -150,8 +147,6 @@ async fn status(State(replica): State<Arc<Replica>>) -> Json<StatusView> {
         revision: status.revision,
         stale: status.stale,
         voters: status.voters.into_iter().map(|(id, node)| (id, node.name)).collect(),
-        digest: table.digest(),
-        targets: table.targets.len(),
     })
 }
 

@@ -105,7 +105,15 @@ mod tests {
             let data_dir = DataDir::open(dir.path()).unwrap();
             load_or_create(&data_dir, "ta-0").await.unwrap()
         };
-        let data_dir = DataDir::open(dir.path()).unwrap();
+        // sled's flusher can hold the file lock for a moment after the first handle is gone.
+        let data_dir = loop {
+            match DataDir::open(dir.path()) {
+                Err(e) if e.to_string().contains("could not acquire lock") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                other => break other.unwrap(),
+            }
+        };
         let again = load_or_create(&data_dir, "ta-0").await.unwrap();
         assert_eq!(first, again);
         assert!(matches!(

@@ -248,14 +248,16 @@ impl Replica {
 
     /// Whether this replica may serve assignments (DESIGN.md I6).
     pub fn freshness(&self) -> Freshness {
-        let lease = self.context.config.timings.lease;
-        let metrics = self.context.raft.metrics().borrow_watched().clone();
+        self.freshness_from(&self.context.raft.metrics().borrow_watched())
+    }
+
+    fn freshness_from(&self, metrics: &openraft::RaftMetrics<crate::types::TypeConfig>) -> Freshness {
         let since = if metrics.state == ServerState::Leader {
             metrics.last_quorum_acked.as_ref().map(|acked| acked.elapsed())
         } else {
             self.contact.since()
         };
-        Freshness::judge(since, lease)
+        Freshness::judge(since, self.context.config.timings.lease)
     }
 
     /// Raft role, term, indexes and revision.
@@ -283,7 +285,7 @@ impl Replica {
             purged: metrics.purged.map(|l| l.index),
             revision: self.table.borrow().revision,
             voters,
-            stale: self.freshness().is_stale(),
+            stale: self.freshness_from(&metrics).is_stale(),
         }
     }
 

@@ -372,7 +372,6 @@ async fn one_way_loss_and_delayed_links_keep_the_cluster_committing_and_agreeing
     cluster.net.heal();
     let table = cluster.wait_converged(&ALL, PATIENCE).await;
     assert_eq!(table.assignments.len(), 150);
-    let _ = b;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

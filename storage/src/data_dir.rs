@@ -117,14 +117,9 @@ impl Shared {
         lower: impl FnOnce(&mut Marks) + Send + 'static,
     ) -> Result<(), StorageError> {
         let shared = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let mut witness = shared.witness.lock().expect("witness lock poisoned");
-            let mut marks = witness.marks();
-            lower(&mut marks);
-            witness.record(marks)
-        })
-        .await
-        .map_err(|e| StorageError::Contract(format!("witness task failed: {e}")))?
+        tokio::task::spawn_blocking(move || shared.lower_witness_now(lower))
+            .await
+            .map_err(|e| StorageError::Contract(format!("witness task failed: {e}")))?
     }
 
     /// [`Shared::lower_witness`] for synchronous callers (opening the store).

@@ -250,6 +250,25 @@ impl<C: StorageTypes> LogStore<C> {
     }
 }
 
+/// Remove every log key in `range` in one sled batch (not flushed); returns how many keys.
+fn remove_log_keys(
+    shared: &Shared,
+    range: impl RangeBounds<Vec<u8>>,
+    operation: &'static str,
+) -> Result<usize, StorageError> {
+    let mut batch = sled::Batch::default();
+    let mut removed = 0;
+    for row in shared.log.range(range) {
+        let (key, _) = row.map_err(shared.sled_error("read log"))?;
+        batch.remove(key);
+        removed += 1;
+    }
+    if removed > 0 {
+        shared.log.apply_batch(batch).map_err(shared.sled_error(operation))?;
+    }
+    Ok(removed)
+}
+
 /// A crash between a purge's two steps (recording `last_purged`, removing the entries) can
 /// leave entries at or below `last_purged`; openraft refuses such a log ("inverted log order")
 /// when the purge point is past the last entry. Finish the purge.
@@ -260,18 +279,10 @@ fn finish_interrupted_purge<C: StorageTypes>(
     let Some(purged) = last_purged else {
         return Ok(());
     };
-    let mut batch = sled::Batch::default();
-    let mut stale = 0usize;
-    for row in shared.log.range(..log_key(purged.index() + 1, 0)) {
-        let (key, _) = row.map_err(shared.sled_error("read log"))?;
-        batch.remove(key);
-        stale += 1;
-    }
-    if stale == 0 {
+    if remove_log_keys(shared, ..log_key(purged.index() + 1, 0), "purge")? == 0 {
         return Ok(());
     }
-    tracing::info!(through = purged.index(), "finishing a purge interrupted by a crash");
-    shared.log.apply_batch(batch).map_err(shared.sled_error("purge"))?;
+    tracing::info!(through = purged.index(), "finished a purge interrupted by a crash");
     shared.flush_durable_blocking(|_| {})?;
     let through = purged.index();
     payloads::remove_where(&shared.payload_dir, |index, _| index <= through)?;
@@ -463,15 +474,7 @@ impl<C: StorageTypes> RaftLogStorage<C> for LogStore<C> {
         self.shared
             .lower_witness(move |marks| marks.last_log = marks.last_log.min(new_mark))
             .await?;
-        let mut batch = sled::Batch::default();
-        for row in self.shared.log.range(log_key(keep_through, 0)..) {
-            let (key, _) = row.map_err(self.shared.sled_error("read log"))?;
-            batch.remove(key);
-        }
-        self.shared
-            .log
-            .apply_batch(batch)
-            .map_err(self.shared.sled_error("truncate"))?;
+        remove_log_keys(&self.shared, log_key(keep_through, 0).., "truncate")?;
         self.shared.flush_durable(|_| {}).await?;
         payloads::remove_where(&self.shared.payload_dir, |index, _| index >= keep_through)?;
         self.last_log = new_last;
@@ -485,15 +488,7 @@ impl<C: StorageTypes> RaftLogStorage<C> for LogStore<C> {
             .meta
             .insert(LAST_PURGED_KEY, envelope::encode(&log_id))
             .map_err(self.shared.sled_error("save last purged"))?;
-        let mut batch = sled::Batch::default();
-        for row in self.shared.log.range(..log_key(log_id.index() + 1, 0)) {
-            let (key, _) = row.map_err(self.shared.sled_error("read log"))?;
-            batch.remove(key);
-        }
-        self.shared
-            .log
-            .apply_batch(batch)
-            .map_err(self.shared.sled_error("purge"))?;
+        remove_log_keys(&self.shared, ..log_key(log_id.index() + 1, 0), "purge")?;
         let purged_mark = log_id.index() + 1;
         self.shared
             .flush_durable(move |marks| {

@@ -95,6 +95,23 @@ fn flip_byte_of(file: &std::path::Path, needle: &[u8]) {
     std::fs::write(file, bytes).unwrap();
 }
 
+/// Opening `dir` must fail with a corruption error that names `file`.
+fn assert_refuses_naming(dir: &std::path::Path, file: &std::path::Path) {
+    let err = open(dir).err().expect("a damaged data directory must not open");
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+}
+
+/// The current snapshot file of the data directory `dir`.
+fn snapshot_file(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "snap"))
+        .expect("snapshot file")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_in_the_database_refuses_to_start_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -110,13 +127,7 @@ async fn a_flipped_byte_in_the_database_refuses_to_start_naming_the_file() {
     // before it.
     flip_byte_of(&dir.path().join("sled/db"), b"MARKER-00100-value");
 
-    let err = open(dir.path()).err().expect("a damaged database must not open");
-    assert!(err.is_corruption(), "{err}");
-    let message = err.to_string();
-    assert!(
-        message.contains(&dir.path().join("sled/db").display().to_string()),
-        "{message}"
-    );
+    assert_refuses_naming(dir.path(), &dir.path().join("sled/db"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,17 +142,10 @@ async fn a_flipped_byte_in_the_snapshot_refuses_to_start_naming_the_file() {
         apply(&mut sm, entries).await;
         sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
     }
-    let snapshot = std::fs::read_dir(dir.path().join("snapshots"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "snap"))
-        .expect("snapshot file");
+    let snapshot = snapshot_file(dir.path());
     flip_byte_of(&snapshot, b"SNAPVALUE-0017");
 
-    let err = open(dir.path()).err().expect("a damaged snapshot must not open");
-    assert!(err.is_corruption(), "{err}");
-    assert!(err.to_string().contains(&snapshot.display().to_string()), "{err}");
+    assert_refuses_naming(dir.path(), &snapshot);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,8 +156,7 @@ async fn a_missing_witness_is_refused() {
         append(&mut log, vec![normal(1, 1, "a", "1")]).await.unwrap();
     }
     std::fs::remove_file(dir.path().join(ta_storage::WITNESS_FILE)).unwrap();
-    let err = open(dir.path()).err().expect("must refuse");
-    assert!(err.to_string().contains(ta_storage::WITNESS_FILE), "{err}");
+    assert_refuses_naming(dir.path(), &dir.path().join(ta_storage::WITNESS_FILE));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,9 +228,7 @@ async fn a_damaged_payload_file_refuses_to_start_naming_the_file() {
     }
     let file = payload_files(dir.path()).pop().unwrap();
     flip_byte_of(&file, b"DAMAGE-ME-DAMAGE-ME-");
-    let err = open(dir.path()).err().expect("must refuse");
-    assert!(err.is_corruption(), "{err}");
-    assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+    assert_refuses_naming(dir.path(), &file);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,14 +327,7 @@ async fn a_missing_current_snapshot_refuses_to_start_naming_the_file() {
         apply(&mut sm, entries).await;
         sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
     }
-    let snapshot = std::fs::read_dir(dir.path().join("snapshots"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "snap"))
-        .expect("snapshot file");
+    let snapshot = snapshot_file(dir.path());
     std::fs::remove_file(&snapshot).unwrap();
-    let err = open(dir.path()).err().expect("must refuse");
-    assert!(err.is_corruption(), "{err}");
-    assert!(err.to_string().contains(&snapshot.display().to_string()), "{err}");
+    assert_refuses_naming(dir.path(), &snapshot);
 }

@@ -73,9 +73,21 @@ impl StateMachineLogic<KvTypes> for KvLogic {
 
 pub type Stores = (LogStore<KvTypes>, StateMachineStore<KvTypes, KvLogic>);
 
+/// Open the stores in `dir`. Tests reopen a directory in the same process right after
+/// dropping it, and sled's background flusher can hold the file lock for a moment after the
+/// last handle is gone; only that lock error is retried, briefly. (A restarted replica is a
+/// new process and never sees it.)
 pub fn open(dir: &std::path::Path) -> Result<Stores, ta_storage::StorageError> {
-    let data_dir = DataDir::open(dir)?;
-    ta_storage::open_stores(&data_dir, KvLogic::default())
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match DataDir::open(dir) {
+            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+            Ok(data_dir) => return ta_storage::open_stores(&data_dir, KvLogic::default()),
+        }
+    }
 }
 
 /// Builds a fresh store in its own temporary directory for each conformance case.
