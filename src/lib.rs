@@ -7,7 +7,9 @@
 
 pub mod allocation;
 pub mod cli;
+pub mod config;
 pub mod demo;
+pub mod discovery;
 pub mod go_duration;
 pub mod prometheus_duration;
 pub mod relabel;
