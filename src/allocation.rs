@@ -1,8 +1,17 @@
-//! Allocation strategies: which collector takes which target. `consistent_hashing` is
-//! upstream's ring; the strategy trait, `least-weighted`, `per-node`, `balanced` and the
-//! planner build on the settings defined here.
+//! Allocation: which collector takes which target. The planner (`planner`) turns desired
+//! targets, observed collectors (`membership`) and the current table into one command batch,
+//! asking a strategy (`strategy`: `consistent_hashing`, `least_weighted`, `per_node`,
+//! `balanced`) to place the targets that need an owner. Settings live here.
 
+pub mod balanced;
 pub mod consistent_hashing;
+pub mod desired;
+pub mod least_weighted;
+pub mod membership;
+pub mod per_node;
+pub mod planner;
+pub mod state;
+pub mod strategy;
 
 use consistent_hashing::RingLayout;
 

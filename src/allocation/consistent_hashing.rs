@@ -9,7 +9,14 @@
 //! and v0.10.0 (operator v0.158.0 and older), which differ in how ring points are named and
 //! how the load bound is rounded.
 
+use ta_raft::TargetId;
+use ta_raft::intern::Symbol;
 use xxhash_rust::xxh64::xxh64;
+
+use super::StrategyName;
+use super::state::Allocation;
+use super::state::Bookkeeping;
+use super::strategy::Strategy;
 
 /// Partitions on the ring.
 pub const PARTITION_COUNT: u64 = 1061;
@@ -101,8 +108,18 @@ impl HashRing {
 
     /// The collector owning targets at `address` (the target's `__address__`).
     pub fn owner(&self, address: &str) -> &str {
+        &self.members[self.owner_index(address)]
+    }
+
+    /// Position in [`HashRing::members`] of the collector owning targets at `address`.
+    pub fn owner_index(&self, address: &str) -> usize {
         let partition = xxh64(address.as_bytes(), 0) % PARTITION_COUNT;
-        &self.members[self.owners[partition as usize] as usize]
+        self.owners[partition as usize] as usize
+    }
+
+    /// The members, sorted by name.
+    pub fn members(&self) -> &[String] {
+        &self.members
     }
 
     /// Partitions owned by each member, in member name order.
@@ -112,6 +129,46 @@ impl HashRing {
             counts[owner as usize] += 1;
         }
         self.members.iter().map(String::as_str).zip(counts).collect()
+    }
+}
+
+/// The `consistent-hashing` strategy: each target goes to the ring owner of its
+/// `__address__` among the members; with no member it stays unassigned.
+pub struct ConsistentHashing {
+    layout: RingLayout,
+}
+
+impl ConsistentHashing {
+    pub fn new(layout: RingLayout) -> Self {
+        Self { layout }
+    }
+}
+
+impl Strategy for ConsistentHashing {
+    fn name(&self) -> StrategyName {
+        StrategyName::ConsistentHashing
+    }
+
+    fn is_stateless(&self) -> bool {
+        true
+    }
+
+    fn bookkeeping(&self) -> Bookkeeping {
+        Bookkeeping::None
+    }
+
+    fn assign(&self, allocation: &mut Allocation<'_>, candidates: &[TargetId]) {
+        let members: Vec<Symbol> = allocation.members().keys().cloned().collect();
+        // `HashRing` sorts its members by name, as the `BTreeMap` keys already are, so its
+        // owner index is an index into `members`.
+        let ring = HashRing::new(members.iter(), self.layout).ok();
+        for &id in candidates {
+            let Some(desired) = allocation.desired(id) else {
+                continue;
+            };
+            let owner = ring.as_ref().map(|ring| members[ring.owner_index(&desired.address)].clone());
+            allocation.assign(id, owner);
+        }
     }
 }
 

@@ -1,0 +1,85 @@
+//! What discovery wants allocated: one entry per target identity, with what strategies place
+//! it by (`__address__` for `consistent-hashing`, the node for `per-node`) and the labels the
+//! table must serve for it.
+
+use rustc_hash::FxHashMap;
+use ta_raft::TargetId;
+use ta_raft::intern::Symbol;
+use ta_raft::model::Labels;
+
+/// A target the discovery pipeline wants allocated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredTarget {
+    pub job: Symbol,
+    /// `__address__` of the served labels.
+    pub address: Symbol,
+    /// The served labels (discovered, pre-relabel).
+    pub labels: Labels,
+    /// The Kubernetes node the target runs on, by upstream's `per-node` rules.
+    pub node: Option<Symbol>,
+}
+
+/// Every target discovery wants allocated, by identity.
+pub type DesiredTargets = FxHashMap<TargetId, DesiredTarget>;
+
+/// Labels that name a target's node, in upstream's order of preference (`per_node.go`).
+const NODE_LABELS: [&str; 3] = [
+    "__meta_kubernetes_pod_node_name",
+    "__meta_kubernetes_node_name",
+    "__meta_kubernetes_endpoint_node_name",
+];
+
+/// The node of a target with served labels `labels`, as upstream's `per-node` reads it:
+/// the first non-empty node label, else the EndpointSlice target name when its kind is `Node`.
+pub fn node_of(labels: &Labels) -> Option<&str> {
+    if let Some(node) = NODE_LABELS
+        .iter()
+        .filter_map(|name| labels.get(name))
+        .find(|value| !value.is_empty())
+    {
+        return Some(node);
+    }
+    if labels.get("__meta_kubernetes_endpointslice_address_target_kind") == Some("Node") {
+        return labels
+            .get("__meta_kubernetes_endpointslice_address_target_name")
+            .filter(|name| !name.is_empty());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::new(pairs.iter().map(|(n, v)| (Arc::from(*n), Arc::from(*v))).collect())
+    }
+
+    #[test]
+    fn node_comes_from_the_first_non_empty_node_label() {
+        let pod_and_endpoint = labels(&[
+            ("__meta_kubernetes_pod_node_name", ""),
+            ("__meta_kubernetes_node_name", "node-b"),
+            ("__meta_kubernetes_endpoint_node_name", "node-c"),
+        ]);
+        assert_eq!(node_of(&pod_and_endpoint), Some("node-b"));
+    }
+
+    #[test]
+    fn endpointslice_node_targets_use_the_target_name_and_other_kinds_have_no_node() {
+        let node_kind = labels(&[
+            ("__meta_kubernetes_endpointslice_address_target_kind", "Node"),
+            ("__meta_kubernetes_endpointslice_address_target_name", "node-x"),
+        ]);
+        assert_eq!(node_of(&node_kind), Some("node-x"));
+        let pod_kind = labels(&[
+            ("__meta_kubernetes_endpointslice_address_target_kind", "Pod"),
+            ("__meta_kubernetes_endpointslice_address_target_name", "pod-x"),
+            // Not consulted by upstream.
+            ("__meta_kubernetes_endpointslice_endpoint_node_name", "node-y"),
+        ]);
+        assert_eq!(node_of(&pod_kind), None);
+    }
+}
