@@ -10,6 +10,7 @@ pub mod least_weighted;
 pub mod membership;
 pub mod per_node;
 pub mod planner;
+pub mod simulation;
 pub mod state;
 pub mod strategy;
 

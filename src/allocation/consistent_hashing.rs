@@ -166,7 +166,9 @@ impl Strategy for ConsistentHashing {
             let Some(desired) = allocation.desired(id) else {
                 continue;
             };
-            let owner = ring.as_ref().map(|ring| members[ring.owner_index(&desired.address)].clone());
+            let owner = ring
+                .as_ref()
+                .map(|ring| members[ring.owner_index(&desired.address)].clone());
             allocation.assign(id, owner);
         }
     }

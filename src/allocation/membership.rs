@@ -22,7 +22,9 @@ pub enum Readiness {
     Ready,
     /// Not ready since this time (Kubernetes: the Ready condition's last transition, or the
     /// pod's start time), in Unix milliseconds.
-    NotReadySince { unix_millis: u64 },
+    NotReadySince {
+        unix_millis: u64,
+    },
 }
 
 /// One collector as collector discovery reports it.
@@ -65,7 +67,7 @@ pub struct Membership {
     pub members: BTreeMap<Symbol, Member>,
     /// Collectors removed by the changes (absent for the whole grace period).
     pub removed: Vec<Symbol>,
-    /// Whether the members' ids or nodes differ from the table's collectors before.
+    /// Whether the members' ids, nodes or readiness differ from the table's collectors before.
     pub members_changed: bool,
 }
 
@@ -94,12 +96,13 @@ pub fn reconcile(table: &Table, observed: &ObservedCollectors, grace_period: Dur
             (Some(Readiness::Ready), _) => Some(CollectorState::Ready),
             (Some(Readiness::NotReadySince { .. }), _) if !readiness_checked => Some(CollectorState::Ready),
             (None, _) if !readiness_checked => None,
-            // Absent or unready: keep an earlier absence start, else start one now (or at the
-            // time discovery says it stopped being ready, if earlier).
+            // Unready: discovery's own time (the same for every leader). Vanished: the
+            // recorded start of the absence, so a failover does not restart the grace timer;
+            // else now.
             (seen, recorded) => {
-                let since = match (recorded, seen) {
-                    (Some(CollectorState::AbsentSince { unix_millis }), _) => unix_millis,
-                    (_, Some(Readiness::NotReadySince { unix_millis })) => unix_millis.min(now),
+                let since = match (seen, recorded) {
+                    (Some(Readiness::NotReadySince { unix_millis }), _) => unix_millis.min(now),
+                    (_, Some(CollectorState::AbsentSince { unix_millis })) => unix_millis,
                     _ => now,
                 };
                 (!expired(since)).then_some(CollectorState::AbsentSince { unix_millis: since })
@@ -123,7 +126,10 @@ pub fn reconcile(table: &Table, observed: &ObservedCollectors, grace_period: Dur
                         state,
                     });
                 }
-                if recorded.is_none_or(|r| r.node != node) {
+                // Readiness counts: it decides who receives targets under `balanced`.
+                if recorded.is_none_or(|r| {
+                    r.node != node || (r.state == CollectorState::Ready) != (state == CollectorState::Ready)
+                }) {
                     membership.members_changed = true;
                 }
                 let ready = state == CollectorState::Ready;
@@ -187,7 +193,7 @@ mod tests {
         let gone = reconcile(&table, &only_c0, GRACE, 2_000);
         assert_eq!(gone.members.len(), 2, "c1 is within its grace period");
         assert!(!gone.members["c1"].ready);
-        assert!(!gone.members_changed, "marking absent changes no member");
+        assert!(gone.members_changed, "c1 no longer receives targets");
         let table = record(&table, &gone);
 
         // A later round (e.g. a new leader) must not restart the grace timer.

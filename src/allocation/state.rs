@@ -162,7 +162,11 @@ impl<'a> Allocation<'a> {
         let mut by_member: BTreeMap<Symbol, Vec<TargetId>> =
             self.members.keys().map(|id| (id.clone(), Vec::new())).collect();
         let in_table = self.table.targets.keys().copied();
-        let decided_new = self.decided.keys().copied().filter(|id| !self.table.targets.contains_key(id));
+        let decided_new = self
+            .decided
+            .keys()
+            .copied()
+            .filter(|id| !self.table.targets.contains_key(id));
         for id in in_table.chain(decided_new) {
             if self.removed.contains(&id) {
                 continue;
