@@ -203,3 +203,150 @@ pub fn relabeled(target: &DesiredTarget, generation: u64) -> DesiredTarget {
         ..target.clone()
     }
 }
+
+/// Allocation quality of one strategy in one world (demand-and-peers.md §3.2).
+#[derive(Debug, Clone)]
+pub struct Quality {
+    /// Busiest collector's targets ÷ mean.
+    pub max_over_mean: f64,
+    /// Relative standard deviation of targets per collector.
+    pub relative_std_dev: f64,
+    /// Fraction of targets moved when one collector joins.
+    pub moved_on_join: f64,
+    /// Fraction of targets moved when one collector leaves for longer than the grace period.
+    pub moved_on_leave: f64,
+    /// Fraction of targets left unassigned after that leave (per-node only).
+    pub unassigned_after_leave: f64,
+    /// Total moves ÷ targets for a rolling restart of every collector, each one away longer
+    /// than the grace period.
+    pub rolling_restart_beyond_grace: f64,
+    /// The same with each restart within the grace period.
+    pub rolling_restart_within_grace: f64,
+}
+
+fn counts_of(sim: &Simulation) -> Vec<usize> {
+    sim.counts().values().copied().collect()
+}
+
+/// Measure `settings` with `collectors` collectors (one per node) and `targets` targets.
+pub fn measure_quality(
+    settings: &StrategySettings,
+    collectors: usize,
+    targets: usize,
+    seed: u64,
+) -> Result<Quality, strategy::StrategyError> {
+    let grace = Duration::from_secs(30);
+    let mut sim = Simulation::new(settings, grace)?;
+    let name = |c: usize| format!("collector-{c}");
+    let node = |c: usize| format!("node-{c}");
+    for c in 0..collectors {
+        sim.set_collector(&name(c), Some(&node(c)), Readiness::Ready);
+    }
+    for (id, target) in synthetic_targets(targets, (targets / 100).max(1), collectors, seed) {
+        sim.add_target(id, target);
+    }
+    sim.step();
+    let m = targets as f64;
+
+    let counts = counts_of(&sim);
+    let mean = counts.iter().sum::<usize>() as f64 / counts.len() as f64;
+    let max = counts.iter().copied().max().unwrap_or(0) as f64;
+    let variance = counts.iter().map(|&c| (c as f64 - mean).powi(2)).sum::<f64>() / counts.len() as f64;
+
+    // Join, then undo it.
+    sim.set_collector("collector-joining", Some("node-joining"), Readiness::Ready);
+    let moved_on_join = sim.step().moved as f64 / m;
+    sim.remove_collector("collector-joining");
+    sim.step();
+    sim.advance(grace * 2);
+    sim.step();
+
+    // Leave beyond the grace period: the last collector, as in the reference simulation.
+    let leaver = name(collectors - 1);
+    sim.remove_collector(&leaver);
+    sim.step();
+    sim.advance(grace * 2);
+    let moved_on_leave = sim.step().moved as f64 / m;
+    let unassigned_after_leave = sim.table.targets.values().filter(|t| t.collector.is_none()).count() as f64 / m;
+    sim.set_collector(&leaver, Some(&node(collectors - 1)), Readiness::Ready);
+    sim.step();
+
+    // Rolling restarts: one collector at a time goes away and comes back.
+    let mut rolling = |away: Duration| {
+        let mut moves = 0;
+        for c in 0..collectors {
+            sim.remove_collector(&name(c));
+            moves += sim.step().moved;
+            sim.advance(away);
+            moves += sim.step().moved;
+            sim.set_collector(&name(c), Some(&node(c)), Readiness::Ready);
+            moves += sim.step().moved;
+        }
+        moves as f64 / m
+    };
+    let rolling_restart_within_grace = rolling(grace / 3);
+    let rolling_restart_beyond_grace = rolling(grace * 2);
+
+    Ok(Quality {
+        max_over_mean: if mean > 0.0 { max / mean } else { 0.0 },
+        relative_std_dev: if mean > 0.0 { variance.sqrt() / mean } else { 0.0 },
+        moved_on_join,
+        moved_on_leave,
+        unassigned_after_leave,
+        rolling_restart_beyond_grace,
+        rolling_restart_within_grace,
+    })
+}
+
+/// The strategies compared in the quality report, by display name.
+pub fn report_strategies() -> Vec<(&'static str, StrategySettings)> {
+    use super::StrategyName;
+    let with = |strategy, fallback| StrategySettings {
+        strategy,
+        fallback,
+        ..StrategySettings::default()
+    };
+    vec![
+        ("consistent-hashing", with(StrategyName::ConsistentHashing, None)),
+        ("least-weighted", with(StrategyName::LeastWeighted, None)),
+        ("per-node", with(StrategyName::PerNode, None)),
+        ("balanced", with(StrategyName::Balanced, None)),
+    ]
+}
+
+/// The allocation-quality table for every strategy at every size, as Markdown.
+pub fn quality_report(
+    collector_counts: &[usize],
+    target_counts: &[usize],
+    seed: u64,
+    mut progress: impl FnMut(&str),
+) -> Result<String, strategy::StrategyError> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for &targets in target_counts {
+        for &collectors in collector_counts {
+            let _ = writeln!(out, "\n**m = {targets} targets, N = {collectors} collectors**\n");
+            let _ = writeln!(
+                out,
+                "| strategy | max/mean | RSD | moved on join | moved on leave | unassigned after leave | rolling restart, beyond grace (moves/m) | rolling restart, within grace |"
+            );
+            let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+            for (name, settings) in report_strategies() {
+                progress(&format!("{name}: {targets} targets, {collectors} collectors"));
+                let q = measure_quality(&settings, collectors, targets, seed)?;
+                let _ = writeln!(
+                    out,
+                    "| {name} | {:.3} | {:.3} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} |",
+                    q.max_over_mean,
+                    q.relative_std_dev,
+                    q.moved_on_join,
+                    q.moved_on_leave,
+                    q.unassigned_after_leave,
+                    q.rolling_restart_beyond_grace,
+                    q.rolling_restart_within_grace
+                );
+            }
+        }
+    }
+    Ok(out)
+}
