@@ -61,7 +61,9 @@ pub enum ServiceDiscoveryConfig {
     Dns(DnsSdConfig),
     /// A source this build keeps for serving (`/scrape_configs`) but does not run yet, by
     /// its Prometheus key (`kubernetes_sd_configs`, ...). Reported by `check-config`.
-    Unsupported { key: String },
+    Unsupported {
+        key: String,
+    },
 }
 
 /// `file_sd_configs` entry.

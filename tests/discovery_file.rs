@@ -17,7 +17,10 @@ use target_allocator::discovery::file_sd::FileProvider;
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn provider(files: Vec<String>, refresh_interval: Duration) -> Box<FileProvider> {
-    Box::new(FileProvider::new(FileSdConfig { files, refresh_interval }))
+    Box::new(FileProvider::new(FileSdConfig {
+        files,
+        refresh_interval,
+    }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +41,10 @@ async fn json_and_yaml_files_are_followed_through_notifications() {
     // Initial sync: both files, with their sources and the file path label.
     let first = running.wait_for("the first round", |s| s.synced).await;
     assert_eq!(first.last_error, None);
-    assert_eq!(addresses(&first.groups), ["10.0.0.1:80", "10.0.0.2:80", "10.0.1.1:9100"]);
+    assert_eq!(
+        addresses(&first.groups),
+        ["10.0.0.1:80", "10.0.0.2:80", "10.0.1.1:9100"]
+    );
     let json_group = group(&first, &format!("{json_path}:0")).expect("the JSON file's group");
     assert_eq!(json_group.labels.get("__meta_filepath"), Some(json_path.as_str()));
     assert_eq!(json_group.labels.get("env"), Some("prod"));
@@ -65,7 +71,10 @@ async fn json_and_yaml_files_are_followed_through_notifications() {
             s.last_error.as_deref().is_some_and(|e| e.contains("a.json"))
         })
         .await;
-    assert_eq!(addresses(&broken.groups), ["10.0.0.3:80", "10.0.0.4:80", "10.0.1.1:9100"]);
+    assert_eq!(
+        addresses(&broken.groups),
+        ["10.0.0.3:80", "10.0.0.4:80", "10.0.1.1:9100"]
+    );
 
     // Fixed: the error clears and the new content is used.
     replace_file(&json, r#"[{"targets": ["10.0.0.5:80"]}]"#);
@@ -78,13 +87,17 @@ async fn json_and_yaml_files_are_followed_through_notifications() {
     // Deleted: its groups disappear.
     std::fs::remove_file(&yaml).expect("delete the YAML file");
     running
-        .wait_for("the deleted file's groups gone", |s| addresses(&s.groups) == ["10.0.0.5:80"])
+        .wait_for("the deleted file's groups gone", |s| {
+            addresses(&s.groups) == ["10.0.0.5:80"]
+        })
         .await;
 
     // New file matching the glob: picked up.
     replace_file(&dir.join("c.json"), r#"[{"targets": ["10.0.2.1:80"]}]"#);
     let grown = running
-        .wait_for("the new file", |s| addresses(&s.groups) == ["10.0.0.5:80", "10.0.2.1:80"])
+        .wait_for("the new file", |s| {
+            addresses(&s.groups) == ["10.0.0.5:80", "10.0.2.1:80"]
+        })
         .await;
     assert_eq!(grown.last_error, None);
 
@@ -106,7 +119,9 @@ async fn the_refresh_interval_alone_picks_up_a_file_no_notification_announced() 
     std::fs::create_dir(&late).expect("create the directory");
     replace_file(&late.join("targets.yaml"), "- targets: [late:1]\n");
     running
-        .wait_for("the file found by a periodic round", |s| addresses(&s.groups) == ["late:1"])
+        .wait_for("the file found by a periodic round", |s| {
+            addresses(&s.groups) == ["late:1"]
+        })
         .await;
     running.stop().await;
 }

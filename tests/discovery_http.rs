@@ -45,17 +45,35 @@ impl Server {
     }
 
     fn last_request(&self) -> Option<HeaderMap> {
-        self.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.last_request
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Serve on 127.0.0.1 and return the discovery URL.
     async fn start(&self) -> String {
         async fn targets(State(server): State<Server>, headers: HeaderMap) -> impl IntoResponse {
-            *server.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(headers);
-            let answer = server.answer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+            *server
+                .last_request
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(headers);
+            let answer = server
+                .answer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
             match answer {
-                Some(answer) => (answer.status, [(header::CONTENT_TYPE, answer.content_type)], answer.body),
-                None => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], String::new()),
+                Some(answer) => (
+                    answer.status,
+                    [(header::CONTENT_TYPE, answer.content_type)],
+                    answer.body,
+                ),
+                None => (
+                    StatusCode::NOT_FOUND,
+                    [(header::CONTENT_TYPE, "text/plain")],
+                    String::new(),
+                ),
             }
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -68,7 +86,8 @@ impl Server {
     }
 }
 
-const GOOD: &str = r#"[{"targets": ["10.0.0.1:80", "10.0.0.2:80"], "labels": {"env": "prod"}}, {"targets": ["10.0.0.3:80"]}]"#;
+const GOOD: &str =
+    r#"[{"targets": ["10.0.0.1:80", "10.0.0.2:80"], "labels": {"env": "prod"}}, {"targets": ["10.0.0.3:80"]}]"#;
 
 fn provider(url: &str) -> Box<HttpProvider> {
     let config = HttpSdConfig {
@@ -116,7 +135,13 @@ async fn a_good_list_is_published_and_every_bad_answer_keeps_it() {
             .await;
         // The same groups, not merely equal ones: nothing downstream has to look at them.
         assert_eq!(failed.groups.len(), good.groups.len());
-        assert!(failed.groups.iter().zip(good.groups.iter()).all(|(a, b)| Arc::ptr_eq(a, b)));
+        assert!(
+            failed
+                .groups
+                .iter()
+                .zip(good.groups.iter())
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+        );
     }
 
     server.answer(StatusCode::OK, "application/json", r#"[{"targets": ["10.0.0.9:80"]}]"#);

@@ -38,7 +38,12 @@ fn static_group(addresses: &[&str], labels: &[(&str, &str)]) -> TargetGroup {
             .iter()
             .map(|a| Labels::new(vec![(address.clone(), interner.intern(a))]))
             .collect(),
-        labels: Labels::new(labels.iter().map(|(n, v)| (interner.intern(n), interner.intern(v))).collect()),
+        labels: Labels::new(
+            labels
+                .iter()
+                .map(|(n, v)| (interner.intern(n), interner.intern(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -57,7 +62,10 @@ async fn gated_server(open: watch::Receiver<bool>) -> String {
             let mut open = open.clone();
             async move {
                 let _ = open.wait_for(|open| *open).await;
-                ([(header::CONTENT_TYPE, "application/json")], r#"[{"targets": ["gated:1"]}]"#)
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    r#"[{"targets": ["gated:1"]}]"#,
+                )
             }
         }),
     );
@@ -71,7 +79,10 @@ async fn gated_server(open: watch::Receiver<bool>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_groups_are_published_at_once_with_positional_sources() {
-    let provider = StaticProvider::new(vec![static_group(&["a:1"], &[("env", "x")]), static_group(&["b:1"], &[])]);
+    let provider = StaticProvider::new(vec![
+        static_group(&["a:1"], &[("env", "x")]),
+        static_group(&["b:1"], &[]),
+    ]);
     let mut running = Running::start(Box::new(provider));
     let first = running.wait_for("the static groups", |s| s.synced).await;
     let sources: Vec<&str> = first.groups.iter().map(|g| g.source.as_str()).collect();
@@ -124,7 +135,10 @@ async fn the_combined_view_syncs_after_every_source_and_keeps_unchanged_groups()
     })
     .await;
     assert!(!partial.all_synced);
-    assert_eq!(partial.unsupported, [("web".to_string(), "kubernetes_sd_configs".to_string())]);
+    assert_eq!(
+        partial.unsupported,
+        [("web".to_string(), "kubernetes_sd_configs".to_string())]
+    );
     let (job, source, error) = &partial.errors[0];
     assert_eq!((job.as_str(), source.as_str()), ("api", "file_sd_configs[0]"));
     assert!(error.contains("nonsense"), "{error}");

@@ -228,9 +228,7 @@ impl DnsDiscovery {
 
 fn build_resolver(nameservers: Nameservers) -> Result<TokioResolver, DnsSdError> {
     let mut builder = match nameservers {
-        Nameservers::System => {
-            TokioResolver::builder_tokio().map_err(|e| DnsSdError::Resolver(error_chain(&e)))?
-        }
+        Nameservers::System => TokioResolver::builder_tokio().map_err(|e| DnsSdError::Resolver(error_chain(&e)))?,
         Nameservers::Explicit(address) => {
             let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
                 .into_iter()

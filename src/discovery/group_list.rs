@@ -82,7 +82,11 @@ pub fn parse_json(bytes: &[u8]) -> Result<Vec<RawGroup>, GroupListError> {
     let items = match value {
         Value::Null => return Ok(Vec::new()),
         Value::Array(items) => items,
-        other => return Err(GroupListError::NotAList { found: json_kind(&other) }),
+        other => {
+            return Err(GroupListError::NotAList {
+                found: json_kind(&other),
+            });
+        }
     };
     items
         .into_iter()
@@ -305,8 +309,17 @@ impl Node {
 /// A collection being built, with the number of nodes it holds so far (aliases are charged
 /// by the size of what they copy).
 enum Open {
-    Sequence { anchor: usize, items: Vec<Node>, size: usize },
-    Mapping { anchor: usize, entries: Vec<(Node, Node)>, key: Option<Node>, size: usize },
+    Sequence {
+        anchor: usize,
+        items: Vec<Node>,
+        size: usize,
+    },
+    Mapping {
+        anchor: usize,
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+        size: usize,
+    },
 }
 
 /// Builds the first document's tree from parser events, iteratively, with bounds on depth
@@ -350,7 +363,9 @@ impl TreeBuilder {
                 self.charge(size)?;
                 self.complete(node, 0, size)
             }
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => Ok(()),
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {
+                Ok(())
+            }
         }
     }
 
@@ -535,7 +550,10 @@ mod tests {
                 name: "a".into()
             })
         );
-        assert_eq!(parse_yaml("- targets: a:1"), Err(GroupListError::BadTargets { index: 0 }));
+        assert_eq!(
+            parse_yaml("- targets: a:1"),
+            Err(GroupListError::BadTargets { index: 0 })
+        );
         assert_eq!(parse_yaml("a: b"), Err(GroupListError::NotAList { found: "a mapping" }));
         assert!(matches!(parse_yaml("- [unclosed"), Err(GroupListError::Yaml(_))));
     }
@@ -549,7 +567,7 @@ mod tests {
         let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for level in 1..12 {
             let previous = format!("*a{}", level - 1);
-            let items = vec![previous.as_str(); 10].join(", ");
+            let items = [previous.as_str(); 10].join(", ");
             bomb.push_str(&format!("a{level}: &a{level} [{items}]\n"));
         }
         assert_eq!(parse_yaml(&bomb), Err(GroupListError::ExcessiveAliasing));
@@ -569,7 +587,12 @@ mod tests {
     fn built_groups_carry_the_meta_label_and_indexed_sources() {
         let mut interner = Interner::default();
         let raw = vec![group(&["a:1"], &[("__meta_filepath", "spoofed"), ("env", "prod")])];
-        let built = build_groups(raw, "/etc/sd/x.json", ("__meta_filepath", "/etc/sd/x.json"), &mut interner);
+        let built = build_groups(
+            raw,
+            "/etc/sd/x.json",
+            ("__meta_filepath", "/etc/sd/x.json"),
+            &mut interner,
+        );
         assert_eq!(built.len(), 1);
         assert_eq!(built[0].source, "/etc/sd/x.json:0");
         assert_eq!(built[0].labels.get("__meta_filepath"), Some("/etc/sd/x.json"));

@@ -127,7 +127,10 @@ impl Poller {
 
     async fn poll(&mut self) -> Result<Vec<TargetGroup>, HttpSdError> {
         let url = self.config.url.clone();
-        let client = self.client.as_ref().map_err(|message| HttpSdError::Client(message.clone()))?;
+        let client = self
+            .client
+            .as_ref()
+            .map_err(|message| HttpSdError::Client(message.clone()))?;
         let response = client
             .get(&url)
             .header(ACCEPT, "application/json")

@@ -70,7 +70,9 @@ pub fn provider_for(config: &ServiceDiscoveryConfig, options: &DiscoveryOptions)
     match config {
         ServiceDiscoveryConfig::Static(groups) => Some(Box::new(StaticProvider::new(groups.clone()))),
         ServiceDiscoveryConfig::File(file) => Some(Box::new(FileProvider::new(file.clone()))),
-        ServiceDiscoveryConfig::Http(http) => Some(Box::new(HttpProvider::new(http.clone(), options.user_agent.clone()))),
+        ServiceDiscoveryConfig::Http(http) => {
+            Some(Box::new(HttpProvider::new(http.clone(), options.user_agent.clone())))
+        }
         ServiceDiscoveryConfig::Dns(dns) => Some(Box::new(DnsProvider::new(dns.clone(), options.nameservers))),
         ServiceDiscoveryConfig::Unsupported { .. } => None,
     }
@@ -95,8 +97,9 @@ pub struct DiscoveryManager {
 }
 
 impl DiscoveryManager {
-    /// Start every job's sources. The tasks stop when `shutdown` is cancelled, when
-    /// [`DiscoveryManager::shutdown`] is called, or when the manager is dropped.
+    /// Start every job's sources (on the current Tokio runtime). The tasks stop when
+    /// `shutdown` is cancelled, when [`DiscoveryManager::shutdown`] is called, or when the
+    /// manager is dropped.
     pub fn start(
         jobs: Vec<(String, Vec<ServiceDiscoveryConfig>)>,
         options: &DiscoveryOptions,
@@ -267,7 +270,12 @@ impl Aggregator {
         }
         self.generation += 1;
         let view = Discovered {
-            jobs: self.job_names.iter().cloned().zip(self.job_groups.iter().cloned()).collect(),
+            jobs: self
+                .job_names
+                .iter()
+                .cloned()
+                .zip(self.job_groups.iter().cloned())
+                .collect(),
             all_synced: self.sources.iter().all(|source| source.snapshot.synced),
             errors,
             unsupported: self.unsupported.clone(),
@@ -298,7 +306,11 @@ async fn next_changes(waits: &mut [Option<ChangeWait>]) -> Vec<Change> {
                 *slot = None;
             }
         }
-        if ready.is_empty() { Poll::Pending } else { Poll::Ready(ready) }
+        if ready.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(ready)
+        }
     })
     .await
 }

@@ -57,7 +57,10 @@ pub async fn wait_for<T: Clone + std::fmt::Debug>(
     condition: impl Fn(&T) -> bool,
 ) -> T {
     let waited = tokio::time::timeout(DEADLINE, async {
-        receiver.wait_for(|value| condition(value)).await.map(|value| value.clone())
+        receiver
+            .wait_for(|value| condition(value))
+            .await
+            .map(|value| value.clone())
     })
     .await;
     match waited {
