@@ -8,6 +8,14 @@
 //! Groups are shared (`Arc`): a provider republishes unchanged groups as the same `Arc`, so
 //! downstream processing can skip them by pointer identity.
 
+pub mod dns_sd;
+pub mod file_sd;
+pub mod group_list;
+pub mod http_sd;
+pub mod manager;
+pub mod static_sd;
+
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -103,4 +111,124 @@ pub trait Provider: Send + 'static {
         publish: watch::Sender<ProviderSnapshot>,
         shutdown: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// The label holding a target's address.
+pub const ADDRESS_LABEL: &str = "__address__";
+
+/// Whether `name` may be a label name in discovered target groups. Prometheus 3 (which the
+/// collector's receiver embeds) validates names with its UTF-8 scheme: any non-empty valid
+/// UTF-8 string, and a Rust `str` is always valid UTF-8.
+pub fn is_valid_label_name(name: &str) -> bool {
+    !name.is_empty()
+}
+
+/// The groups of a fresh discovery round, reusing the previous round's `Arc` for every group
+/// whose source and content did not change, so consumers can skip it by pointer.
+pub(crate) fn share_unchanged(previous: &[Arc<TargetGroup>], fresh: Vec<TargetGroup>) -> Vec<Arc<TargetGroup>> {
+    let by_source: HashMap<&str, &Arc<TargetGroup>> =
+        previous.iter().map(|group| (group.source.as_str(), group)).collect();
+    fresh
+        .into_iter()
+        .map(|group| match by_source.get(group.source.as_str()) {
+            Some(old) if ***old == group => Arc::clone(old),
+            _ => Arc::new(group),
+        })
+        .collect()
+}
+
+/// Publish a completed round (so `synced` is set), unless it is exactly what subscribers
+/// already have: an unchanged round must not wake the whole pipeline.
+pub(crate) fn publish_round(
+    publish: &watch::Sender<ProviderSnapshot>,
+    groups: Vec<Arc<TargetGroup>>,
+    last_error: Option<String>,
+) {
+    publish.send_if_modified(|current| {
+        let unchanged = current.synced
+            && current.last_error == last_error
+            && current.groups.len() == groups.len()
+            && current.groups.iter().zip(&groups).all(|(a, b)| Arc::ptr_eq(a, b));
+        if unchanged {
+            return false;
+        }
+        *current = ProviderSnapshot {
+            groups: Arc::new(groups),
+            synced: true,
+            last_error,
+        };
+        true
+    });
+}
+
+/// An error with its chain of causes on one line: client libraries (reqwest, hickory) keep
+/// the useful part ("connection refused") in the source, not in the top-level message.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A `tokio` interval for periodic refreshes: the first tick is one period away (the caller
+/// has just refreshed), and a late tick is not followed by a burst of catch-up ticks.
+pub(crate) fn refresh_ticker(period: Duration) -> tokio::time::Interval {
+    // A zero period would make `interval_at` panic; a config loader rejects it, but a
+    // provider must not trust that.
+    let period = period.max(Duration::from_millis(1));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(source: &str, address: &str) -> TargetGroup {
+        let mut interner = Interner::default();
+        TargetGroup {
+            source: source.into(),
+            targets: vec![Labels::new(vec![(
+                interner.intern(ADDRESS_LABEL),
+                interner.intern(address),
+            )])],
+            labels: Labels::default(),
+        }
+    }
+
+    #[test]
+    fn an_unchanged_group_keeps_its_allocation_and_a_changed_one_gets_a_new_one() {
+        let previous = vec![Arc::new(group("a", "1.1.1.1:80")), Arc::new(group("b", "2.2.2.2:80"))];
+        let fresh = share_unchanged(&previous, vec![group("a", "1.1.1.1:80"), group("b", "3.3.3.3:80")]);
+        assert!(Arc::ptr_eq(&fresh[0], &previous[0]));
+        assert!(!Arc::ptr_eq(&fresh[1], &previous[1]));
+    }
+
+    #[test]
+    fn republishing_the_same_round_does_not_notify_subscribers() {
+        let (sender, mut receiver) = watch::channel(ProviderSnapshot::default());
+        let groups = vec![Arc::new(group("a", "1.1.1.1:80"))];
+        publish_round(&sender, groups.clone(), None);
+        assert!(receiver.has_changed().unwrap_or(false));
+        receiver.borrow_and_update();
+        publish_round(&sender, groups.clone(), None);
+        assert!(!receiver.has_changed().unwrap_or(true));
+        publish_round(&sender, groups, Some("boom".into()));
+        assert!(receiver.has_changed().unwrap_or(false));
+    }
+
+    #[test]
+    fn label_names_follow_the_utf8_scheme() {
+        assert!(is_valid_label_name("__meta_x"));
+        assert!(is_valid_label_name("service.name"));
+        assert!(!is_valid_label_name(""));
+    }
 }

@@ -1,0 +1,254 @@
+//! `file_sd_configs`: target groups read from JSON or YAML files, as Prometheus's
+//! `discovery/file`. Each configured path may end in a glob; every matching file is read in
+//! full on every round, and a round runs at start, on any file-system notification in the
+//! watched directories, and every `refresh_interval` (notifications can be missed: inotify
+//! queue overflow, network file systems, directories created after start).
+//!
+//! Per file, as Prometheus: groups get sources `"{path}:{index}"` and the label
+//! `__meta_filepath`; a file that fails to read or parse keeps its last good groups (reported
+//! in `last_error` and logged); a file that no longer matches loses its groups; a new match
+//! appears. The provider is synced after its first round, whatever that round found.
+//! Deviation: a file that vanishes between listing and reading is treated as deleted rather
+//! than as a read error, since the deletion is what happened.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use notify::EventKind;
+use notify::RecursiveMode;
+use notify::Watcher;
+use notify::event::AccessKind;
+use notify::event::AccessMode;
+use notify::event::ModifyKind;
+use tokio::sync::Notify;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::FileSdConfig;
+use super::Interner;
+use super::Provider;
+use super::ProviderSnapshot;
+use super::TargetGroup;
+use super::group_list;
+use super::group_list::GroupListError;
+use super::publish_round;
+use super::refresh_ticker;
+use super::share_unchanged;
+
+/// The label naming the file a group came from.
+pub const FILE_PATH_LABEL: &str = "__meta_filepath";
+
+/// Why one file (or one pattern) could not be used this round.
+#[derive(Debug, thiserror::Error)]
+pub enum FileSdError {
+    #[error("invalid file pattern {pattern:?}: {message}")]
+    Pattern { pattern: String, message: String },
+    #[error("listing files for {pattern:?}: {message}")]
+    Listing { pattern: String, message: String },
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: unsupported file extension (want .json, .yml or .yaml)")]
+    Extension { path: String },
+    #[error("{path}: {source}")]
+    Parse { path: String, source: GroupListError },
+}
+
+/// Provider for one `file_sd_configs` entry.
+pub struct FileProvider {
+    config: FileSdConfig,
+}
+
+impl FileProvider {
+    pub fn new(config: FileSdConfig) -> Self {
+        Self { config }
+    }
+}
+
+impl Provider for FileProvider {
+    fn run(
+        self: Box<Self>,
+        publish: watch::Sender<ProviderSnapshot>,
+        shutdown: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(run(self.config, publish, shutdown))
+    }
+}
+
+async fn run(config: FileSdConfig, publish: watch::Sender<ProviderSnapshot>, shutdown: CancellationToken) {
+    let changed = Arc::new(Notify::new());
+    let mut watcher = start_watcher(Arc::clone(&changed));
+    let mut discovery = FileDiscovery::new(config.files.clone());
+    let mut ticker = refresh_ticker(config.refresh_interval);
+    loop {
+        // Watch before reading, so a change made while we read still wakes us.
+        if let Some(watcher) = watcher.as_mut() {
+            watch_directories(watcher, &config.files);
+        }
+        let (groups, last_error) = discovery.refresh().await;
+        publish_round(&publish, groups, last_error);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = changed.notified() => {}
+            _ = ticker.tick() => {}
+        }
+    }
+}
+
+/// The state of one `file_sd_configs` entry between rounds.
+pub struct FileDiscovery {
+    patterns: Vec<String>,
+    interner: Interner,
+    /// Groups per file path, in path order (the published order).
+    files: BTreeMap<String, Vec<Arc<TargetGroup>>>,
+}
+
+impl FileDiscovery {
+    pub fn new(patterns: Vec<String>) -> Self {
+        Self {
+            patterns,
+            interner: Interner::default(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// One full round: list, read every file, and return all groups plus the round's
+    /// problems joined into one message.
+    pub async fn refresh(&mut self) -> (Vec<Arc<TargetGroup>>, Option<String>) {
+        let (paths, mut problems) = list_files(&self.patterns);
+        let mut next = BTreeMap::new();
+        for path in paths {
+            let previous = self.files.remove(&path);
+            match read_file(&path, &mut self.interner).await {
+                Ok(groups) => {
+                    let groups = share_unchanged(previous.as_deref().unwrap_or(&[]), groups);
+                    next.insert(path, groups);
+                }
+                Err(FileSdError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::warn!(%error, "file_sd: keeping the last good target groups of the file");
+                    problems.push(error);
+                    if let Some(groups) = previous {
+                        next.insert(path, groups);
+                    }
+                }
+            }
+        }
+        self.files = next;
+        self.interner.collect_garbage();
+        let groups = self.files.values().flatten().cloned().collect();
+        let last_error = if problems.is_empty() {
+            None
+        } else {
+            Some(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        };
+        (groups, last_error)
+    }
+}
+
+/// Every file matching the patterns, once each, and the patterns that could not be used.
+fn list_files(patterns: &[String]) -> (Vec<String>, Vec<FileSdError>) {
+    let mut paths = Vec::new();
+    let mut problems = Vec::new();
+    for pattern in patterns {
+        let entries = match glob::glob(pattern) {
+            Ok(entries) => entries,
+            Err(e) => {
+                problems.push(FileSdError::Pattern {
+                    pattern: pattern.clone(),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        for entry in entries {
+            match entry {
+                Ok(path) => {
+                    let path = path.to_string_lossy().into_owned();
+                    if !paths.contains(&path) {
+                        paths.push(path);
+                    }
+                }
+                Err(e) => problems.push(FileSdError::Listing {
+                    pattern: pattern.clone(),
+                    message: e.to_string(),
+                }),
+            }
+        }
+    }
+    (paths, problems)
+}
+
+enum Format {
+    Json,
+    Yaml,
+}
+
+fn format_of(path: &str) -> Option<Format> {
+    let extension = Path::new(path).extension()?.to_str()?.to_ascii_lowercase();
+    match extension.as_str() {
+        "json" => Some(Format::Json),
+        "yml" | "yaml" => Some(Format::Yaml),
+        _ => None,
+    }
+}
+
+async fn read_file(path: &str, interner: &mut Interner) -> Result<Vec<TargetGroup>, FileSdError> {
+    let format = format_of(path).ok_or_else(|| FileSdError::Extension { path: path.into() })?;
+    let bytes = tokio::fs::read(path).await.map_err(|source| FileSdError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let raw = match format {
+        Format::Json => group_list::parse_json(&bytes),
+        Format::Yaml => group_list::parse_yaml(&String::from_utf8_lossy(&bytes)),
+    }
+    .map_err(|source| FileSdError::Parse {
+        path: path.into(),
+        source,
+    })?;
+    Ok(group_list::build_groups(raw, path, (FILE_PATH_LABEL, path), interner))
+}
+
+/// A watcher that wakes the provider on any change in a watched directory. Reading a file
+/// ourselves produces open/close events, which must not cause another round.
+fn start_watcher(changed: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+    let handler = move |event: notify::Result<notify::Event>| {
+        let relevant = match event {
+            // An error may mean lost events (queue overflow): re-read to be safe.
+            Err(_) => true,
+            Ok(event) => match event.kind {
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+                EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => false,
+                _ => true,
+            },
+        };
+        if relevant {
+            changed.notify_one();
+        }
+    };
+    match notify::recommended_watcher(handler) {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            tracing::warn!(%error, "file_sd: no file-system notifications; relying on the refresh interval");
+            None
+        }
+    }
+}
+
+/// (Re-)watch the directory of every pattern. Repeated each round because a directory may
+/// appear after start or be replaced (its old watch then silently ends).
+fn watch_directories(watcher: &mut notify::RecommendedWatcher, patterns: &[String]) {
+    for pattern in patterns {
+        let directory = match Path::new(pattern).parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let Err(error) = watcher.watch(&directory, RecursiveMode::NonRecursive) {
+            tracing::debug!(%error, directory = %directory.display(), "file_sd: cannot watch directory yet");
+        }
+    }
+}

@@ -1,0 +1,637 @@
+//! The Prometheus target-group list format read by `file_sd` (JSON or YAML files) and
+//! `http_sd` (JSON bodies): a list of `{targets: [address, ...], labels: {name: value}}`.
+//! Parsing follows Prometheus's `targetgroup.Group` unmarshalling, quirks included, and never
+//! panics: any input is either a list of groups or a [`GroupListError`].
+//!
+//! Accepted as Prometheus accepts them: a `null` or empty document is an empty list; `targets`
+//! or `labels` may be `null` or absent; a JSON `null` target or label value is `""` (Go leaves
+//! the zero value); YAML scalars of any type are taken by their text (`port: 8080` gives
+//! `"8080"`, as `yaml.v2` decodes a scalar into a string). Rejected: a `null` group, unknown
+//! fields (Prometheus decodes groups strictly in both formats), non-string JSON values,
+//! invalid label names, duplicate YAML keys. JSON field names match case-insensitively, as in
+//! Go's `encoding/json`. Targets are not checked: Prometheus does not reject an address
+//! containing `/` at discovery (only `static_configs` are checked, at config load, and scrape
+//! target creation rejects it later), so a target allocator serving discovered labels keeps it.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use yaml_rust2::parser::Event;
+use yaml_rust2::parser::Parser;
+use yaml_rust2::scanner::TScalarStyle;
+
+use super::ADDRESS_LABEL;
+use super::Interner;
+use super::Labels;
+use super::TargetGroup;
+use super::is_valid_label_name;
+
+/// One group as written, before interning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawGroup {
+    pub targets: Vec<String>,
+    pub labels: Vec<(String, String)>,
+}
+
+/// Why a target-group list was rejected. `index` is the group's position in the list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupListError {
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("invalid YAML: {0}")]
+    Yaml(String),
+    #[error("expected a list of target groups, found {found}")]
+    NotAList { found: &'static str },
+    #[error("target group {index} is null")]
+    NullGroup { index: usize },
+    #[error("target group {index}: expected a mapping with `targets` and `labels`, found {found}")]
+    NotAGroup { index: usize, found: &'static str },
+    #[error("target group {index}: unknown field {field:?}")]
+    UnknownField { index: usize, field: String },
+    #[error("target group {index}: field {field:?} appears twice")]
+    DuplicateField { index: usize, field: String },
+    #[error("target group {index}: `targets` must be a list of strings")]
+    BadTargets { index: usize },
+    #[error("target group {index}: `labels` must be a mapping of label names to strings")]
+    BadLabels { index: usize },
+    #[error("target group {index}: {name:?} is not a valid label name")]
+    InvalidLabelName { index: usize, name: String },
+    #[error("target group {index}: label {name:?} appears twice")]
+    DuplicateLabel { index: usize, name: String },
+    #[error("target group {index}: the value of label {name:?} is not a string")]
+    BadLabelValue { index: usize, name: String },
+    #[error("YAML nesting deeper than {MAX_YAML_DEPTH} levels")]
+    TooDeep,
+    #[error("YAML aliases expand to more than {MAX_YAML_NODES} nodes")]
+    ExcessiveAliasing,
+    #[error("YAML alias to an unknown anchor")]
+    UnknownAnchor,
+}
+
+/// A valid list nests three levels (list, group, targets/labels); anything much deeper is
+/// rejected before it can exhaust the stack of a recursive drop.
+const MAX_YAML_DEPTH: usize = 32;
+/// Bounds what aliases can expand to ("billion laughs").
+const MAX_YAML_NODES: usize = 4_000_000;
+
+/// Parse a JSON target-group list (`file_sd` `.json` file or `http_sd` body). Invalid UTF-8 is
+/// replaced, as Go's decoder does, rather than rejected.
+pub fn parse_json(bytes: &[u8]) -> Result<Vec<RawGroup>, GroupListError> {
+    let text = String::from_utf8_lossy(bytes);
+    let value: Value = serde_json::from_str(&text).map_err(|e| GroupListError::Json(e.to_string()))?;
+    let items = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        other => {
+            return Err(GroupListError::NotAList {
+                found: json_kind(&other),
+            });
+        }
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| json_group(index, item))
+        .collect()
+}
+
+fn json_group(index: usize, item: Value) -> Result<RawGroup, GroupListError> {
+    let fields = match item {
+        Value::Object(fields) => fields,
+        Value::Null => return Err(GroupListError::NullGroup { index }),
+        other => {
+            return Err(GroupListError::NotAGroup {
+                index,
+                found: json_kind(&other),
+            });
+        }
+    };
+    let mut group = RawGroup::default();
+    for (field, value) in fields {
+        if field.eq_ignore_ascii_case("targets") {
+            group.targets = json_targets(index, value)?;
+        } else if field.eq_ignore_ascii_case("labels") {
+            group.labels = json_labels(index, value)?;
+        } else {
+            return Err(GroupListError::UnknownField { index, field });
+        }
+    }
+    Ok(group)
+}
+
+fn json_targets(index: usize, value: Value) -> Result<Vec<String>, GroupListError> {
+    let items = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        _ => return Err(GroupListError::BadTargets { index }),
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::String(target) => Ok(target),
+            Value::Null => Ok(String::new()),
+            _ => Err(GroupListError::BadTargets { index }),
+        })
+        .collect()
+}
+
+fn json_labels(index: usize, value: Value) -> Result<Vec<(String, String)>, GroupListError> {
+    let entries = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Object(entries) => entries,
+        _ => return Err(GroupListError::BadLabels { index }),
+    };
+    let mut labels = Vec::with_capacity(entries.len());
+    for (name, value) in entries {
+        if !is_valid_label_name(&name) {
+            return Err(GroupListError::InvalidLabelName { index, name });
+        }
+        let value = match value {
+            Value::String(value) => value,
+            Value::Null => String::new(),
+            _ => return Err(GroupListError::BadLabelValue { index, name }),
+        };
+        labels.push((name, value));
+    }
+    Ok(labels)
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Parse a YAML target-group list (`file_sd` `.yml`/`.yaml` file). Only the first document
+/// counts, as with `yaml.v2`.
+pub fn parse_yaml(text: &str) -> Result<Vec<RawGroup>, GroupListError> {
+    let mut builder = TreeBuilder::default();
+    let mut parser = Parser::new_from_str(text);
+    // Pull events one by one: `Parser::load` recurses per nesting level and overflows the
+    // stack on a deeply nested document before a receiver could refuse it.
+    loop {
+        let (event, _mark) = parser.next_token().map_err(|e| GroupListError::Yaml(e.to_string()))?;
+        if event == Event::StreamEnd {
+            break;
+        }
+        builder.handle(event)?;
+        if builder.document.is_some() {
+            break;
+        }
+    }
+    let items = match builder.document {
+        None => return Ok(Vec::new()),
+        Some(node) if node.is_null() => return Ok(Vec::new()),
+        Some(Node::Sequence(items)) => items,
+        Some(other) => return Err(GroupListError::NotAList { found: other.kind() }),
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| yaml_group(index, item))
+        .collect()
+}
+
+fn yaml_group(index: usize, item: Node) -> Result<RawGroup, GroupListError> {
+    let entries = match item {
+        Node::Mapping(entries) => entries,
+        node if node.is_null() => return Err(GroupListError::NullGroup { index }),
+        other => {
+            return Err(GroupListError::NotAGroup {
+                index,
+                found: other.kind(),
+            });
+        }
+    };
+    let mut group = RawGroup::default();
+    let (mut seen_targets, mut seen_labels) = (false, false);
+    for (key, value) in entries {
+        let field = match key {
+            Node::Scalar { text, .. } => text,
+            other => {
+                return Err(GroupListError::UnknownField {
+                    index,
+                    field: format!("<{}>", other.kind()),
+                });
+            }
+        };
+        let seen = match field.as_str() {
+            "targets" => &mut seen_targets,
+            "labels" => &mut seen_labels,
+            _ => return Err(GroupListError::UnknownField { index, field }),
+        };
+        if std::mem::replace(seen, true) {
+            return Err(GroupListError::DuplicateField { index, field });
+        }
+        if field == "targets" {
+            group.targets = yaml_targets(index, value)?;
+        } else {
+            group.labels = yaml_labels(index, value)?;
+        }
+    }
+    Ok(group)
+}
+
+fn yaml_targets(index: usize, value: Node) -> Result<Vec<String>, GroupListError> {
+    let items = match value {
+        node if node.is_null() => return Ok(Vec::new()),
+        Node::Sequence(items) => items,
+        _ => return Err(GroupListError::BadTargets { index }),
+    };
+    items
+        .into_iter()
+        .map(|item| item.into_string().ok_or(GroupListError::BadTargets { index }))
+        .collect()
+}
+
+fn yaml_labels(index: usize, value: Node) -> Result<Vec<(String, String)>, GroupListError> {
+    let entries = match value {
+        node if node.is_null() => return Ok(Vec::new()),
+        Node::Mapping(entries) => entries,
+        _ => return Err(GroupListError::BadLabels { index }),
+    };
+    let mut labels: Vec<(String, String)> = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        let name = key.into_string().ok_or(GroupListError::BadLabels { index })?;
+        if !is_valid_label_name(&name) {
+            return Err(GroupListError::InvalidLabelName { index, name });
+        }
+        if labels.iter().any(|(existing, _)| *existing == name) {
+            return Err(GroupListError::DuplicateLabel { index, name });
+        }
+        let Some(value) = value.into_string() else {
+            return Err(GroupListError::BadLabelValue { index, name });
+        };
+        labels.push((name, value));
+    }
+    Ok(labels)
+}
+
+/// A YAML node, keeping scalars as written: the format wants strings, and `yaml.v2` decodes
+/// any scalar into a string by its text.
+#[derive(Debug, Clone)]
+enum Node {
+    Scalar { text: String, plain: bool },
+    Sequence(Vec<Node>),
+    Mapping(Vec<(Node, Node)>),
+}
+
+impl Node {
+    fn is_null(&self) -> bool {
+        matches!(self, Node::Scalar { text, plain: true } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
+    }
+
+    /// The string a scalar decodes to (`null` is `""`); `None` for collections.
+    fn into_string(self) -> Option<String> {
+        if self.is_null() {
+            return Some(String::new());
+        }
+        match self {
+            Node::Scalar { text, .. } => Some(text),
+            Node::Sequence(_) | Node::Mapping(_) => None,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Node::Scalar { .. } => "a scalar",
+            Node::Sequence(_) => "a list",
+            Node::Mapping(_) => "a mapping",
+        }
+    }
+}
+
+/// A collection being built, with the number of nodes it holds so far (aliases are charged
+/// by the size of what they copy).
+enum Open {
+    Sequence {
+        anchor: usize,
+        items: Vec<Node>,
+        size: usize,
+    },
+    Mapping {
+        anchor: usize,
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+        size: usize,
+    },
+}
+
+/// Builds the first document's tree from parser events, iteratively, with bounds on depth
+/// and alias expansion.
+#[derive(Default)]
+struct TreeBuilder {
+    open: Vec<Open>,
+    anchors: HashMap<usize, (Node, usize)>,
+    document: Option<Node>,
+    nodes: usize,
+}
+
+impl TreeBuilder {
+    fn handle(&mut self, event: Event) -> Result<(), GroupListError> {
+        match event {
+            Event::Scalar(text, style, anchor, _tag) => {
+                let plain = style == TScalarStyle::Plain;
+                self.complete(Node::Scalar { text, plain }, anchor, 1)
+            }
+            Event::SequenceStart(anchor, _tag) => self.start(Open::Sequence {
+                anchor,
+                items: Vec::new(),
+                size: 1,
+            }),
+            Event::MappingStart(anchor, _tag) => self.start(Open::Mapping {
+                anchor,
+                entries: Vec::new(),
+                key: None,
+                size: 1,
+            }),
+            Event::SequenceEnd | Event::MappingEnd => match self.open.pop() {
+                Some(Open::Sequence { anchor, items, size }) => self.complete(Node::Sequence(items), anchor, size),
+                Some(Open::Mapping {
+                    anchor, entries, size, ..
+                }) => self.complete(Node::Mapping(entries), anchor, size),
+                // The parser balances starts and ends; nothing to close means nothing to do.
+                None => Ok(()),
+            },
+            Event::Alias(id) => {
+                let (node, size) = self.anchors.get(&id).cloned().ok_or(GroupListError::UnknownAnchor)?;
+                self.charge(size)?;
+                self.complete(node, 0, size)
+            }
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {
+                Ok(())
+            }
+        }
+    }
+
+    fn start(&mut self, open: Open) -> Result<(), GroupListError> {
+        if self.open.len() >= MAX_YAML_DEPTH {
+            return Err(GroupListError::TooDeep);
+        }
+        self.charge(1)?;
+        self.open.push(open);
+        Ok(())
+    }
+
+    fn charge(&mut self, nodes: usize) -> Result<(), GroupListError> {
+        self.nodes = self.nodes.saturating_add(nodes);
+        if self.nodes > MAX_YAML_NODES {
+            return Err(GroupListError::ExcessiveAliasing);
+        }
+        Ok(())
+    }
+
+    /// Attach a finished node to its parent (or make it the document).
+    fn complete(&mut self, node: Node, anchor: usize, size: usize) -> Result<(), GroupListError> {
+        if anchor > 0 {
+            self.charge(size)?;
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        match self.open.last_mut() {
+            None => self.document = Some(node),
+            Some(Open::Sequence { items, size: total, .. }) => {
+                items.push(node);
+                *total = total.saturating_add(size);
+            }
+            Some(Open::Mapping {
+                entries,
+                key,
+                size: total,
+                ..
+            }) => {
+                match key.take() {
+                    None => *key = Some(node),
+                    Some(name) => entries.push((name, node)),
+                }
+                *total = total.saturating_add(size);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Intern parsed groups into [`TargetGroup`]s with sources `"{source_prefix}:{index}"` and
+/// the provider's meta label (`__meta_filepath`, `__meta_url`) added to every group, over
+/// any label of that name in the input, as Prometheus does.
+pub fn build_groups(
+    raw: Vec<RawGroup>,
+    source_prefix: &str,
+    meta_label: (&str, &str),
+    interner: &mut Interner,
+) -> Vec<TargetGroup> {
+    let address_name = interner.intern(ADDRESS_LABEL);
+    let (meta_name, meta_value) = (interner.intern(meta_label.0), interner.intern(meta_label.1));
+    raw.into_iter()
+        .enumerate()
+        .map(|(index, group)| {
+            let targets = group
+                .targets
+                .iter()
+                .map(|address| Labels::new(vec![(address_name.clone(), interner.intern(address))]))
+                .collect();
+            let mut labels: Vec<_> = group
+                .labels
+                .iter()
+                .filter(|(name, _)| name != meta_label.0)
+                .map(|(name, value)| (interner.intern(name), interner.intern(value)))
+                .collect();
+            labels.push((meta_name.clone(), meta_value.clone()));
+            TargetGroup {
+                source: format!("{source_prefix}:{index}"),
+                targets,
+                labels: Labels::new(labels),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::test_runner::Config;
+    use proptest::test_runner::RngAlgorithm;
+    use proptest::test_runner::TestRng;
+    use proptest::test_runner::TestRunner;
+
+    use super::*;
+
+    fn group(targets: &[&str], labels: &[(&str, &str)]) -> RawGroup {
+        RawGroup {
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            labels: labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn a_json_list_gives_its_groups() {
+        let body = br#"[{"targets": ["a:1", "b:2"], "labels": {"env": "prod"}}, {"targets": []}]"#;
+        assert_eq!(
+            parse_json(body),
+            Ok(vec![group(&["a:1", "b:2"], &[("env", "prod")]), group(&[], &[])])
+        );
+    }
+
+    #[test]
+    fn json_follows_go_decoding_quirks() {
+        assert_eq!(parse_json(b"null"), Ok(vec![]));
+        assert_eq!(
+            parse_json(br#"[{"Targets": [null], "LABELS": {"a": null}}]"#),
+            Ok(vec![group(&[""], &[("a", "")])])
+        );
+        assert_eq!(parse_json(b"[null]"), Err(GroupListError::NullGroup { index: 0 }));
+        assert_eq!(
+            parse_json(br#"[{"targets": [], "extra": 1}]"#),
+            Err(GroupListError::UnknownField {
+                index: 0,
+                field: "extra".into()
+            })
+        );
+        assert_eq!(
+            parse_json(br#"[{"labels": {"port": 80}}]"#),
+            Err(GroupListError::BadLabelValue {
+                index: 0,
+                name: "port".into()
+            })
+        );
+        assert_eq!(
+            parse_json(br#"[{"labels": {"": "x"}}]"#),
+            Err(GroupListError::InvalidLabelName {
+                index: 0,
+                name: "".into()
+            })
+        );
+        assert_eq!(
+            parse_json(br#"{"targets": []}"#),
+            Err(GroupListError::NotAList { found: "an object" })
+        );
+        assert!(matches!(parse_json(b"[{"), Err(GroupListError::Json(_))));
+    }
+
+    #[test]
+    fn a_yaml_list_keeps_scalars_as_written() {
+        let text = "- targets: ['a:1', b:2, 0x10]\n  labels:\n    port: 8080\n    flag: yes\n    empty: ~\n";
+        assert_eq!(
+            parse_yaml(text),
+            Ok(vec![group(
+                &["a:1", "b:2", "0x10"],
+                &[("port", "8080"), ("flag", "yes"), ("empty", "")]
+            )])
+        );
+    }
+
+    #[test]
+    fn yaml_is_decoded_strictly() {
+        assert_eq!(parse_yaml(""), Ok(vec![]));
+        assert_eq!(parse_yaml("~"), Ok(vec![]));
+        assert_eq!(parse_yaml("- ~"), Err(GroupListError::NullGroup { index: 0 }));
+        assert_eq!(
+            parse_yaml("- targets: []\n  other: 1"),
+            Err(GroupListError::UnknownField {
+                index: 0,
+                field: "other".into()
+            })
+        );
+        assert_eq!(
+            parse_yaml("- labels: {a: x, a: y}"),
+            Err(GroupListError::DuplicateLabel {
+                index: 0,
+                name: "a".into()
+            })
+        );
+        assert_eq!(
+            parse_yaml("- labels: {a: [1]}"),
+            Err(GroupListError::BadLabelValue {
+                index: 0,
+                name: "a".into()
+            })
+        );
+        assert_eq!(
+            parse_yaml("- targets: a:1"),
+            Err(GroupListError::BadTargets { index: 0 })
+        );
+        assert_eq!(parse_yaml("a: b"), Err(GroupListError::NotAList { found: "a mapping" }));
+        assert!(matches!(parse_yaml("- [unclosed"), Err(GroupListError::Yaml(_))));
+    }
+
+    #[test]
+    fn yaml_aliases_expand_but_only_within_a_bound() {
+        assert_eq!(
+            parse_yaml("- targets: &t [a:1]\n- targets: *t"),
+            Ok(vec![group(&["a:1"], &[]), group(&["a:1"], &[])])
+        );
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..12 {
+            let previous = format!("*a{}", level - 1);
+            let items = [previous.as_str(); 10].join(", ");
+            bomb.push_str(&format!("a{level}: &a{level} [{items}]\n"));
+        }
+        assert_eq!(parse_yaml(&bomb), Err(GroupListError::ExcessiveAliasing));
+    }
+
+    #[test]
+    fn deeply_nested_yaml_is_rejected_without_overflowing_the_stack() {
+        let json = "[".repeat(100_000);
+        assert!(matches!(parse_json(json.as_bytes()), Err(GroupListError::Json(_))));
+        let flow = "[".repeat(250);
+        assert!(parse_yaml(&flow).is_err());
+        let nested = "- ".repeat(200_000) + "x";
+        assert_eq!(parse_yaml(&nested), Err(GroupListError::TooDeep));
+    }
+
+    #[test]
+    fn built_groups_carry_the_meta_label_and_indexed_sources() {
+        let mut interner = Interner::default();
+        let raw = vec![group(&["a:1"], &[("__meta_filepath", "spoofed"), ("env", "prod")])];
+        let built = build_groups(
+            raw,
+            "/etc/sd/x.json",
+            ("__meta_filepath", "/etc/sd/x.json"),
+            &mut interner,
+        );
+        assert_eq!(built.len(), 1);
+        assert_eq!(built[0].source, "/etc/sd/x.json:0");
+        assert_eq!(built[0].labels.get("__meta_filepath"), Some("/etc/sd/x.json"));
+        assert_eq!(built[0].labels.get("env"), Some("prod"));
+        assert_eq!(built[0].targets[0].get("__address__"), Some("a:1"));
+    }
+
+    /// Random byte strings, and random mutations of valid lists, never panic the parsers.
+    #[test]
+    fn arbitrary_input_never_panics() {
+        let seed: u64 = std::env::var("DISCOVERY_PROPTEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5eed_d15c);
+        let mut seed_bytes = [0u8; 32];
+        seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+        let mut runner = TestRunner::new_with_rng(
+            Config {
+                cases: 2000,
+                failure_persistence: None,
+                ..Config::default()
+            },
+            rng,
+        );
+        let valid = "- targets: ['a:1']\n  labels: {x: y}\n[{\"targets\": [\"a:1\"], \"labels\": {\"x\": \"y\"}}]";
+        let strategy = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..256),
+            (0..valid.len(), proptest::collection::vec(any::<u8>(), 0..8)).prop_map(move |(at, noise)| {
+                let mut bytes = valid.as_bytes().to_vec();
+                bytes.splice(at..at, noise);
+                bytes
+            }),
+        ];
+        let result = runner.run(&strategy, |bytes| {
+            let _ = parse_json(&bytes);
+            let _ = parse_yaml(&String::from_utf8_lossy(&bytes));
+            Ok(())
+        });
+        assert!(result.is_ok(), "seed {seed}: {result:?}");
+    }
+}

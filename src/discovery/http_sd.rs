@@ -1,0 +1,231 @@
+//! `http_sd_configs`: target groups polled from a URL, as Prometheus's `discovery/http`
+//! (upstream-compat.md §3.4). A `GET` every `refresh_interval` (the first at start), with
+//! `Accept: application/json`, a `User-Agent` and `X-Prometheus-Refresh-Interval-Seconds`,
+//! and the refresh interval as timeout. Success needs status 200, a JSON content type
+//! (`application/json`, optionally `; charset=utf-8`) and a JSON list of groups; each group
+//! gets the source `"{url}:{index}"` and the label `__meta_url`.
+//!
+//! On any failure the last good groups stay published and the failure is in `last_error`.
+//! The provider is synced after its first attempt even if it failed: Prometheus's refresh
+//! loop also treats a failed first refresh as done, with nothing known (no update is sent,
+//! and the scrape manager proceeds without the source's targets). Waiting for a success
+//! instead would let one unreachable endpoint block every removal forever (DESIGN.md I7).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::ACCEPT;
+use reqwest::header::CONTENT_TYPE;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::HttpSdConfig;
+use super::Interner;
+use super::Provider;
+use super::ProviderSnapshot;
+use super::TargetGroup;
+use super::error_chain;
+use super::group_list;
+use super::group_list::GroupListError;
+use super::publish_round;
+use super::refresh_ticker;
+use super::share_unchanged;
+
+/// The label naming the URL a group came from.
+pub const URL_LABEL: &str = "__meta_url";
+/// The header telling the server how often we poll.
+pub const REFRESH_INTERVAL_HEADER: &str = "X-Prometheus-Refresh-Interval-Seconds";
+
+/// Why one poll failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpSdError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    #[error("request to {url} failed: {message}")]
+    Request { url: String, message: String },
+    #[error("{url} returned HTTP status {status}")]
+    Status { url: String, status: String },
+    #[error("{url} returned unsupported content type {content_type:?}")]
+    ContentType { url: String, content_type: String },
+    #[error("reading the body from {url} failed: {message}")]
+    Body { url: String, message: String },
+    #[error("{url}: {source}")]
+    Parse { url: String, source: GroupListError },
+}
+
+/// Provider for one `http_sd_configs` entry.
+pub struct HttpProvider {
+    config: HttpSdConfig,
+    user_agent: String,
+}
+
+impl HttpProvider {
+    pub fn new(config: HttpSdConfig, user_agent: String) -> Self {
+        Self { config, user_agent }
+    }
+}
+
+impl Provider for HttpProvider {
+    fn run(
+        self: Box<Self>,
+        publish: watch::Sender<ProviderSnapshot>,
+        shutdown: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(run(*self, publish, shutdown))
+    }
+}
+
+async fn run(provider: HttpProvider, publish: watch::Sender<ProviderSnapshot>, shutdown: CancellationToken) {
+    let mut poller = Poller::new(provider.config.clone(), &provider.user_agent);
+    let mut groups: Vec<Arc<TargetGroup>> = Vec::new();
+    let mut ticker = refresh_ticker(provider.config.refresh_interval);
+    loop {
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => return,
+            outcome = poller.poll() => outcome,
+        };
+        let last_error = match outcome {
+            Ok(fresh) => {
+                groups = share_unchanged(&groups, fresh);
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "http_sd: keeping the last good target groups");
+                Some(error.to_string())
+            }
+        };
+        publish_round(&publish, groups.clone(), last_error);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+    }
+}
+
+/// The client side of one `http_sd_configs` entry.
+struct Poller {
+    config: HttpSdConfig,
+    client: Result<reqwest::Client, String>,
+    interner: Interner,
+}
+
+impl Poller {
+    fn new(config: HttpSdConfig, user_agent: &str) -> Self {
+        let client = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .timeout(config.refresh_interval.max(Duration::from_millis(1)))
+            .build()
+            .map_err(|e| error_chain(&e));
+        Self {
+            config,
+            client,
+            interner: Interner::default(),
+        }
+    }
+
+    async fn poll(&mut self) -> Result<Vec<TargetGroup>, HttpSdError> {
+        let url = self.config.url.clone();
+        let client = self
+            .client
+            .as_ref()
+            .map_err(|message| HttpSdError::Client(message.clone()))?;
+        let response = client
+            .get(&url)
+            .header(ACCEPT, "application/json")
+            .header(
+                REFRESH_INTERVAL_HEADER,
+                refresh_interval_seconds(self.config.refresh_interval),
+            )
+            .send()
+            .await
+            .map_err(|e| HttpSdError::Request {
+                url: url.clone(),
+                message: error_chain(&e),
+            })?;
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(HttpSdError::Status {
+                url,
+                status: response.status().to_string(),
+            });
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .unwrap_or_default();
+        if !is_json_content_type(&content_type) {
+            return Err(HttpSdError::ContentType { url, content_type });
+        }
+        let body = response.bytes().await.map_err(|e| HttpSdError::Body {
+            url: url.clone(),
+            message: error_chain(&e),
+        })?;
+        let raw = group_list::parse_json(&body).map_err(|source| HttpSdError::Parse {
+            url: url.clone(),
+            source,
+        })?;
+        let groups = group_list::build_groups(raw, &url, (URL_LABEL, &url), &mut self.interner);
+        self.interner.collect_garbage();
+        Ok(groups)
+    }
+}
+
+/// Seconds as Go's `strconv.FormatFloat(s, 'f', -1, 64)` writes them: `60`, `0.2`.
+pub fn refresh_interval_seconds(interval: Duration) -> String {
+    format!("{}", interval.as_secs_f64())
+}
+
+/// Prometheus's `^application/json(;\s*charset=("utf-8"|utf-8))?$`, case-insensitive, on the
+/// trimmed header.
+pub fn is_json_content_type(header: &str) -> bool {
+    let header = header.trim().to_ascii_lowercase();
+    let Some(rest) = header.strip_prefix("application/json") else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(parameter) = rest.strip_prefix(';') else {
+        return false;
+    };
+    matches!(
+        parameter.trim_start_matches(|c: char| c.is_ascii_whitespace()),
+        "charset=utf-8" | "charset=\"utf-8\""
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_are_matched_as_prometheus_does() {
+        for accepted in [
+            "application/json",
+            "Application/JSON",
+            " application/json ",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+        ] {
+            assert!(is_json_content_type(accepted), "{accepted:?}");
+        }
+        for rejected in [
+            "",
+            "text/plain",
+            "application/jsonx",
+            "application/json; charset=latin1",
+            "application/json, text/plain",
+        ] {
+            assert!(!is_json_content_type(rejected), "{rejected:?}");
+        }
+    }
+
+    #[test]
+    fn the_refresh_header_prints_seconds_like_go() {
+        assert_eq!(refresh_interval_seconds(Duration::from_secs(60)), "60");
+        assert_eq!(refresh_interval_seconds(Duration::from_millis(200)), "0.2");
+        assert_eq!(refresh_interval_seconds(Duration::from_millis(1500)), "1.5");
+    }
+}
