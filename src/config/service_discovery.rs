@@ -164,9 +164,10 @@ fn file_sd(node: &Node, path: &KeyPath, report: &mut Report) -> Option<(FileSdCo
     let files = fields.string_list("files", report);
     let refresh = refresh_interval(&mut fields, FILE_SD_REFRESH, report);
     fields.finish(report);
-    let files = files?;
-    let mut ok = true;
-    if files.is_empty() {
+    // `None` here is a files list with a bad item, already reported.
+    let mut ok = files.is_some() || node.get("files").is_none_or(Node::is_null);
+    let files = files.unwrap_or_default();
+    if files.is_empty() && ok {
         report.error(
             &path.key("files"),
             Some(node.line),
