@@ -286,6 +286,10 @@ pub fn parse(file_name: &str, text: &str, flags: &UpstreamFlags, env: Environmen
         }
         Err(syntax) => report.error(&KeyPath::root(), Some(syntax.line), format!("invalid YAML: {}", syntax.message)),
     }
+    // In file order; problems not tied to a line (absent keys, environment) come last.
+    let by_line = |p: &Problem| p.line.unwrap_or(usize::MAX);
+    report.errors.sort_by_key(by_line);
+    report.warnings.sort_by_key(by_line);
     if report.has_errors() {
         return Err(LoadError::Invalid {
             problems: report.errors,

@@ -87,7 +87,11 @@ pub fn decode(node: &Node, path: &KeyPath, default_name: &str, report: &mut Repo
     if let Err(errors) = config.validate() {
         for problem in errors.problems {
             let (problem_path, line) = locate(&problem, node, path);
-            report.error(&problem_path, Some(line), problem);
+            // The key path is shown already; do not repeat it in the message.
+            let message = problem
+                .strip_prefix(&format!("{problem_path}: "))
+                .map_or(problem.clone(), str::to_string);
+            report.error(&problem_path, Some(line), message);
         }
     }
     (report.errors.len() == errors_before).then_some(config)

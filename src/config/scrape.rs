@@ -337,10 +337,21 @@ fn relabel_rule(node: &Node, path: &KeyPath, report: &mut Report) -> Option<Rule
                     Some(key) => (path.key(key), node.get(key).map_or(node.line, |n| n.line)),
                     None => (path.clone(), node.line),
                 };
-                report.error(&problem_path, Some(line), problem);
+                report.error(&problem_path, Some(line), one_line(&problem));
             }
             None
         }
+    }
+}
+
+/// A problem on one line: the `regex` crate's errors draw the pattern with a caret over
+/// several lines; keep their first line and the closing `error: ...` line.
+fn one_line(problem: &str) -> String {
+    let mut lines = problem.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default().trim_end_matches(':');
+    match lines.last() {
+        Some(last) => format!("{first}: {}", last.trim_start_matches("error: ")),
+        None => first.to_string(),
     }
 }
 
