@@ -255,7 +255,10 @@ pub enum LoadError {
     #[error("cannot read the configuration file {}: {source}", path.display())]
     Unreadable { path: PathBuf, source: std::io::Error },
     #[error("{} problem(s) in the configuration:\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid { problems: Vec<Problem>, warnings: Vec<Problem> },
+    Invalid {
+        problems: Vec<Problem>,
+        warnings: Vec<Problem>,
+    },
 }
 
 /// Load `flags.config_file`.
@@ -284,7 +287,11 @@ pub fn parse(file_name: &str, text: &str, flags: &UpstreamFlags, env: Environmen
             apply_flags(&mut config, flags);
             validate(&config, &root, &mut report);
         }
-        Err(syntax) => report.error(&KeyPath::root(), Some(syntax.line), format!("invalid YAML: {}", syntax.message)),
+        Err(syntax) => report.error(
+            &KeyPath::root(),
+            Some(syntax.line),
+            format!("invalid YAML: {}", syntax.message),
+        ),
     }
     // In file order; problems not tied to a line (absent keys, environment) come last.
     let by_line = |p: &Problem| p.line.unwrap_or(usize::MAX);
@@ -416,7 +423,12 @@ fn decode_file(root: &Node, config: &mut Config, report: &mut Report) {
     }
     if let Some(node) = fields.take("config") {
         let mut interner = Interner::default();
-        config.prometheus = Some(prometheus::decode(node, &root_path.key("config"), report, &mut interner));
+        config.prometheus = Some(prometheus::decode(
+            node,
+            &root_path.key("config"),
+            report,
+            &mut interner,
+        ));
     }
     decode_strategy(&mut fields, config, report);
     if let Some(name) = fields.string("filter_strategy", report) {
@@ -470,19 +482,20 @@ fn decode_strategy(fields: &mut Fields, config: &mut Config, report: &mut Report
             ),
         }
     }
-    if let Some(name) = fields.string("allocation_fallback_strategy", report) {
-        if !name.is_empty() {
-            match StrategyName::parse(&name) {
-                Some(strategy) => config.strategy.fallback = Some(strategy),
-                None => report.error(
-                    &path.key("allocation_fallback_strategy"),
-                    Some(fields.line_of("allocation_fallback_strategy")),
-                    format!(
-                        "unregistered fallback strategy {name:?} (one of {})",
-                        StrategyName::ALL.join(", ")
-                    ),
+    if let Some(name) = fields
+        .string("allocation_fallback_strategy", report)
+        .filter(|name| !name.is_empty())
+    {
+        match StrategyName::parse(&name) {
+            Some(strategy) => config.strategy.fallback = Some(strategy),
+            None => report.error(
+                &path.key("allocation_fallback_strategy"),
+                Some(fields.line_of("allocation_fallback_strategy")),
+                format!(
+                    "unregistered fallback strategy {name:?} (one of {})",
+                    StrategyName::ALL.join(", ")
                 ),
-            }
+            ),
         }
     }
     if let Some(node) = fields.take("consistent_hashing") {
@@ -549,16 +562,22 @@ fn decode_prometheus_cr(node: &Node, path: &KeyPath, cr: &mut PrometheusCrConfig
         ("pod_monitor_selector", &mut cr.pod_monitor_selector),
         ("scrape_config_selector", &mut cr.scrape_config_selector),
         ("probe_selector", &mut cr.probe_selector),
-        ("service_monitor_namespace_selector", &mut cr.service_monitor_namespace_selector),
+        (
+            "service_monitor_namespace_selector",
+            &mut cr.service_monitor_namespace_selector,
+        ),
         ("pod_monitor_namespace_selector", &mut cr.pod_monitor_namespace_selector),
-        ("scrape_config_namespace_selector", &mut cr.scrape_config_namespace_selector),
+        (
+            "scrape_config_namespace_selector",
+            &mut cr.scrape_config_namespace_selector,
+        ),
         ("probe_namespace_selector", &mut cr.probe_namespace_selector),
     ] {
         // `null` (what the operator writes for unset selectors) keeps the default.
-        if let Some(node) = fields.take(key) {
-            if let Some(selector) = selector::decode(node, &path.key(key), report) {
-                *slot = Some(selector);
-            }
+        if let Some(node) = fields.take(key)
+            && let Some(selector) = selector::decode(node, &path.key(key), report)
+        {
+            *slot = Some(selector);
         }
     }
     if let Some(interval) = fields.go_duration("scrape_interval", report) {
@@ -573,7 +592,10 @@ fn decode_prometheus_cr(node: &Node, path: &KeyPath, cr: &mut PrometheusCrConfig
                 report.warn(
                     &path.key("scrape_protocols").index(index),
                     Some(fields.line_of("scrape_protocols")),
-                    format!("unknown scrape protocol {protocol:?} (one of {})", scrape::SCRAPE_PROTOCOLS.join(", ")),
+                    format!(
+                        "unknown scrape protocol {protocol:?} (one of {})",
+                        scrape::SCRAPE_PROTOCOLS.join(", ")
+                    ),
                 );
             }
         }
@@ -590,7 +612,11 @@ fn decode_prometheus_cr(node: &Node, path: &KeyPath, cr: &mut PrometheusCrConfig
                         format!("a scrape class is a mapping, found {}", class.kind()),
                     );
                 } else if class.get("name").and_then(Node::scalar_text).is_none_or(str::is_empty) {
-                    report.error(&classes_path.index(index).key("name"), Some(class.line), "a scrape class needs a name");
+                    report.error(
+                        &classes_path.index(index).key("name"),
+                        Some(class.line),
+                        "a scrape class needs a name",
+                    );
                 }
                 cr.scrape_classes.push(class.to_json());
             }
@@ -632,7 +658,11 @@ fn decode_collectors(node: &Node, path: &KeyPath, collectors: &mut CollectorsCon
             if id.trim().is_empty() {
                 report.error(&id_path, Some(fields.line_of("static")), "a collector id is empty");
             } else if ids[..index].contains(id) {
-                report.error(&id_path, Some(fields.line_of("static")), format!("collector {id:?} is listed twice"));
+                report.error(
+                    &id_path,
+                    Some(fields.line_of("static")),
+                    format!("collector {id:?} is listed twice"),
+                );
             }
         }
         collectors.static_ids = ids;
@@ -645,7 +675,11 @@ fn decode_collectors(node: &Node, path: &KeyPath, collectors: &mut CollectorsCon
             }
             if let Some(ttl) = register.go_duration("ttl", report) {
                 if ttl.is_zero() {
-                    report.error(&section.key("ttl"), Some(register.line_of("ttl")), "ttl must be positive");
+                    report.error(
+                        &section.key("ttl"),
+                        Some(register.line_of("ttl")),
+                        "ttl must be positive",
+                    );
                 } else {
                     collectors.register_on_poll.ttl = ttl;
                 }

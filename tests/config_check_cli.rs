@@ -34,7 +34,12 @@ fn a_valid_file_exits_0_with_a_summary() {
     let file = testdata("full.yaml");
     let output = check_config(&[file.to_str().expect("utf-8 path")], &[]);
     let stdout = text(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{}", text(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&output.stderr)
+    );
     for expected in [
         "valid",
         "jobs: 4",
@@ -55,14 +60,32 @@ fn a_valid_file_exits_0_with_a_summary() {
 #[test]
 fn an_operator_file_reports_kubernetes_collectors_and_a_single_replica() {
     let file = testdata("operator.yaml");
-    let output = check_config(&[file.to_str().expect("utf-8 path")], &[("OTELCOL_NAMESPACE", "monitoring")]);
+    let output = check_config(
+        &[file.to_str().expect("utf-8 path")],
+        &[("OTELCOL_NAMESPACE", "monitoring")],
+    );
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "stderr:\n{}", text(&output.stderr));
-    assert!(stdout.contains("kubernetes_sd_configs (not run by this build): 1"), "{stdout}");
-    assert!(stdout.contains("strategy: consistent-hashing (ring layout v1.0.0)"), "{stdout}");
-    assert!(stdout.contains("kubernetes pods in namespace \"monitoring\""), "{stdout}");
-    assert!(stdout.contains("app.kubernetes.io/component=opentelemetry-collector"), "{stdout}");
-    assert!(stdout.contains("no cluster section: single replica \"cli-host\""), "{stdout}");
+    assert!(
+        stdout.contains("kubernetes_sd_configs (not run by this build): 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("strategy: consistent-hashing (ring layout v1.0.0)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("kubernetes pods in namespace \"monitoring\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("app.kubernetes.io/component=opentelemetry-collector"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("no cluster section: single replica \"cli-host\""),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -101,7 +124,10 @@ fn a_missing_file_exits_66_with_a_clear_message() {
     let output = check_config(&["/nonexistent/targetallocator.yaml"], &[]);
     assert_eq!(output.status.code(), Some(66));
     let stderr = text(&output.stderr);
-    assert!(stderr.contains("cannot read the configuration file /nonexistent/targetallocator.yaml"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the configuration file /nonexistent/targetallocator.yaml"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -110,7 +136,14 @@ fn upstream_flags_are_accepted_and_the_file_can_come_from_config_file() {
     let file = testdata("minimal.yaml");
     let flag = format!("--config-file={}", file.to_str().expect("utf-8 path"));
     let output = check_config(
-        &[&flag, "--listen-addr", ":9999", "--enable-https-server=false", "--zap-log-level=info", "--zap-encoder=json"],
+        &[
+            &flag,
+            "--listen-addr",
+            ":9999",
+            "--enable-https-server=false",
+            "--zap-log-level=info",
+            "--zap-encoder=json",
+        ],
         &[],
     );
     assert_eq!(output.status.code(), Some(0), "stderr:\n{}", text(&output.stderr));

@@ -78,11 +78,18 @@ fn listing(problems: &[Problem]) -> String {
 
 #[test]
 fn what_the_operator_writes_loads_with_upstream_meanings() {
-    let loaded = load_with("operator.yaml", &[("OTELCOL_NAMESPACE", "monitoring")], &UpstreamFlags::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let loaded = load_with(
+        "operator.yaml",
+        &[("OTELCOL_NAMESPACE", "monitoring")],
+        &UpstreamFlags::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let config = loaded.config;
     assert_eq!(config.collector_namespace, "monitoring");
-    let selector = config.collector_selector.as_ref().expect("lowercase matchlabels is read");
+    let selector = config
+        .collector_selector
+        .as_ref()
+        .expect("lowercase matchlabels is read");
     assert_eq!(selector.match_labels.len(), 4);
     assert_eq!(selector.match_labels["app.kubernetes.io/instance"], "monitoring.otel");
     assert_eq!(config.filter_strategy, FilterStrategy::RelabelConfig);
@@ -93,7 +100,9 @@ fn what_the_operator_writes_loads_with_upstream_meanings() {
     assert_eq!(cr.pod_monitor_selector, None);
     assert_eq!(cr.pod_monitor_namespace_selector, Some(Default::default()));
     assert_eq!(
-        cr.service_monitor_selector.as_ref().map(|s| s.match_labels["release"].as_str()),
+        cr.service_monitor_selector
+            .as_ref()
+            .map(|s| s.match_labels["release"].as_str()),
         Some("prometheus")
     );
     let jobs = config.scrape_configs();
@@ -168,7 +177,10 @@ fn a_file_with_every_field_is_read_completely() {
     assert_eq!(config.listen_addr, ":9080");
     assert_eq!(config.kube_config_file_path, "/etc/kube/config");
     let selector = config.collector_selector.as_ref().expect("selector");
-    assert_eq!(selector.match_labels["app"], "collector", "camelCase wins over lowercase");
+    assert_eq!(
+        selector.match_labels["app"], "collector",
+        "camelCase wins over lowercase"
+    );
     assert_eq!(selector.match_expressions.len(), 2);
     assert_eq!(config.strategy.strategy, StrategyName::PerNode);
     assert_eq!(config.strategy.fallback, Some(StrategyName::ConsistentHashing));
@@ -179,7 +191,11 @@ fn a_file_with_every_field_is_read_completely() {
     assert!(config.allow_insecure_auth_secrets);
 
     let prometheus = config.prometheus.as_ref().expect("config block");
-    assert_eq!(prometheus.global.scrape_interval, Duration::from_secs(86_400), "1d is valid in config:");
+    assert_eq!(
+        prometheus.global.scrape_interval,
+        Duration::from_secs(86_400),
+        "1d is valid in config:"
+    );
     assert_eq!(prometheus.global.evaluation_interval, Duration::from_secs(120));
     assert_eq!(prometheus.global.external_labels["cluster"], "eu-1");
     let jobs = config.scrape_configs();
@@ -199,7 +215,10 @@ fn a_file_with_every_field_is_read_completely() {
     assert_eq!(static_job.job.rules.len(), 3);
     assert_eq!(static_job.metric_relabel_rules.len(), 1);
     let rendered = &static_job.rendered;
-    assert_eq!(rendered["tls_config"]["insecure_skip_verify"], true, "unmodelled keys pass through");
+    assert_eq!(
+        rendered["tls_config"]["insecure_skip_verify"], true,
+        "unmodelled keys pass through"
+    );
     assert_eq!(
         rendered["relabel_configs"][0],
         serde_json::json!({"source_labels": ["__address__"], "separator": ";", "regex": "a:.*", "replacement": "$1", "action": "keep"})
@@ -211,24 +230,45 @@ fn a_file_with_every_field_is_read_completely() {
     );
     assert_eq!(rendered["static_configs"][0]["labels"]["env"], "prod");
 
-    let ServiceDiscoveryConfig::File(files) = &jobs[1].discovery[0] else { panic!("file_sd") };
+    let ServiceDiscoveryConfig::File(files) = &jobs[1].discovery[0] else {
+        panic!("file_sd")
+    };
     assert_eq!(files.files.len(), 2);
     assert_eq!(files.refresh_interval, Duration::from_secs(60));
     assert_eq!(jobs[1].job.scrape_timeout, Duration::from_secs(20));
-    let ServiceDiscoveryConfig::Http(http) = &jobs[2].discovery[0] else { panic!("http_sd") };
+    let ServiceDiscoveryConfig::Http(http) = &jobs[2].discovery[0] else {
+        panic!("http_sd")
+    };
     assert_eq!(http.url, "http://sd.example:8080/targets");
     assert_eq!(http.refresh_interval, Duration::from_secs(120));
     assert_eq!(jobs[2].rendered["http_sd_configs"][0]["follow_redirects"], true);
-    let ServiceDiscoveryConfig::Dns(srv) = &jobs[3].discovery[0] else { panic!("dns_sd") };
-    assert_eq!((srv.record_type, srv.port, srv.refresh_interval), (DnsRecordType::Srv, None, Duration::from_secs(30)));
-    let ServiceDiscoveryConfig::Dns(a) = &jobs[3].discovery[1] else { panic!("dns_sd") };
-    assert_eq!((a.record_type, a.port, a.refresh_interval), (DnsRecordType::A, Some(9100), Duration::from_secs(45)));
+    let ServiceDiscoveryConfig::Dns(srv) = &jobs[3].discovery[0] else {
+        panic!("dns_sd")
+    };
+    assert_eq!(
+        (srv.record_type, srv.port, srv.refresh_interval),
+        (DnsRecordType::Srv, None, Duration::from_secs(30))
+    );
+    let ServiceDiscoveryConfig::Dns(a) = &jobs[3].discovery[1] else {
+        panic!("dns_sd")
+    };
+    assert_eq!(
+        (a.record_type, a.port, a.refresh_interval),
+        (DnsRecordType::A, Some(9100), Duration::from_secs(45))
+    );
 
     let cr = &config.prometheus_cr;
     assert_eq!(cr.allow_namespaces, vec!["team-a", "team-b"]);
-    assert_eq!(cr.service_monitor_selector, Some(Default::default()), "{{}} selects all");
+    assert_eq!(
+        cr.service_monitor_selector,
+        Some(Default::default()),
+        "{{}} selects all"
+    );
     assert_eq!(cr.scrape_config_selector, None);
-    assert_eq!(cr.service_monitor_namespace_selector.as_ref().unwrap().match_labels["monitored"], "yes");
+    assert_eq!(
+        cr.service_monitor_namespace_selector.as_ref().unwrap().match_labels["monitored"],
+        "yes"
+    );
     assert_eq!(cr.scrape_interval, Duration::from_secs(45));
     assert_eq!(cr.scrape_classes[0]["tlsConfig"]["insecureSkipVerify"], true);
     assert!(cr.deny_fs_access_through_sms);
@@ -254,24 +294,52 @@ fn a_file_with_every_field_is_read_completely() {
 #[test]
 fn an_invalid_regex_is_reported_at_the_regex() {
     let problems = problems_of("invalid_regex.yaml");
-    expect_problem(&problems, 9, "config.scrape_configs[0].relabel_configs[0].regex", "invalid regex");
+    expect_problem(
+        &problems,
+        9,
+        "config.scrape_configs[0].relabel_configs[0].regex",
+        "invalid regex",
+    );
     assert_eq!(problems.len(), 1, "{}", listing(&problems));
 }
 
 #[test]
 fn an_unknown_relabel_action_is_reported_at_the_action() {
     let problems = problems_of("unknown_action.yaml");
-    expect_problem(&problems, 9, "config.scrape_configs[0].relabel_configs[0].action", "unknown relabel action");
+    expect_problem(
+        &problems,
+        9,
+        "config.scrape_configs[0].relabel_configs[0].action",
+        "unknown relabel action",
+    );
 }
 
 #[test]
 fn missing_required_fields_are_all_reported() {
     let problems = problems_of("missing_required.yaml");
     expect_problem(&problems, 3, "config.scrape_configs[0].job_name", "job_name is empty");
-    expect_problem(&problems, 8, "config.scrape_configs[1].file_sd_configs[0].files", "at least one path");
-    expect_problem(&problems, 11, "config.scrape_configs[2].http_sd_configs[0].url", "URL is missing");
-    expect_problem(&problems, 14, "config.scrape_configs[3].dns_sd_configs[0].port", "port is required");
-    let namespace = problems.iter().find(|p| p.key_path == "collector_namespace").expect("namespace");
+    expect_problem(
+        &problems,
+        8,
+        "config.scrape_configs[1].file_sd_configs[0].files",
+        "at least one path",
+    );
+    expect_problem(
+        &problems,
+        11,
+        "config.scrape_configs[2].http_sd_configs[0].url",
+        "URL is missing",
+    );
+    expect_problem(
+        &problems,
+        14,
+        "config.scrape_configs[3].dns_sd_configs[0].port",
+        "port is required",
+    );
+    let namespace = problems
+        .iter()
+        .find(|p| p.key_path == "collector_namespace")
+        .expect("namespace");
     assert_eq!(namespace.line, None, "absent from the file: no line");
     assert_eq!(problems.len(), 5, "{}", listing(&problems));
 }
@@ -290,15 +358,30 @@ fn bad_durations_follow_each_block_s_syntax() {
     expect_problem(&problems, 2, "collector_not_ready_grace_period", "Go duration");
     // ...accepted inside config: (line 5 has no problem).
     assert!(problems.iter().all(|p| p.line != Some(5)), "{}", listing(&problems));
-    expect_problem(&problems, 8, "config.scrape_configs[0].scrape_interval", "not a valid Prometheus duration");
-    expect_problem(&problems, 14, "config.scrape_configs[1].scrape_timeout", "greater than the scrape interval");
+    expect_problem(
+        &problems,
+        8,
+        "config.scrape_configs[0].scrape_interval",
+        "not a valid Prometheus duration",
+    );
+    expect_problem(
+        &problems,
+        14,
+        "config.scrape_configs[1].scrape_timeout",
+        "greater than the scrape interval",
+    );
     assert_eq!(problems.len(), 3, "{}", listing(&problems));
 }
 
 #[test]
 fn unknown_strategies_list_the_valid_names() {
     let problems = problems_of("unknown_strategy.yaml");
-    expect_problem(&problems, 2, "allocation_strategy", "consistent-hashing, least-weighted, per-node, balanced");
+    expect_problem(
+        &problems,
+        2,
+        "allocation_strategy",
+        "consistent-hashing, least-weighted, per-node, balanced",
+    );
     expect_problem(&problems, 3, "allocation_fallback_strategy", "\"random\"");
 }
 
@@ -309,12 +392,32 @@ fn every_problem_of_a_file_is_reported_at_once() {
     expect_problem(&problems, 3, "listen_addr", "already defined at line 2");
     expect_problem(&problems, 4, "collector_not_ready_grace_period", "invalid duration");
     expect_problem(&problems, 8, "config.scrape_configs[0].scheme", "http or https");
-    expect_problem(&problems, 12, "config.scrape_configs[0].relabel_configs[0].regex", "invalid regex");
-    expect_problem(&problems, 14, "config.scrape_configs[1].job_name", "multiple scrape configs");
-    expect_problem(&problems, 16, "config.scrape_configs[1].static_configs[0].targets[0]", "not a valid hostname");
+    expect_problem(
+        &problems,
+        12,
+        "config.scrape_configs[0].relabel_configs[0].regex",
+        "invalid regex",
+    );
+    expect_problem(
+        &problems,
+        14,
+        "config.scrape_configs[1].job_name",
+        "multiple scrape configs",
+    );
+    expect_problem(
+        &problems,
+        16,
+        "config.scrape_configs[1].static_configs[0].targets[0]",
+        "not a valid hostname",
+    );
     expect_problem(&problems, 18, "cluster.name", "not one of cluster.peers");
     expect_problem(&problems, 20, "cluster.peers.ta-0", "http://");
-    expect_problem(&problems, 22, "cluster.raft.election_timeout_min", "below election_timeout_max");
+    expect_problem(
+        &problems,
+        22,
+        "cluster.raft.election_timeout_min",
+        "below election_timeout_max",
+    );
     assert!(problems.iter().any(|p| p.key_path == "collector_namespace"));
     assert!(problems.len() >= 11, "{}", listing(&problems));
 }
@@ -339,8 +442,14 @@ fn unreadable_files_are_a_clear_error() {
 fn yaml_syntax_errors_name_their_line() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("broken.yaml");
-    std::fs::write(&path, "collector_namespace: x\nconfig:\n  scrape_configs: [\n    {job_name: a\n").expect("write");
-    let Err(LoadError::Invalid { problems, .. }) = config::load_file(&path, &UpstreamFlags::default(), &environment(&[])) else {
+    std::fs::write(
+        &path,
+        "collector_namespace: x\nconfig:\n  scrape_configs: [\n    {job_name: a\n",
+    )
+    .expect("write");
+    let Err(LoadError::Invalid { problems, .. }) =
+        config::load_file(&path, &UpstreamFlags::default(), &environment(&[]))
+    else {
         panic!("broken YAML must be refused");
     };
     assert_eq!(problems.len(), 1, "{}", listing(&problems));
@@ -351,17 +460,20 @@ fn yaml_syntax_errors_name_their_line() {
 #[test]
 fn unknown_keys_are_ignored_with_a_warning() {
     let loaded = load_ok("unknown_keys.yaml");
-    let warned: Vec<(&str, Option<usize>)> = loaded
-        .warnings
-        .iter()
-        .map(|w| (w.key_path.as_str(), w.line))
-        .collect();
+    let warned: Vec<(&str, Option<usize>)> = loaded.warnings.iter().map(|w| (w.key_path.as_str(), w.line)).collect();
     assert!(warned.contains(&("colector_selector", Some(2))), "{warned:?}");
     assert!(warned.contains(&("https.enabeld", Some(5))), "{warned:?}");
-    assert!(warned.contains(&("config.scrape_configs[0].scrape_intervall", Some(9))), "{warned:?}");
+    assert!(
+        warned.contains(&("config.scrape_configs[0].scrape_intervall", Some(9))),
+        "{warned:?}"
+    );
     assert!(!loaded.config.https.enabled);
     let job = &loaded.config.scrape_configs()[0];
-    assert_eq!(job.job.scrape_interval, Duration::from_secs(60), "the misspelt key is not read");
+    assert_eq!(
+        job.job.scrape_interval,
+        Duration::from_secs(60),
+        "the misspelt key is not read"
+    );
     assert_eq!(job.rendered["scrape_intervall"], "10s", "but it is served as written");
 }
 
@@ -375,7 +487,10 @@ fn null_keeps_every_default() {
     assert_eq!(config.filter_strategy_name, "relabel-config");
     assert_eq!(config.collector_not_ready_grace_period, Duration::from_secs(30));
     assert_eq!(config.prometheus_cr.scrape_interval, Duration::from_secs(30));
-    assert_eq!(config.prometheus_cr.service_monitor_namespace_selector, Some(Default::default()));
+    assert_eq!(
+        config.prometheus_cr.service_monitor_namespace_selector,
+        Some(Default::default())
+    );
     assert_eq!(config.prometheus_cr.service_monitor_selector, None);
     assert_eq!(config.https.listen_addr, ":8443");
     assert!(config.prometheus.is_none());
@@ -388,7 +503,10 @@ fn the_environment_overrides_the_file_and_flags_override_both() {
 
     let from_env = load_with(
         "full.yaml",
-        &[("OTELCOL_NAMESPACE", "from-env"), ("ALLOW_INSECURE_AUTH_SECRETS", "true")],
+        &[
+            ("OTELCOL_NAMESPACE", "from-env"),
+            ("ALLOW_INSECURE_AUTH_SECRETS", "true"),
+        ],
         &UpstreamFlags::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"))
@@ -396,9 +514,13 @@ fn the_environment_overrides_the_file_and_flags_override_both() {
     assert_eq!(from_env.collector_namespace, "from-env");
 
     // Only exactly "true" turns it on; other values leave the file's setting.
-    let minimal = load_with("minimal.yaml", &[("ALLOW_INSECURE_AUTH_SECRETS", "yes")], &UpstreamFlags::default())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .config;
+    let minimal = load_with(
+        "minimal.yaml",
+        &[("ALLOW_INSECURE_AUTH_SECRETS", "yes")],
+        &UpstreamFlags::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .config;
     assert!(!minimal.allow_insecure_auth_secrets);
 
     let flags = UpstreamFlags {
@@ -415,11 +537,17 @@ fn the_environment_overrides_the_file_and_flags_override_both() {
         .unwrap_or_else(|e| panic!("{e}"))
         .config;
     assert_eq!(from_flags.listen_addr, ":7070");
-    assert!(!from_flags.allow_insecure_auth_secrets, "a given flag beats file and env");
+    assert!(
+        !from_flags.allow_insecure_auth_secrets,
+        "a given flag beats file and env"
+    );
     assert!(!from_flags.https.enabled);
     assert_eq!(from_flags.https.listen_addr, ":7443");
     assert_eq!(from_flags.https.ca_file_path, "/flag/ca");
-    assert_eq!(from_flags.https.tls_cert_file_path, "/tls/tls.crt", "flags not given change nothing");
+    assert_eq!(
+        from_flags.https.tls_cert_file_path, "/tls/tls.crt",
+        "flags not given change nothing"
+    );
     assert_eq!(from_flags.kube_config_file_path, "/flag/kubeconfig");
     assert!(!from_flags.prometheus_cr.enabled);
 }
@@ -428,12 +556,18 @@ fn the_environment_overrides_the_file_and_flags_override_both() {
 fn the_namespace_may_come_from_the_environment_alone() {
     let problems = problems_of("missing_required.yaml");
     assert!(problems.iter().any(|p| p.key_path == "collector_namespace"));
-    let Err(LoadError::Invalid { problems, .. }) =
-        load_with("missing_required.yaml", &[("OTELCOL_NAMESPACE", "ns")], &UpstreamFlags::default())
-    else {
+    let Err(LoadError::Invalid { problems, .. }) = load_with(
+        "missing_required.yaml",
+        &[("OTELCOL_NAMESPACE", "ns")],
+        &UpstreamFlags::default(),
+    ) else {
         panic!("still invalid");
     };
-    assert!(problems.iter().all(|p| p.key_path != "collector_namespace"), "{}", listing(&problems));
+    assert!(
+        problems.iter().all(|p| p.key_path != "collector_namespace"),
+        "{}",
+        listing(&problems)
+    );
 }
 
 #[test]
@@ -441,10 +575,16 @@ fn without_scrape_configs_prometheus_cr_must_be_enabled() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("empty.yaml");
     std::fs::write(&path, "collector_namespace: ns\n").expect("write");
-    let Err(LoadError::Invalid { problems, .. }) = config::load_file(&path, &UpstreamFlags::default(), &environment(&[])) else {
+    let Err(LoadError::Invalid { problems, .. }) =
+        config::load_file(&path, &UpstreamFlags::default(), &environment(&[]))
+    else {
         panic!("no jobs and no CRs must be refused");
     };
-    assert!(problems[0].message.contains("at least one scrape config"), "{}", problems[0]);
+    assert!(
+        problems[0].message.contains("at least one scrape config"),
+        "{}",
+        problems[0]
+    );
     let flags = UpstreamFlags {
         enable_prometheus_cr_watcher: Some(true),
         ..UpstreamFlags::default()

@@ -60,7 +60,12 @@ pub fn check(path: &Path, flags: &UpstreamFlags, env: Environment, out: &mut dyn
             for problem in &problems {
                 let _ = writeln!(err, "{problem}");
             }
-            let _ = writeln!(err, "{}: {} problem(s); the configuration is invalid", path.display(), problems.len());
+            let _ = writeln!(
+                err,
+                "{}: {} problem(s); the configuration is invalid",
+                path.display(),
+                problems.len()
+            );
             EXIT_INVALID
         }
         Err(unreadable @ LoadError::Unreadable { .. }) => {
@@ -97,7 +102,9 @@ pub fn summary(file: &str, config: &Config) -> String {
         let mut sources: BTreeMap<String, usize> = BTreeMap::new();
         for source in &job.discovery {
             let (kind, count) = match source {
-                ServiceDiscoveryConfig::Static(groups) => ("static".to_string(), groups.iter().map(|g| g.targets.len()).sum()),
+                ServiceDiscoveryConfig::Static(groups) => {
+                    ("static".to_string(), groups.iter().map(|g| g.targets.len()).sum())
+                }
                 ServiceDiscoveryConfig::File(_) => ("file_sd".to_string(), 1),
                 ServiceDiscoveryConfig::Http(_) => ("http_sd".to_string(), 1),
                 ServiceDiscoveryConfig::Dns(_) => ("dns_sd".to_string(), 1),
@@ -150,7 +157,10 @@ pub fn summary(file: &str, config: &Config) -> String {
                 .balanced
                 .max_targets_per_collector
                 .map_or("none".to_string(), |m| m.to_string());
-            let _ = write!(strategy, " (max moves per minute: {moves}, max targets per collector: {cap})");
+            let _ = write!(
+                strategy,
+                " (max moves per minute: {moves}, max targets per collector: {cap})"
+            );
         }
         StrategyName::LeastWeighted | StrategyName::PerNode => {}
     }

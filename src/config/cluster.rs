@@ -53,7 +53,9 @@ pub fn single_replica(name: String) -> ClusterConfig {
 pub fn decode(node: &Node, path: &KeyPath, default_name: &str, report: &mut Report) -> Option<ClusterConfig> {
     let mut fields = Fields::of(node, path, report)?;
     let errors_before = report.errors.len();
-    let name = fields.string("name", report).unwrap_or_else(|| default_name.to_string());
+    let name = fields
+        .string("name", report)
+        .unwrap_or_else(|| default_name.to_string());
     let data_dir = fields
         .string("data_dir", report)
         .unwrap_or_else(|| DEFAULT_DATA_DIR.to_string());
@@ -103,7 +105,10 @@ fn locate(problem: &str, node: &Node, path: &KeyPath) -> (KeyPath, usize) {
     if let Some(rest) = problem.strip_prefix("cluster.peers.") {
         let peer = rest.split(':').next().unwrap_or_default();
         let peers = node.get("peers");
-        return (path.key("peers").key(peer), line_of(peers.and_then(|p| p.get(peer)).or(peers)));
+        return (
+            path.key("peers").key(peer),
+            line_of(peers.and_then(|p| p.get(peer)).or(peers)),
+        );
     }
     if problem.starts_with("cluster.peers") {
         return (path.key("peers"), line_of(node.get("peers")));

@@ -45,7 +45,11 @@ impl<'a> Fields<'a> {
                 used: Vec::new(),
             }),
             _ => {
-                report.error(path, Some(node.line), format!("expected a mapping, found {}", node.kind()));
+                report.error(
+                    path,
+                    Some(node.line),
+                    format!("expected a mapping, found {}", node.kind()),
+                );
                 None
             }
         }
@@ -110,7 +114,8 @@ impl<'a> Fields<'a> {
 
     pub fn prometheus_duration(&mut self, key: &str, report: &mut Report) -> Option<Duration> {
         let path = self.path_of(key);
-        self.take(key).and_then(|node| prometheus_duration_of(node, &path, report))
+        self.take(key)
+            .and_then(|node| prometheus_duration_of(node, &path, report))
     }
 
     pub fn string_list(&mut self, key: &str, report: &mut Report) -> Option<Vec<String>> {
@@ -135,11 +140,7 @@ impl<'a> Fields<'a> {
     /// Warn about every key not read: upstream ignores unknown keys.
     pub fn finish(self, report: &mut Report) {
         for key in self.unknown() {
-            report.warn(
-                &self.path.key(&key.text),
-                Some(key.line),
-                "unknown key, ignored",
-            );
+            report.warn(&self.path.key(&key.text), Some(key.line), "unknown key, ignored");
         }
     }
 }
@@ -161,7 +162,11 @@ pub fn string(node: &Node, path: &KeyPath, report: &mut Report) -> Option<String
         Value::String(s) => Some(s.clone()),
         Value::Bool(_) | Value::Int(_) | Value::Float(_) => Some(node.text.clone()),
         _ => {
-            report.error(path, Some(node.line), format!("expected a string, found {}", node.kind()));
+            report.error(
+                path,
+                Some(node.line),
+                format!("expected a string, found {}", node.kind()),
+            );
             None
         }
     }
@@ -213,7 +218,11 @@ pub fn go_duration_of(node: &Node, path: &KeyPath, report: &mut Report) -> Optio
         Value::String(ref text) => match go_duration::parse(text) {
             Ok(duration) => Some(duration),
             Err(e) => {
-                report.error(path, Some(node.line), format!("{e} (Go duration syntax: 30s, 1m30s, 2h; no d or w)"));
+                report.error(
+                    path,
+                    Some(node.line),
+                    format!("{e} (Go duration syntax: 30s, 1m30s, 2h; no d or w)"),
+                );
                 None
             }
         },

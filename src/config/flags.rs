@@ -148,7 +148,10 @@ mod tests {
     fn boolean_flags_read_like_pflag() {
         assert_eq!(parse(&["--enable-https-server"]).enable_https_server, Some(true));
         assert_eq!(parse(&["--enable-https-server=false"]).enable_https_server, Some(false));
-        assert_eq!(parse(&["--allow-insecure-auth-secrets=1"]).allow_insecure_auth_secrets, Some(true));
+        assert_eq!(
+            parse(&["--allow-insecure-auth-secrets=1"]).allow_insecure_auth_secrets,
+            Some(true)
+        );
         let mut all = vec!["test", "--enable-prometheus-cr-watcher=maybe"];
         assert!(Harness::try_parse_from(all.drain(..)).is_err());
     }
@@ -158,6 +161,9 @@ mod tests {
         assert_eq!(parse(&["--zap-log-level=debug"]).log_level(), Some("debug"));
         assert_eq!(parse(&["--zap-log-level", "3"]).log_level(), Some("trace"));
         assert_eq!(parse(&["--zap-devel"]).log_level(), Some("debug"));
-        assert_eq!(parse(&["--zap-encoder=json", "--zap-time-encoding=rfc3339"]).log_level(), None);
+        assert_eq!(
+            parse(&["--zap-encoder=json", "--zap-time-encoding=rfc3339"]).log_level(),
+            None
+        );
     }
 }

@@ -143,10 +143,16 @@ fn decode_global(node: &Node, path: &KeyPath, report: &mut Report) -> GlobalConf
     let Some(mut fields) = Fields::of(node, path, report) else {
         return global;
     };
-    if let Some(interval) = fields.prometheus_duration("scrape_interval", report).filter(|d| !d.is_zero()) {
+    if let Some(interval) = fields
+        .prometheus_duration("scrape_interval", report)
+        .filter(|d| !d.is_zero())
+    {
         global.scrape_interval = interval;
     }
-    match fields.prometheus_duration("scrape_timeout", report).filter(|d| !d.is_zero()) {
+    match fields
+        .prometheus_duration("scrape_timeout", report)
+        .filter(|d| !d.is_zero())
+    {
         Some(timeout) if timeout > global.scrape_interval => {
             report.error(
                 &path.key("scrape_timeout"),
@@ -161,19 +167,26 @@ fn decode_global(node: &Node, path: &KeyPath, report: &mut Report) -> GlobalConf
         Some(timeout) => global.scrape_timeout = timeout,
         None => global.scrape_timeout = DEFAULT_SCRAPE_TIMEOUT.min(global.scrape_interval),
     }
-    if let Some(interval) = fields.prometheus_duration("evaluation_interval", report).filter(|d| !d.is_zero()) {
+    if let Some(interval) = fields
+        .prometheus_duration("evaluation_interval", report)
+        .filter(|d| !d.is_zero())
+    {
         global.evaluation_interval = interval;
     }
     if let Some(labels) = fields.string_map("external_labels", report) {
         for name in labels.keys().filter(|name| name.is_empty()) {
-            report.error(&path.key("external_labels"), Some(node.line), format!("{name:?} is not a valid label name"));
+            report.error(
+                &path.key("external_labels"),
+                Some(node.line),
+                format!("{name:?} is not a valid label name"),
+            );
         }
         global.external_labels = labels;
     }
-    if let Some(protocols) = fields.take("scrape_protocols") {
-        if let Some(protocols) = scrape::scrape_protocols(protocols, &path.key("scrape_protocols"), report) {
-            global.scrape_protocols = protocols;
-        }
+    if let Some(protocols) = fields.take("scrape_protocols")
+        && let Some(protocols) = scrape::scrape_protocols(protocols, &path.key("scrape_protocols"), report)
+    {
+        global.scrape_protocols = protocols;
     }
     fields.accept(&IGNORED_GLOBAL_KEYS);
     fields.finish(report);

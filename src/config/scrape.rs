@@ -145,7 +145,9 @@ pub fn decode(
         Some(node) => scrape_protocols(node, &path.key("scrape_protocols"), report).unwrap_or_default(),
         None => defaults.scrape_protocols.clone(),
     };
-    let metrics_path = fields.string("metrics_path", report).unwrap_or_else(|| "/metrics".to_string());
+    let metrics_path = fields
+        .string("metrics_path", report)
+        .unwrap_or_else(|| "/metrics".to_string());
     let scheme = fields.string("scheme", report).unwrap_or_else(|| "http".to_string());
     if scheme != "http" && scheme != "https" {
         report.error(
@@ -263,11 +265,18 @@ pub fn scrape_protocols(node: &Node, path: &KeyPath, report: &mut Report) -> Opt
             report.error(
                 &path.index(index),
                 Some(node.line),
-                format!("unknown scrape protocol {protocol:?} (one of {})", SCRAPE_PROTOCOLS.join(", ")),
+                format!(
+                    "unknown scrape protocol {protocol:?} (one of {})",
+                    SCRAPE_PROTOCOLS.join(", ")
+                ),
             );
             ok = false;
         } else if protocols[..index].contains(protocol) {
-            report.error(&path.index(index), Some(node.line), format!("duplicated protocol {protocol:?}"));
+            report.error(
+                &path.index(index),
+                Some(node.line),
+                format!("duplicated protocol {protocol:?}"),
+            );
             ok = false;
         }
     }
@@ -349,7 +358,7 @@ fn relabel_rule(node: &Node, path: &KeyPath, report: &mut Report) -> Option<Rule
 fn one_line(problem: &str) -> String {
     let mut lines = problem.lines().map(str::trim).filter(|l| !l.is_empty());
     let first = lines.next().unwrap_or_default().trim_end_matches(':');
-    match lines.last() {
+    match lines.next_back() {
         Some(last) => format!("{first}: {}", last.trim_start_matches("error: ")),
         None => first.to_string(),
     }

@@ -71,9 +71,15 @@ pub fn decode(
                 static_groups.push(group);
                 (None, json)
             }),
-            "file_sd_configs" => file_sd(item, &item_path, report).map(|(c, j)| (Some(ServiceDiscoveryConfig::File(c)), j)),
-            "http_sd_configs" => http_sd(item, &item_path, report).map(|(c, j)| (Some(ServiceDiscoveryConfig::Http(c)), j)),
-            "dns_sd_configs" => dns_sd(item, &item_path, report).map(|(c, j)| (Some(ServiceDiscoveryConfig::Dns(c)), j)),
+            "file_sd_configs" => {
+                file_sd(item, &item_path, report).map(|(c, j)| (Some(ServiceDiscoveryConfig::File(c)), j))
+            }
+            "http_sd_configs" => {
+                http_sd(item, &item_path, report).map(|(c, j)| (Some(ServiceDiscoveryConfig::Http(c)), j))
+            }
+            "dns_sd_configs" => {
+                dns_sd(item, &item_path, report).map(|(c, j)| (Some(ServiceDiscoveryConfig::Dns(c)), j))
+            }
             other => Some((
                 Some(ServiceDiscoveryConfig::Unsupported { key: other.to_string() }),
                 item.to_json(),
@@ -156,7 +162,9 @@ fn valid_file_pattern(path: &str) -> bool {
 }
 
 fn refresh_interval(fields: &mut Fields, default: Duration, report: &mut Report) -> Duration {
-    fields.prometheus_duration("refresh_interval", report).unwrap_or(default)
+    fields
+        .prometheus_duration("refresh_interval", report)
+        .unwrap_or(default)
 }
 
 fn file_sd(node: &Node, path: &KeyPath, report: &mut Report) -> Option<(FileSdConfig, Json)> {
@@ -206,12 +214,14 @@ fn http_sd(node: &Node, path: &KeyPath, report: &mut Report) -> Option<(HttpSdCo
         report.error(&path.key("url"), Some(node.line), "URL is missing");
         return None;
     };
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
     match rest {
         None => {
-            report.error(&path.key("url"), line, format!("URL scheme must be 'http' or 'https': {url:?}"));
+            report.error(
+                &path.key("url"),
+                line,
+                format!("URL scheme must be 'http' or 'https': {url:?}"),
+            );
             return None;
         }
         Some(rest) if rest.split(['/', '?', '#']).next().unwrap_or_default().is_empty() => {
@@ -291,7 +301,11 @@ fn dns_sd(node: &Node, path: &KeyPath, report: &mut Report) -> Option<(DnsSdConf
         Some(p) => match u16::try_from(p) {
             Ok(p) => Some(p),
             Err(_) => {
-                report.error(&path.key("port"), Some(fields_line(node, "port")), format!("port {p} is out of range"));
+                report.error(
+                    &path.key("port"),
+                    Some(fields_line(node, "port")),
+                    format!("port {p} is out of range"),
+                );
                 ok = false;
                 None
             }

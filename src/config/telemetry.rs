@@ -81,20 +81,17 @@ fn decode_reader(node: &Node, path: &KeyPath, report: &mut Report) -> MetricRead
         let timeout_ms = periodic_fields.unsigned("timeout", report).unwrap_or(30_000);
         let mut otlp_grpc = None;
         let mut otlp_http = None;
-        match periodic_fields.take("exporter") {
-            Some(exporter) => {
-                let exporter_path = periodic_path.key("exporter");
-                if let Some(mut exporter_fields) = Fields::of(exporter, &exporter_path, report) {
-                    otlp_grpc = exporter_fields
-                        .take("otlp_grpc")
-                        .and_then(|n| decode_exporter(n, &exporter_path.key("otlp_grpc"), true, report));
-                    otlp_http = exporter_fields
-                        .take("otlp_http")
-                        .and_then(|n| decode_exporter(n, &exporter_path.key("otlp_http"), false, report));
-                    exporter_fields.finish(report);
-                }
+        if let Some(exporter) = periodic_fields.take("exporter") {
+            let exporter_path = periodic_path.key("exporter");
+            if let Some(mut exporter_fields) = Fields::of(exporter, &exporter_path, report) {
+                otlp_grpc = exporter_fields
+                    .take("otlp_grpc")
+                    .and_then(|n| decode_exporter(n, &exporter_path.key("otlp_grpc"), true, report));
+                otlp_http = exporter_fields
+                    .take("otlp_http")
+                    .and_then(|n| decode_exporter(n, &exporter_path.key("otlp_http"), false, report));
+                exporter_fields.finish(report);
             }
-            None => {}
         }
         if otlp_grpc.is_none() && otlp_http.is_none() {
             report.error(
@@ -154,13 +151,11 @@ fn decode_exporter(node: &Node, path: &KeyPath, grpc: bool, report: &mut Report)
             }
         }
     }
-    if grpc {
-        if let Some(tls) = fields.take("tls") {
-            let tls_path = path.key("tls");
-            if let Some(mut tls_fields) = Fields::of(tls, &tls_path, report) {
-                exporter.insecure = tls_fields.bool("insecure", report).unwrap_or(false);
-                tls_fields.finish(report);
-            }
+    if grpc && let Some(tls) = fields.take("tls") {
+        let tls_path = path.key("tls");
+        if let Some(mut tls_fields) = Fields::of(tls, &tls_path, report) {
+            exporter.insecure = tls_fields.bool("insecure", report).unwrap_or(false);
+            tls_fields.finish(report);
         }
     }
     fields.finish(report);

@@ -117,12 +117,9 @@ impl Node {
                 .unwrap_or_else(|| Json::String(self.text.clone())),
             Value::String(s) => Json::String(s.clone()),
             Value::Sequence(items) => Json::Array(items.iter().map(Node::to_json).collect()),
-            Value::Mapping(entries) => Json::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.text.clone(), v.to_json()))
-                    .collect(),
-            ),
+            Value::Mapping(entries) => {
+                Json::Object(entries.iter().map(|(k, v)| (k.text.clone(), v.to_json())).collect())
+            }
         }
     }
 }
@@ -172,9 +169,16 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
 
 /// A collection being filled.
 enum Open {
-    Sequence { node: Node, anchor: usize },
+    Sequence {
+        node: Node,
+        anchor: usize,
+    },
     /// A pending key waits for its value.
-    Mapping { node: Node, anchor: usize, pending_key: Option<Node> },
+    Mapping {
+        node: Node,
+        anchor: usize,
+        pending_key: Option<Node>,
+    },
 }
 
 #[derive(Default)]
@@ -365,10 +369,10 @@ fn resolve_plain(text: &str) -> Value {
     if let Some(int) = parse_int(text) {
         return Value::Int(int);
     }
-    if is_float(text) {
-        if let Ok(float) = text.replace('_', "").parse::<f64>() {
-            return Value::Float(float);
-        }
+    if is_float(text)
+        && let Ok(float) = text.replace('_', "").parse::<f64>()
+    {
+        return Value::Float(float);
     }
     Value::String(text.to_string())
 }
@@ -458,7 +462,9 @@ mod tests {
     fn nodes_carry_their_line_and_column() {
         let node = parse("top:\n  inner:\n    - x\n").unwrap();
         let inner = node.get("top").unwrap().get("inner").unwrap();
-        let Value::Sequence(items) = &inner.value else { panic!("not a list") };
+        let Value::Sequence(items) = &inner.value else {
+            panic!("not a list")
+        };
         assert_eq!((items[0].line, items[0].column), (3, 7));
     }
 
@@ -481,7 +487,9 @@ mod tests {
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..10 {
             let p = i - 1;
-            text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
         }
         assert!(parse(&text).is_err());
     }
