@@ -335,4 +335,13 @@ proptest! {
             Ok(Err(other)) => prop_assert!(false, "seed {SEED:#x}: parsing text cannot be unreadable: {other}"),
         }
     }
+
+    #[test]
+    fn the_loader_never_panics_on_random_text(text in "[ -~\n\t]{0,300}") {
+        let environment = |_: &str| None;
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            config::parse("random.yaml", &text, &UpstreamFlags::default(), &environment)
+        }));
+        prop_assert!(outcome.is_ok(), "seed {SEED:#x}: the loader panicked on:\n{text:?}");
+    }
 }
