@@ -23,6 +23,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run one replica of the replicated table with its development API.
     Replica(ReplicaArgs),
+    /// Check a configuration file: list every problem (exit 64), or summarise it (exit 0).
+    CheckConfig(crate::config::check::CheckConfigArgs),
 }
 
 /// Settings of `target-allocator demo`.

@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Replica(args) => ta_raft::dev_api::run_until_signal(args).await,
+            Command::CheckConfig(args) => config::check::run(&args),
             Command::Demo(args) => match demo::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
