@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod go_duration;
 pub mod prometheus_duration;
 pub mod relabel;
+pub mod pipeline;
 pub mod targets;
 
 use std::process::ExitCode;

@@ -18,6 +18,8 @@ use std::str::FromStr;
 
 use md5::Digest;
 use regex::Regex;
+use ta_raft::intern::Symbol;
+use ta_raft::model::Labels;
 
 /// What a rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,6 +310,14 @@ impl Rule {
 
     /// Apply this rule; `false` drops the target.
     pub fn apply(&self, labels: &mut LabelBuilder) -> bool {
+        // The common filters read one label: no joined copy needed.
+        if let [source] = self.source_labels.as_slice() {
+            match self.action {
+                Action::Drop => return !self.regex.is_match(labels.get(source)),
+                Action::Keep => return self.regex.is_match(labels.get(source)),
+                _ => {}
+            }
+        }
         let value = self
             .source_labels
             .iter()
@@ -349,17 +359,13 @@ impl Rule {
                 }
             }
             Action::LabelDrop => {
-                for (name, _) in labels.snapshot() {
-                    if self.regex.is_match(&name) {
-                        labels.delete(&name);
-                    }
+                for name in labels.names_where(|name| self.regex.is_match(name)) {
+                    labels.delete(&name);
                 }
             }
             Action::LabelKeep => {
-                for (name, _) in labels.snapshot() {
-                    if !self.regex.is_match(&name) {
-                        labels.delete(&name);
-                    }
+                for name in labels.names_where(|name| !self.regex.is_match(name)) {
+                    labels.delete(&name);
                 }
             }
         }
@@ -380,11 +386,12 @@ pub fn process(rules: &[Rule], labels: &mut LabelBuilder) -> bool {
     rules.iter().all(|rule| rule.apply(labels))
 }
 
-/// A label set under modification, with Prometheus `labels.Builder` semantics.
+/// A label set under modification, with Prometheus `labels.Builder` semantics. The starting
+/// labels are shared, not copied: most rules only read them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LabelBuilder {
     /// The starting labels, sorted by name.
-    base: Vec<(String, String)>,
+    base: Labels,
     /// Labels set since, in the order first set.
     added: Vec<(String, String)>,
     deleted: Vec<String>,
@@ -392,16 +399,16 @@ pub struct LabelBuilder {
 
 impl LabelBuilder {
     /// Start from `labels` (any order; the last value of a repeated name wins).
-    pub fn new<N: Into<String>, V: Into<String>>(labels: impl IntoIterator<Item = (N, V)>) -> Self {
-        let mut base: Vec<(String, String)> = labels.into_iter().map(|(n, v)| (n.into(), v.into())).collect();
-        base.sort_by(|a, b| a.0.cmp(&b.0));
-        base.dedup_by(|later, earlier| {
-            let same = later.0 == earlier.0;
-            if same {
-                earlier.1 = std::mem::take(&mut later.1);
-            }
-            same
-        });
+    pub fn new<N: AsRef<str>, V: AsRef<str>>(labels: impl IntoIterator<Item = (N, V)>) -> Self {
+        let pairs: Vec<(Symbol, Symbol)> = labels
+            .into_iter()
+            .map(|(n, v)| (Symbol::from(n.as_ref()), Symbol::from(v.as_ref())))
+            .collect();
+        Self::from_labels(Labels::new(pairs))
+    }
+
+    /// Start from an already sorted, shared label set.
+    pub fn from_labels(base: Labels) -> Self {
         Self {
             base,
             added: Vec::new(),
@@ -417,10 +424,7 @@ impl LabelBuilder {
         if self.deleted.iter().any(|d| d == name) {
             return "";
         }
-        self.base
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
-            .map(|i| self.base[i].1.as_str())
-            .unwrap_or("")
+        self.base.get(name).unwrap_or("")
     }
 
     /// Set `name` to `value`; an empty value deletes the label.
@@ -438,18 +442,28 @@ impl LabelBuilder {
     /// Delete `name`.
     pub fn delete(&mut self, name: &str) {
         self.added.retain(|(n, _)| n != name);
-        self.deleted.push(name.to_string());
+        if !self.deleted.iter().any(|d| d == name) {
+            self.deleted.push(name.to_string());
+        }
     }
 
-    /// The labels in Prometheus `Range` order: untouched base labels by name, then the ones
-    /// set since, in the order first set.
-    pub fn snapshot(&self) -> Vec<(String, String)> {
+    /// The labels in Prometheus `Range` order, borrowed: untouched base labels by name, then
+    /// the ones set since, in the order first set.
+    pub fn range(&self) -> impl Iterator<Item = (&str, &str)> {
         self.base
             .iter()
-            .filter(|(n, _)| !self.deleted.contains(n) && !self.added.iter().any(|(a, _)| a == n))
-            .chain(self.added.iter())
-            .cloned()
-            .collect()
+            .filter(|(n, _)| !self.deleted.iter().any(|d| d == n) && !self.added.iter().any(|(a, _)| a == n))
+            .chain(self.added.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+    }
+
+    /// [`LabelBuilder::range`], copied.
+    pub fn snapshot(&self) -> Vec<(String, String)> {
+        self.range().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    }
+
+    /// Names in `Range` order that `keep` selects, copied (for rules that then modify).
+    fn names_where(&self, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        self.range().filter(|(n, _)| keep(n)).map(|(n, _)| n.to_string()).collect()
     }
 
     /// The final label set, sorted by name.

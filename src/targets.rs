@@ -9,10 +9,15 @@ use std::time::Duration;
 
 use ta_raft::TargetId;
 
+use ta_raft::intern::Symbol;
+use ta_raft::model::Labels;
+
+use crate::allocation::desired::DesiredTarget;
+use crate::allocation::desired::node_of;
+use crate::discovery::TargetGroup;
 use crate::prometheus_duration;
 use crate::relabel::LabelBuilder;
 use crate::relabel::Rule;
-use crate::relabel::RuleSpec;
 
 /// Whether relabel rules decide which targets exist (`filter_strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,78 +54,82 @@ pub struct JobSettings {
     pub rules: Vec<Rule>,
 }
 
-/// One target group from service discovery.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TargetGroup {
-    /// Each target's own labels (`__address__` at least).
-    pub targets: Vec<BTreeMap<String, String>>,
-    /// Labels common to the group; a target's own label wins on a clash.
-    pub labels: BTreeMap<String, String>,
-}
-
 /// A target ready for allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllocatableTarget {
     pub id: TargetId,
-    pub job: String,
-    /// `__address__`: what `consistent-hashing` places by.
-    pub address: String,
-    /// The discovered labels served on the wire, sorted by name (never the relabeled ones).
-    pub served_labels: Vec<(String, String)>,
+    pub target: DesiredTarget,
 }
 
-/// The rules wrapped around every job's own: prometheus-operator's sharding `keep` on
-/// `__tmp_disable_sharding` must pass in the allocator, which does not know the collector's
-/// `SHARD`; the served scrape config never contains these rules.
-fn no_sharding_wrapper() -> (Rule, Rule) {
-    let set = RuleSpec {
-        action: Some("replace".into()),
-        target_label: Some("__tmp_disable_sharding".into()),
-        replacement: Some("true".into()),
-        ..Default::default()
-    };
-    let drop = RuleSpec {
-        action: Some("labeldrop".into()),
-        regex: Some("__tmp_disable_sharding".into()),
-        ..Default::default()
-    };
-    (
-        Rule::new(&set).expect("static rule"),
-        Rule::new(&drop).expect("static rule"),
-    )
+/// Labels of `group` merged with one target's own; the target's value wins on a clash.
+/// Both inputs are sorted, so this is one merge pass; with no group labels it is a share.
+pub fn served_labels(group_labels: &Labels, target_labels: &Labels) -> Labels {
+    if group_labels.is_empty() {
+        return target_labels.clone();
+    }
+    let mut merged: Vec<(Symbol, Symbol)> = Vec::with_capacity(group_labels.len() + target_labels.len());
+    let mut group = group_labels.pairs().iter().peekable();
+    let mut target = target_labels.pairs().iter().peekable();
+    loop {
+        match (group.peek(), target.peek()) {
+            (Some(g), Some(t)) => match g.0.cmp(&t.0) {
+                std::cmp::Ordering::Less => merged.push((*group.next().expect("peeked")).clone()),
+                std::cmp::Ordering::Greater => merged.push((*target.next().expect("peeked")).clone()),
+                std::cmp::Ordering::Equal => {
+                    group.next();
+                    merged.push((*target.next().expect("peeked")).clone());
+                }
+            },
+            (Some(_), None) => merged.extend(group.by_ref().cloned()),
+            (None, Some(_)) => merged.extend(target.by_ref().cloned()),
+            (None, None) => break,
+        }
+    }
+    Labels::new(merged)
 }
 
-/// Build the allocatable targets of `job` from its discovered `groups`.
+/// Build the allocatable targets of `job` from one discovered group. Targets that collapse
+/// to one identity are one target; the last one wins (upstream §4.4).
+pub fn build_group(job: &JobSettings, job_symbol: &Symbol, filter: FilterStrategy, group: &TargetGroup) -> Vec<AllocatableTarget> {
+    let mut built: Vec<AllocatableTarget> = Vec::with_capacity(group.targets.len());
+    for target_labels in &group.targets {
+        let served = served_labels(&group.labels, target_labels);
+        let Some(builder) = relabel(job, filter, served.clone()) else {
+            continue;
+        };
+        let id = TargetId::compute(&job.name, builder.range());
+        let address: Symbol = served
+            .pairs()
+            .iter()
+            .find(|(n, _)| n.as_ref() == "__address__")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| Symbol::from(""));
+        let node = node_of(&served).map(Symbol::from);
+        let target = DesiredTarget {
+            job: job_symbol.clone(),
+            address,
+            labels: served,
+            node,
+        };
+        match built.iter_mut().rev().find(|existing| existing.id == id) {
+            Some(existing) => existing.target = target,
+            None => built.push(AllocatableTarget { id, target }),
+        }
+    }
+    built
+}
+
+/// Build the allocatable targets of `job` from its discovered `groups` (see [`build_group`]).
 pub fn build(job: &JobSettings, filter: FilterStrategy, groups: &[TargetGroup]) -> Vec<AllocatableTarget> {
-    let (wrapper_set, wrapper_drop) = no_sharding_wrapper();
+    let job_symbol = Symbol::from(job.name.as_str());
     let mut by_id: HashMap<TargetId, usize> = HashMap::new();
     let mut built: Vec<AllocatableTarget> = Vec::new();
     for group in groups {
-        for target in &group.targets {
-            let mut served: BTreeMap<String, String> = group.labels.clone();
-            served.extend(target.iter().map(|(n, v)| (n.clone(), v.clone())));
-            let served_labels: Vec<(String, String)> = served.into_iter().collect();
-            let Some(builder) = relabel(job, filter, &served_labels, (&wrapper_set, &wrapper_drop)) else {
-                continue;
-            };
-            let identity = builder.snapshot();
-            let id = TargetId::compute(&job.name, identity.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-            let address = served_labels
-                .iter()
-                .find(|(n, _)| n == "__address__")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default();
-            let target = AllocatableTarget {
-                id,
-                job: job.name.clone(),
-                address,
-                served_labels,
-            };
-            // Targets that collapse to one identity are one target; the last one wins.
-            match by_id.get(&id) {
+        for target in build_group(job, &job_symbol, filter, group) {
+            match by_id.get(&target.id) {
                 Some(&index) => built[index] = target,
                 None => {
-                    by_id.insert(id, built.len());
+                    by_id.insert(target.id, built.len());
                     built.push(target);
                 }
             }
@@ -130,31 +139,31 @@ pub fn build(job: &JobSettings, filter: FilterStrategy, groups: &[TargetGroup]) 
 }
 
 /// The labels of one target after seeding and relabeling, or `None` if the rules drop it.
-/// Served labels in, identity labels out (in `labels.Builder` order via `snapshot`).
-pub fn relabel_target(
-    job: &JobSettings,
-    filter: FilterStrategy,
-    served_labels: &[(String, String)],
-) -> Option<LabelBuilder> {
-    let (wrapper_set, wrapper_drop) = no_sharding_wrapper();
-    relabel(job, filter, served_labels, (&wrapper_set, &wrapper_drop))
+/// Served labels in, identity labels out (in `labels.Builder` order via `range`).
+pub fn relabel_target(job: &JobSettings, filter: FilterStrategy, served_labels: &[(String, String)]) -> Option<LabelBuilder> {
+    let base = LabelBuilder::new(served_labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    relabel_builder(job, filter, base)
 }
 
-fn relabel(
-    job: &JobSettings,
-    filter: FilterStrategy,
-    served_labels: &[(String, String)],
-    (wrapper_set, wrapper_drop): (&Rule, &Rule),
-) -> Option<LabelBuilder> {
-    let mut builder = LabelBuilder::new(served_labels.iter().cloned());
+fn relabel(job: &JobSettings, filter: FilterStrategy, served: Labels) -> Option<LabelBuilder> {
+    relabel_builder(job, filter, LabelBuilder::from_labels(served))
+}
+
+/// The label prometheus-operator's sharding `keep` reads. The allocator does not know the
+/// collector's `SHARD`, so every job's rules run wrapped in setting it and deleting it
+/// afterwards (upstream's no-sharding wrapper: a `replace` to `"true"` and a `labeldrop`,
+/// which for this literal name are exactly a set and a delete). The served scrape config
+/// never contains the wrapper.
+const DISABLE_SHARDING: &str = "__tmp_disable_sharding";
+
+fn relabel_builder(job: &JobSettings, filter: FilterStrategy, mut builder: LabelBuilder) -> Option<LabelBuilder> {
     if filter == FilterStrategy::RelabelConfig {
         seed(&mut builder, job);
-        let kept = wrapper_set.apply(&mut builder)
-            && job.rules.iter().all(|rule| rule.apply(&mut builder))
-            && wrapper_drop.apply(&mut builder);
-        if !kept {
+        builder.set(DISABLE_SHARDING, "true");
+        if !job.rules.iter().all(|rule| rule.apply(&mut builder)) {
             return None;
         }
+        builder.delete(DISABLE_SHARDING);
     }
     Some(builder)
 }
@@ -181,6 +190,7 @@ fn seed(builder: &mut LabelBuilder, job: &JobSettings) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relabel::RuleSpec;
 
     fn job(name: &str, rules: Vec<RuleSpec>) -> JobSettings {
         JobSettings {
@@ -195,8 +205,11 @@ mod tests {
     }
 
     fn group(targets: &[&[(&str, &str)]], labels: &[(&str, &str)]) -> TargetGroup {
-        let map = |pairs: &[(&str, &str)]| pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        let map = |pairs: &[(&str, &str)]| {
+            Labels::new(pairs.iter().map(|(n, v)| (Symbol::from(*n), Symbol::from(*v))).collect())
+        };
         TargetGroup {
+            source: "0".into(),
             targets: targets.iter().map(|t| map(t)).collect(),
             labels: map(labels),
         }
@@ -237,14 +250,10 @@ mod tests {
             )],
         );
         assert_eq!(built.len(), 1);
-        assert_eq!(built[0].address, "10.0.0.1:80");
+        assert_eq!(&*built[0].target.address, "10.0.0.1:80");
         assert_eq!(
-            built[0].served_labels,
-            vec![
-                ("__address__".to_string(), "10.0.0.1:80".to_string()),
-                ("__meta_pod".to_string(), "p".to_string()),
-                ("zone".to_string(), "b".to_string()),
-            ]
+            built[0].target.labels.iter().collect::<Vec<_>>(),
+            vec![("__address__", "10.0.0.1:80"), ("__meta_pod", "p"), ("zone", "b")]
         );
     }
 
@@ -310,7 +319,7 @@ mod tests {
         };
         let built = build(&job("j", rules_without_n), FilterStrategy::RelabelConfig, &groups);
         assert_eq!(built.len(), 1);
-        assert_eq!(built[0].address, "c:1", "served labels of the last target win");
+        assert_eq!(&*built[0].target.address, "c:1", "served labels of the last target win");
         let built = build(&job("j", rules), FilterStrategy::RelabelConfig, &groups);
         assert_eq!(built.len(), 2, "distinct remaining labels keep identities apart");
     }

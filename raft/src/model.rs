@@ -72,6 +72,11 @@ impl Labels {
         self.0.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
     }
 
+    /// The pairs, sorted by name.
+    pub fn pairs(&self) -> &[(Symbol, Symbol)] {
+        &self.0
+    }
+
     /// Value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

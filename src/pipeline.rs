@@ -1,0 +1,100 @@
+//! From discovered target groups to the desired targets the planner reads, incrementally.
+//! Discovery republishes an unchanged group as the same `Arc`; such a group is not relabeled
+//! again, so a 1% change costs about 1% of a full pass. The result is the desired-target map
+//! plus the ids that changed, which is what an incremental plan needs.
+//!
+//! Dedup (upstream §4.4): targets of one job that collapse to one identity are one target.
+//! Within a group the last wins; across groups the most recently processed group's labels
+//! win, and the target stays while any group still yields it.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use ta_raft::TargetId;
+use ta_raft::intern::Symbol;
+
+use crate::allocation::desired::DesiredTargets;
+use crate::discovery::TargetGroup;
+use crate::targets::FilterStrategy;
+use crate::targets::JobSettings;
+use crate::targets::build_group;
+
+/// What one processed group yielded.
+struct ProcessedGroup {
+    group: Arc<TargetGroup>,
+    ids: Vec<TargetId>,
+}
+
+/// Desired targets kept in step with discovery.
+#[derive(Default)]
+pub struct DesiredState {
+    desired: DesiredTargets,
+    /// Per job, the groups processed last time, by position.
+    jobs: FxHashMap<String, Vec<ProcessedGroup>>,
+    /// How many processed groups yield each target.
+    yielded_by: FxHashMap<TargetId, u32>,
+}
+
+impl DesiredState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every desired target.
+    pub fn desired(&self) -> &DesiredTargets {
+        &self.desired
+    }
+
+    /// Bring `job` up to date with its current `groups`; returns the ids that were added,
+    /// removed or relabeled (possibly with repeats).
+    pub fn update_job(&mut self, job: &JobSettings, filter: FilterStrategy, groups: &[Arc<TargetGroup>]) -> Vec<TargetId> {
+        let job_symbol = Symbol::from(job.name.as_str());
+        let previous = self.jobs.remove(&job.name).unwrap_or_default();
+        let mut previous_by_pointer: FxHashMap<*const TargetGroup, ProcessedGroup> = previous
+            .into_iter()
+            .map(|processed| (Arc::as_ptr(&processed.group), processed))
+            .collect();
+        let mut changed = Vec::new();
+        let mut processed_now = Vec::with_capacity(groups.len());
+        for group in groups {
+            if let Some(unchanged) = previous_by_pointer.remove(&Arc::as_ptr(group)) {
+                processed_now.push(unchanged);
+                continue;
+            }
+            let built = build_group(job, &job_symbol, filter, group);
+            let mut ids = Vec::with_capacity(built.len());
+            for target in built {
+                *self.yielded_by.entry(target.id).or_default() += 1;
+                if self.desired.get(&target.id) != Some(&target.target) {
+                    changed.push(target.id);
+                    self.desired.insert(target.id, target.target);
+                }
+                ids.push(target.id);
+            }
+            processed_now.push(ProcessedGroup {
+                group: Arc::clone(group),
+                ids,
+            });
+        }
+        // Groups gone or replaced: forget what only they yielded.
+        for (_, gone) in previous_by_pointer {
+            for id in gone.ids {
+                if let Some(count) = self.yielded_by.get_mut(&id) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.yielded_by.remove(&id);
+                        self.desired.remove(&id);
+                        changed.push(id);
+                    }
+                }
+            }
+        }
+        self.jobs.insert(job.name.clone(), processed_now);
+        changed
+    }
+
+    /// Forget a job entirely; returns the ids removed.
+    pub fn remove_job(&mut self, job: &JobSettings, filter: FilterStrategy) -> Vec<TargetId> {
+        self.update_job(job, filter, &[])
+    }
+}
