@@ -178,7 +178,7 @@ fn child(targets: usize, relabel_variant: bool, incremental: bool) {
     let jobs = targets / (TARGETS_PER_GROUP * GROUPS_PER_JOB);
     let mut interner = Interner::default();
     let settings_per_job: Vec<JobSettings> = (0..jobs).map(|j| job_settings(j, relabel_variant)).collect();
-    let mut groups: Vec<Vec<Arc<TargetGroup>>> = (0..jobs)
+    let groups: Vec<Vec<Arc<TargetGroup>>> = (0..jobs)
         .map(|j| (0..GROUPS_PER_JOB).map(|g| Arc::new(group(j, g, 0, &mut interner))).collect())
         .collect();
     let baseline = peak_resident_bytes();
@@ -233,6 +233,8 @@ fn child(targets: usize, relabel_variant: bool, incremental: bool) {
         return;
     }
 
+    let original_groups = groups.clone();
+    drop(state);
     for (name, command) in full_plans {
         if name != StrategyName::ConsistentHashing && name != StrategyName::Balanced {
             continue;
@@ -242,6 +244,12 @@ fn child(targets: usize, relabel_variant: bool, incremental: bool) {
         let table = ta_raft::apply::apply(&empty, 1, &command).table;
         let apply_ms = ms(started);
         drop(command);
+        // The table holds the original groups' allocation; start from them again.
+        let mut groups = original_groups.clone();
+        let mut state = DesiredState::new();
+        for (job, job_groups) in settings_per_job.iter().zip(&groups) {
+            state.update_job(job, FilterStrategy::RelabelConfig, job_groups);
+        }
         // 1% of the groups are replaced by groups of new targets (pods rolled).
         let mut changed_groups = 0;
         for (j, job_groups) in groups.iter_mut().enumerate() {

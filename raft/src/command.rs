@@ -5,7 +5,6 @@
 //! sent once per batch in a table and referenced by index: a batch of 10k targets with ~40
 //! labels each repeats most names and values.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -15,7 +14,11 @@ use bincode::Options;
 use serde::Deserialize;
 use serde::Serialize;
 
+use rustc_hash::FxHashMap;
+
+use crate::intern::Symbol;
 use crate::model::CollectorState;
+use crate::model::Labels;
 use crate::model::TargetId;
 
 /// Index into [`Command::strings`].
@@ -276,11 +279,31 @@ pub enum ConflictReason {
     Undecodable(String),
 }
 
+/// A shared string keyed by its address: interned label strings repeat as the same `Arc`,
+/// so a pointer lookup finds most of them without hashing their text. The key holds a
+/// clone, so the address cannot be reused while the builder lives.
+struct ByAddress(Symbol);
+
+impl std::hash::Hash for ByAddress {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.0) as *const u8 as usize).hash(state);
+    }
+}
+
+impl PartialEq for ByAddress {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ByAddress {}
+
 /// Builds a [`Command`], interning strings into its table.
 #[derive(Default)]
 pub struct CommandBuilder {
     strings: Vec<String>,
-    index: HashMap<String, StringRef>,
+    index: FxHashMap<String, StringRef>,
+    by_address: FxHashMap<ByAddress, StringRef>,
     decisions: Vec<Decision>,
 }
 
@@ -297,6 +320,46 @@ impl CommandBuilder {
         self.strings.push(s.to_string());
         self.index.insert(s.to_string(), reference);
         reference
+    }
+
+    fn shared_string(&mut self, s: &Symbol) -> StringRef {
+        let key = ByAddress(Arc::clone(s));
+        if let Some(&reference) = self.by_address.get(&key) {
+            return reference;
+        }
+        // Not hashed by text: a value seen once (a pod name, an IP) is most of a large batch,
+        // and an equal string under another address only costs a duplicate table entry.
+        let reference = self.strings.len() as StringRef;
+        self.strings.push(s.to_string());
+        self.by_address.insert(key, reference);
+        reference
+    }
+
+    /// [`CommandBuilder::upsert_target`] for an already sorted, interned label set: shared
+    /// strings are found by address, which is most of the cost of a large batch.
+    pub fn upsert_target_labels(
+        &mut self,
+        id: TargetId,
+        job: &Symbol,
+        labels: &Labels,
+        collector: Option<&Symbol>,
+        expect: Expect,
+    ) -> &mut Self {
+        let job = self.shared_string(job);
+        let labels = labels
+            .pairs()
+            .iter()
+            .map(|(n, v)| (self.shared_string(n), self.shared_string(v)))
+            .collect();
+        let collector = collector.map(|c| self.shared_string(c));
+        self.decisions.push(Decision::UpsertTarget {
+            id,
+            job,
+            labels,
+            collector,
+            expect,
+        });
+        self
     }
 
     fn optional(&mut self, s: Option<&str>) -> Option<StringRef> {

@@ -195,14 +195,13 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             Some(decision) => decision.as_ref(),
             None => current,
         };
-        let labels = wanted.labels.iter();
         if added.contains(&id) {
-            builder.upsert_target(id, &wanted.job, labels, owner.map(|o| o.as_ref()), Expect::Absent);
+            builder.upsert_target_labels(id, &wanted.job, &wanted.labels, owner, Expect::Absent);
             summary.targets_added += 1;
             summary.left_unassigned += usize::from(owner.is_none());
         } else if relabeled.contains(&id) {
             let expect = builder.owned_by(current.map(|c| c.as_ref()));
-            builder.upsert_target(id, &wanted.job, labels, owner.map(|o| o.as_ref()), expect);
+            builder.upsert_target_labels(id, &wanted.job, &wanted.labels, owner, expect);
             summary.labels_refreshed += 1;
             if owner != current {
                 summary.targets_moved += 1;
