@@ -48,6 +48,13 @@ impl DesiredState {
     /// Bring `job` up to date with its current `groups`; returns the ids that were added,
     /// removed or relabeled (possibly with repeats).
     pub fn update_job(&mut self, job: &JobSettings, filter: FilterStrategy, groups: &[Arc<TargetGroup>]) -> Vec<TargetId> {
+        // The common case under churn elsewhere: this job's groups are all the same `Arc`s.
+        if let Some(previous) = self.jobs.get(&job.name)
+            && previous.len() == groups.len()
+            && previous.iter().zip(groups).all(|(p, g)| Arc::ptr_eq(&p.group, g))
+        {
+            return Vec::new();
+        }
         let job_symbol = Symbol::from(job.name.as_str());
         let previous = self.jobs.remove(&job.name).unwrap_or_default();
         let mut previous_by_pointer: FxHashMap<*const TargetGroup, ProcessedGroup> = previous
