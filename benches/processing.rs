@@ -66,25 +66,48 @@ fn job_settings(index: usize, relabel_variant: bool) -> JobSettings {
 /// and pod-level labels on each target. `generation` makes fresh target ids.
 fn group(job: usize, group: usize, generation: usize, interner: &mut Interner) -> TargetGroup {
     let mut labels = |pairs: Vec<(&str, String)>| {
-        Labels::new(pairs.into_iter().map(|(n, v)| (interner.intern(n), interner.intern(&v))).collect())
+        Labels::new(
+            pairs
+                .into_iter()
+                .map(|(n, v)| (interner.intern(n), interner.intern(&v)))
+                .collect(),
+        )
     };
     let service = format!("service-{job}");
     let group_labels = labels(vec![
         ("__meta_kubernetes_namespace", format!("namespace-{}", job % 50)),
-        ("__meta_kubernetes_endpointslice_name", format!("{service}-slice-{group}")),
+        (
+            "__meta_kubernetes_endpointslice_name",
+            format!("{service}-slice-{group}"),
+        ),
         ("__meta_kubernetes_endpointslice_address_type", "IPv4".into()),
-        ("__meta_kubernetes_endpointslice_label_kubernetes_io_service_name", service.clone()),
-        ("__meta_kubernetes_endpointslice_labelpresent_kubernetes_io_service_name", "true".into()),
+        (
+            "__meta_kubernetes_endpointslice_label_kubernetes_io_service_name",
+            service.clone(),
+        ),
+        (
+            "__meta_kubernetes_endpointslice_labelpresent_kubernetes_io_service_name",
+            "true".into(),
+        ),
         (
             "__meta_kubernetes_endpointslice_label_endpointslice_kubernetes_io_managed_by",
             "endpointslice-controller.k8s.io".into(),
         ),
-        ("__meta_kubernetes_endpointslice_labelpresent_endpointslice_kubernetes_io_managed_by", "true".into()),
+        (
+            "__meta_kubernetes_endpointslice_labelpresent_endpointslice_kubernetes_io_managed_by",
+            "true".into(),
+        ),
         ("__meta_kubernetes_service_name", service.clone()),
         ("__meta_kubernetes_service_label_app", format!("app-{job}")),
         ("__meta_kubernetes_service_labelpresent_app", "true".into()),
-        ("__meta_kubernetes_service_annotation_prometheus_io_scrape", "true".into()),
-        ("__meta_kubernetes_service_annotationpresent_prometheus_io_scrape", "true".into()),
+        (
+            "__meta_kubernetes_service_annotation_prometheus_io_scrape",
+            "true".into(),
+        ),
+        (
+            "__meta_kubernetes_service_annotationpresent_prometheus_io_scrape",
+            "true".into(),
+        ),
     ]);
     let targets = (0..TARGETS_PER_GROUP)
         .map(|t| {
@@ -98,19 +121,34 @@ fn group(job: usize, group: usize, generation: usize, interner: &mut Interner) -
                 ("__meta_kubernetes_endpointslice_port_name", "metrics".into()),
                 ("__meta_kubernetes_endpointslice_port_protocol", "TCP".into()),
                 ("__meta_kubernetes_endpointslice_port_app_protocol", "http".into()),
-                ("__meta_kubernetes_endpointslice_endpoint_conditions_ready", "true".into()),
-                ("__meta_kubernetes_endpointslice_endpoint_conditions_serving", "true".into()),
-                ("__meta_kubernetes_endpointslice_endpoint_conditions_terminating", "false".into()),
+                (
+                    "__meta_kubernetes_endpointslice_endpoint_conditions_ready",
+                    "true".into(),
+                ),
+                (
+                    "__meta_kubernetes_endpointslice_endpoint_conditions_serving",
+                    "true".into(),
+                ),
+                (
+                    "__meta_kubernetes_endpointslice_endpoint_conditions_terminating",
+                    "false".into(),
+                ),
                 ("__meta_kubernetes_endpointslice_endpoint_hostname", pod.clone()),
                 ("__meta_kubernetes_endpointslice_endpoint_node_name", node.clone()),
-                ("__meta_kubernetes_endpointslice_endpoint_zone", format!("zone-{}", serial % 3)),
+                (
+                    "__meta_kubernetes_endpointslice_endpoint_zone",
+                    format!("zone-{}", serial % 3),
+                ),
                 ("__meta_kubernetes_endpointslice_address_target_kind", "Pod".into()),
                 ("__meta_kubernetes_endpointslice_address_target_name", pod.clone()),
                 ("__meta_kubernetes_pod_name", pod.clone()),
                 ("__meta_kubernetes_pod_ip", ip.clone()),
                 ("__meta_kubernetes_pod_label_app", format!("app-{job}")),
                 ("__meta_kubernetes_pod_labelpresent_app", "true".into()),
-                ("__meta_kubernetes_pod_label_pod_template_hash", format!("{:x}", job * 7919)),
+                (
+                    "__meta_kubernetes_pod_label_pod_template_hash",
+                    format!("{:x}", job * 7919),
+                ),
                 ("__meta_kubernetes_pod_labelpresent_pod_template_hash", "true".into()),
                 ("__meta_kubernetes_pod_container_name", "app".into()),
                 ("__meta_kubernetes_pod_container_port_name", "metrics".into()),
@@ -119,8 +157,14 @@ fn group(job: usize, group: usize, generation: usize, interner: &mut Interner) -
                 ("__meta_kubernetes_pod_ready", "true".into()),
                 ("__meta_kubernetes_pod_phase", "Running".into()),
                 ("__meta_kubernetes_pod_node_name", node),
-                ("__meta_kubernetes_pod_host_ip", format!("192.168.{}.{}", (serial >> 8) & 255, serial & 255)),
-                ("__meta_kubernetes_pod_uid", format!("{:032x}", serial.wrapping_mul(0x9e3779b97f4a7c15))),
+                (
+                    "__meta_kubernetes_pod_host_ip",
+                    format!("192.168.{}.{}", (serial >> 8) & 255, serial & 255),
+                ),
+                (
+                    "__meta_kubernetes_pod_uid",
+                    format!("{:032x}", serial.wrapping_mul(0x9e3779b97f4a7c15)),
+                ),
                 ("__meta_kubernetes_pod_controller_kind", "ReplicaSet".into()),
                 ("__meta_kubernetes_pod_controller_name", format!("{service}-rs")),
                 ("target_id", format!("{serial}-{generation}")),
@@ -179,10 +223,18 @@ fn child(targets: usize, relabel_variant: bool, incremental: bool) {
     let mut interner = Interner::default();
     let settings_per_job: Vec<JobSettings> = (0..jobs).map(|j| job_settings(j, relabel_variant)).collect();
     let groups: Vec<Vec<Arc<TargetGroup>>> = (0..jobs)
-        .map(|j| (0..GROUPS_PER_JOB).map(|g| Arc::new(group(j, g, 0, &mut interner))).collect())
+        .map(|j| {
+            (0..GROUPS_PER_JOB)
+                .map(|g| Arc::new(group(j, g, 0, &mut interner)))
+                .collect()
+        })
         .collect();
     let baseline = peak_resident_bytes();
-    let variant = if relabel_variant { "keep/drop relabel" } else { "no rules" };
+    let variant = if relabel_variant {
+        "keep/drop relabel"
+    } else {
+        "no rules"
+    };
 
     let started = Instant::now();
     let mut state = DesiredState::new();

@@ -11,9 +11,9 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod go_duration;
+pub mod pipeline;
 pub mod prometheus_duration;
 pub mod relabel;
-pub mod pipeline;
 pub mod targets;
 
 use std::process::ExitCode;

@@ -47,7 +47,12 @@ impl DesiredState {
 
     /// Bring `job` up to date with its current `groups`; returns the ids that were added,
     /// removed or relabeled (possibly with repeats).
-    pub fn update_job(&mut self, job: &JobSettings, filter: FilterStrategy, groups: &[Arc<TargetGroup>]) -> Vec<TargetId> {
+    pub fn update_job(
+        &mut self,
+        job: &JobSettings,
+        filter: FilterStrategy,
+        groups: &[Arc<TargetGroup>],
+    ) -> Vec<TargetId> {
         // The common case under churn elsewhere: this job's groups are all the same `Arc`s.
         if let Some(previous) = self.jobs.get(&job.name)
             && previous.len() == groups.len()

@@ -463,7 +463,10 @@ impl LabelBuilder {
 
     /// Names in `Range` order that `keep` selects, copied (for rules that then modify).
     fn names_where(&self, keep: impl Fn(&str) -> bool) -> Vec<String> {
-        self.range().filter(|(n, _)| keep(n)).map(|(n, _)| n.to_string()).collect()
+        self.range()
+            .filter(|(n, _)| keep(n))
+            .map(|(n, _)| n.to_string())
+            .collect()
     }
 
     /// The final label set, sorted by name.

@@ -90,7 +90,12 @@ pub fn served_labels(group_labels: &Labels, target_labels: &Labels) -> Labels {
 
 /// Build the allocatable targets of `job` from one discovered group. Targets that collapse
 /// to one identity are one target; the last one wins (upstream §4.4).
-pub fn build_group(job: &JobSettings, job_symbol: &Symbol, filter: FilterStrategy, group: &TargetGroup) -> Vec<AllocatableTarget> {
+pub fn build_group(
+    job: &JobSettings,
+    job_symbol: &Symbol,
+    filter: FilterStrategy,
+    group: &TargetGroup,
+) -> Vec<AllocatableTarget> {
     let mut built: Vec<AllocatableTarget> = Vec::with_capacity(group.targets.len());
     for target_labels in &group.targets {
         let served = served_labels(&group.labels, target_labels);
@@ -140,7 +145,11 @@ pub fn build(job: &JobSettings, filter: FilterStrategy, groups: &[TargetGroup]) 
 
 /// The labels of one target after seeding and relabeling, or `None` if the rules drop it.
 /// Served labels in, identity labels out (in `labels.Builder` order via `range`).
-pub fn relabel_target(job: &JobSettings, filter: FilterStrategy, served_labels: &[(String, String)]) -> Option<LabelBuilder> {
+pub fn relabel_target(
+    job: &JobSettings,
+    filter: FilterStrategy,
+    served_labels: &[(String, String)],
+) -> Option<LabelBuilder> {
     let base = LabelBuilder::new(served_labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     relabel_builder(job, filter, base)
 }
@@ -206,7 +215,12 @@ mod tests {
 
     fn group(targets: &[&[(&str, &str)]], labels: &[(&str, &str)]) -> TargetGroup {
         let map = |pairs: &[(&str, &str)]| {
-            Labels::new(pairs.iter().map(|(n, v)| (Symbol::from(*n), Symbol::from(*v))).collect())
+            Labels::new(
+                pairs
+                    .iter()
+                    .map(|(n, v)| (Symbol::from(*n), Symbol::from(*v)))
+                    .collect(),
+            )
         };
         TargetGroup {
             source: "0".into(),
