@@ -352,14 +352,7 @@ impl CommandBuilder {
             .map(|(n, v)| (self.shared_string(n), self.shared_string(v)))
             .collect();
         let collector = collector.map(|c| self.shared_string(c));
-        self.decisions.push(Decision::UpsertTarget {
-            id,
-            job,
-            labels,
-            collector,
-            expect,
-        });
-        self
+        self.push_upsert(id, job, labels, collector, expect)
     }
 
     fn optional(&mut self, s: Option<&str>) -> Option<StringRef> {
@@ -388,6 +381,17 @@ impl CommandBuilder {
             .map(|(n, v)| (self.string(n), self.string(v)))
             .collect();
         let collector = self.optional(collector);
+        self.push_upsert(id, job, labels, collector, expect)
+    }
+
+    fn push_upsert(
+        &mut self,
+        id: TargetId,
+        job: StringRef,
+        labels: Vec<(StringRef, StringRef)>,
+        collector: Option<StringRef>,
+        expect: Expect,
+    ) -> &mut Self {
         self.decisions.push(Decision::UpsertTarget {
             id,
             job,
