@@ -384,7 +384,8 @@ fn validate(config: &Config, root: &Node, report: &mut Report) {
     }
 }
 
-const TOP_LEVEL_KEYS: [&str; 17] = [
+/// Every key the top level of the file may hold (others are ignored with a warning).
+pub const TOP_LEVEL_KEYS: [&str; 17] = [
     "listen_addr",
     "kube_config_file_path",
     "collector_selector",

@@ -16,6 +16,7 @@ use crate::allocation::desired::DesiredTarget;
 use crate::allocation::desired::node_of;
 use crate::discovery::TargetGroup;
 use crate::prometheus_duration;
+use crate::relabel;
 use crate::relabel::LabelBuilder;
 use crate::relabel::Rule;
 
@@ -97,9 +98,11 @@ pub fn build_group(
     group: &TargetGroup,
 ) -> Vec<AllocatableTarget> {
     let mut built: Vec<AllocatableTarget> = Vec::with_capacity(group.targets.len());
+    // A static config can hold thousands of targets in one group: find repeats by id.
+    let mut positions: HashMap<TargetId, usize> = HashMap::with_capacity(group.targets.len());
     for target_labels in &group.targets {
         let served = served_labels(&group.labels, target_labels);
-        let Some(builder) = relabel(job, filter, served.clone()) else {
+        let Some(builder) = relabel_builder(job, filter, LabelBuilder::from_labels(served.clone())) else {
             continue;
         };
         let id = TargetId::compute(&job.name, builder.range());
@@ -116,9 +119,12 @@ pub fn build_group(
             labels: served,
             node,
         };
-        match built.iter_mut().rev().find(|existing| existing.id == id) {
-            Some(existing) => existing.target = target,
-            None => built.push(AllocatableTarget { id, target }),
+        match positions.get(&id) {
+            Some(&index) => built[index].target = target,
+            None => {
+                positions.insert(id, built.len());
+                built.push(AllocatableTarget { id, target });
+            }
         }
     }
     built
@@ -154,10 +160,6 @@ pub fn relabel_target(
     relabel_builder(job, filter, base)
 }
 
-fn relabel(job: &JobSettings, filter: FilterStrategy, served: Labels) -> Option<LabelBuilder> {
-    relabel_builder(job, filter, LabelBuilder::from_labels(served))
-}
-
 /// The label prometheus-operator's sharding `keep` reads. The allocator does not know the
 /// collector's `SHARD`, so every job's rules run wrapped in setting it and deleting it
 /// afterwards (upstream's no-sharding wrapper: a `replace` to `"true"` and a `labeldrop`,
@@ -169,7 +171,7 @@ fn relabel_builder(job: &JobSettings, filter: FilterStrategy, mut builder: Label
     if filter == FilterStrategy::RelabelConfig {
         seed(&mut builder, job);
         builder.set(DISABLE_SHARDING, "true");
-        if !job.rules.iter().all(|rule| rule.apply(&mut builder)) {
+        if !relabel::process(&job.rules, &mut builder) {
             return None;
         }
         builder.delete(DISABLE_SHARDING);

@@ -15,24 +15,8 @@ use target_allocator::config::UpstreamFlags;
 
 const SEED: u64 = 0x7a_c0f1_6000;
 
-const KEYS: &[&str] = &[
-    "listen_addr",
-    "kube_config_file_path",
-    "collector_selector",
-    "collector_namespace",
-    "config",
-    "allocation_strategy",
-    "allocation_fallback_strategy",
-    "filter_strategy",
-    "prometheus_cr",
-    "https",
-    "telemetry",
-    "collector_not_ready_grace_period",
-    "allow_insecure_auth_secrets",
-    "cluster",
-    "collectors",
-    "balanced",
-    "consistent_hashing",
+/// Keys below the top level (the top-level ones come from `config::TOP_LEVEL_KEYS`).
+const NESTED_KEYS: &[&str] = &[
     "global",
     "scrape_configs",
     "job_name",
@@ -104,6 +88,10 @@ const KEYS: &[&str] = &[
     "replacement",
     "separator",
 ];
+
+fn vocabulary() -> Vec<&'static str> {
+    config::TOP_LEVEL_KEYS.iter().chain(NESTED_KEYS).copied().collect()
+}
 
 const SCALARS: &[&str] = &[
     "",
@@ -190,7 +178,7 @@ fn scalar() -> impl Strategy<Value = Tree> {
 
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
-        9 => proptest::sample::select(KEYS).prop_map(str::to_string),
+        9 => proptest::sample::select(vocabulary()).prop_map(str::to_string),
         1 => "[a-z_]{1,8}",
     ]
 }

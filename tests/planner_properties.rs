@@ -136,7 +136,6 @@ fn random_event(
 }
 
 fn assert_one_valid_owner(sim: &Simulation, context: &str) {
-    let ready_members = sim.table.collectors.len();
     for (id, target) in &sim.table.targets {
         assert!(
             sim.desired.contains_key(id),
@@ -154,7 +153,6 @@ fn assert_one_valid_owner(sim: &Simulation, context: &str) {
         sim.desired.len(),
         "{context}: table and discovery disagree"
     );
-    let _ = ready_members;
 }
 
 #[test]
@@ -188,20 +186,18 @@ fn random_histories_keep_every_invariant() {
             );
 
             assert_one_valid_owner(&sim, &context);
-            if name != "per-node" {
-                // Only per-node may leave a target without owner while collectors exist.
-                let any_member = !sim.table.collectors.is_empty();
+            // Only per-node may leave targets unowned while collectors exist (a node without
+            // a collector), and balanced while none is ready.
+            let any_member = !sim.table.collectors.is_empty();
+            let any_ready = sim
+                .table
+                .collectors
+                .values()
+                .any(|c| c.state == ta_raft::CollectorState::Ready);
+            let may_leave_unowned = name.starts_with("per-node") || (name == "balanced" && !any_ready);
+            if any_member && !may_leave_unowned {
                 let unassigned = sim.table.targets.values().filter(|t| t.collector.is_none()).count();
-                let balanced_without_ready = name == "balanced"
-                    && !sim
-                        .table
-                        .collectors
-                        .values()
-                        .any(|c| c.state == ta_raft::CollectorState::Ready);
-                let per_node_family = name.starts_with("per-node");
-                if any_member && !balanced_without_ready && !per_node_family {
-                    assert_eq!(unassigned, 0, "{context}: targets unassigned while collectors exist");
-                }
+                assert_eq!(unassigned, 0, "{context}: targets unassigned while collectors exist");
             }
 
             let again = sim.step();
@@ -342,7 +338,10 @@ fn balanced_honours_the_move_budget_and_the_per_collector_cap() {
     sim.set_collector("collector-3", Some("node-3"), Readiness::Ready);
     let changed: Vec<_> = Vec::new();
     let report = sim.step_with(Scope::Changed(&changed), Some(40));
-    // The 100 unassigned go to the newcomer up to its cap first (not rebalancing), then at
-    // most 40 rebalancing moves.
-    assert!(report.summary.rebalance_moves <= 40, "{:?}", report.summary);
+    // The 100 unassigned go to the newcomer first (placement, not rebalancing); evening out
+    // 300/300/300/100 would take 150 more moves, and the budget stops it at 40.
+    let unassigned = sim.table.targets.values().filter(|t| t.collector.is_none()).count();
+    assert_eq!(unassigned, 0, "the newcomer takes what the cap left unassigned");
+    assert_eq!(report.summary.rebalance_moves, 40, "{:?}", report.summary);
+    assert_eq!(sim.counts()[&Symbol::from("collector-3")], 140);
 }

@@ -126,10 +126,10 @@ impl<'a> Allocation<'a> {
 
     /// Give `id` to `owner` (or leave it unassigned).
     pub fn assign(&mut self, id: TargetId, owner: Option<Symbol>) {
-        let previous = self.member_owner(id).cloned();
-        if previous == owner && self.owner(id) == owner.as_ref() {
+        if self.owner(id) == owner.as_ref() {
             return;
         }
+        let previous = self.member_owner(id).cloned();
         let job = self.desired.get(&id).map(|t| t.job.clone());
         if let Some(counts) = &mut self.counts {
             if let Some(previous) = &previous
