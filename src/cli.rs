@@ -6,34 +6,55 @@ use clap::Parser;
 use clap::Subcommand;
 use ta_raft::dev_api::ReplicaArgs;
 
+use crate::config::UpstreamFlags;
+
 /// A highly-available, upstream-compatible OpenTelemetry Target Allocator.
 ///
-/// Three (or five) replicas form a Raft group that replicates the target→collector table,
-/// so any replica serves the same answer and losing a replica moves no target.
+/// Without a subcommand, runs one replica with upstream's flags (`--config-file`,
+/// `--listen-addr`, ...). Three (or five) replicas form a Raft group that replicates the
+/// target→collector table, so any replica serves the same answer and losing a replica moves
+/// no target.
 #[derive(Parser, Debug)]
-#[command(version, propagate_version = true)]
+#[command(version, propagate_version = true, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(flatten)]
+    pub upstream: UpstreamFlags,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start a local 3-replica cluster with a built-in example and a short guide; Ctrl-C stops it.
     Demo(DemoArgs),
-    /// Run one replica of the replicated table with its development API.
-    Replica(ReplicaArgs),
+    /// Print a table of every replica: role, term, revision, lag, collectors, targets, balance.
+    Status(StatusArgs),
     /// Check a configuration file: list every problem (exit 64), or summarise it (exit 0).
     CheckConfig(crate::config::check::CheckConfigArgs),
+    /// Run one bare replica of the replicated table with its development API (for the
+    /// storage and Raft test suites; not the allocator).
+    #[command(hide = true)]
+    Replica(ReplicaArgs),
 }
 
 /// Settings of `target-allocator demo`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
-    /// First port to use: peers listen on BASE..BASE+2, dev APIs on BASE+10..BASE+12.
-    #[arg(long, default_value_t = 7400)]
+    /// First port to use: replicas serve HTTP on BASE..BASE+2 and talk Raft on BASE+10..BASE+12.
+    #[arg(long, default_value_t = 8480)]
     pub base_port: u16,
     /// Keep the replicas' data here instead of a temporary directory removed on exit.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+}
+
+/// Settings of `target-allocator status`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StatusArgs {
+    /// Any replica's HTTP address, e.g. http://127.0.0.1:8480.
+    #[arg(long, default_value = "http://127.0.0.1:8480")]
+    pub endpoint: String,
+    /// Print the raw JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

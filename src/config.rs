@@ -78,6 +78,8 @@ pub struct Config {
     pub https: HttpsConfig,
     pub telemetry: TelemetryConfig,
     pub collector_not_ready_grace_period: Duration,
+    /// Ours: discovery and collector changes arriving within this window become one batch.
+    pub coalesce_window: Duration,
     pub allow_insecure_auth_secrets: bool,
     /// `cluster:`; `None` means a single replica (see [`Config::cluster_or_single`]).
     pub cluster: Option<ClusterConfig>,
@@ -212,6 +214,7 @@ impl Config {
             https: HttpsConfig::default(),
             telemetry: TelemetryConfig::default(),
             collector_not_ready_grace_period: Duration::from_secs(30),
+            coalesce_window: Duration::from_secs(1),
             allow_insecure_auth_secrets: false,
             cluster: None,
             collectors: CollectorsConfig::default(),
@@ -385,7 +388,7 @@ fn validate(config: &Config, root: &Node, report: &mut Report) {
 }
 
 /// Every key the top level of the file may hold (others are ignored with a warning).
-pub const TOP_LEVEL_KEYS: [&str; 17] = [
+pub const TOP_LEVEL_KEYS: [&str; 18] = [
     "listen_addr",
     "kube_config_file_path",
     "collector_selector",
@@ -403,6 +406,7 @@ pub const TOP_LEVEL_KEYS: [&str; 17] = [
     "collectors",
     "balanced",
     "consistent_hashing",
+    "coalesce_window",
 ];
 
 fn decode_file(root: &Node, config: &mut Config, report: &mut Report) {
@@ -460,6 +464,17 @@ fn decode_file(root: &Node, config: &mut Config, report: &mut Report) {
     }
     if let Some(node) = fields.take("cluster") {
         config.cluster = cluster::decode(node, &root_path.key("cluster"), &config.host_name, report);
+    }
+    if let Some(window) = fields.go_duration("coalesce_window", report) {
+        if window.is_zero() || window > Duration::from_secs(60) {
+            report.error(
+                &root_path.key("coalesce_window"),
+                Some(fields.line_of("coalesce_window")),
+                format!("must be more than 0s and at most 1m, not {window:?}"),
+            );
+        } else {
+            config.coalesce_window = window;
+        }
     }
     if let Some(node) = fields.take("collectors") {
         decode_collectors(node, &root_path.key("collectors"), &mut config.collectors, report);

@@ -1,20 +1,34 @@
-//! The target allocator service: command line, and (in later issues) configuration,
-//! discovery, allocation strategies, the leader loop and the upstream-compatible HTTP API.
+//! The target allocator service: configuration, discovery, relabeling, allocation
+//! strategies and the planner, the leader loop, the read model and the upstream-compatible
+//! HTTP API, metrics, and the command line (`serve` by default, `demo`, `status`,
+//! `check-config`).
 //!
-//! Today it runs replicas of the replicated assignment table (`ta-raft`) and a local demo,
-//! and holds the first, self-contained parts of the allocation engine: duration syntaxes,
-//! the relabel engine, target building and upstream's consistent-hashing ring.
+//! ```text
+//!  config ─► discovery ─► pipeline (desired targets) ─► leader (planner) ─► ta_raft::Replica
+//!                                                                              │ table
+//!                                          api ◄── read_model ◄───────────────┘
+//! ```
 
 pub mod allocation;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod go_duration;
+pub mod html;
+pub mod leader;
+pub mod metrics;
 pub mod pipeline;
 pub mod prometheus_duration;
+pub mod read_model;
+pub mod registration;
 pub mod relabel;
+pub mod secrets;
+pub mod service;
+pub mod status;
 pub mod targets;
+pub mod url_escape;
 
 use std::process::ExitCode;
 
@@ -33,9 +47,11 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Replica(args) => ta_raft::dev_api::run_until_signal(args).await,
-            Command::CheckConfig(args) => config::check::run(&args),
-            Command::Demo(args) => match demo::run(args).await {
+            None => serve(&cli.upstream).await,
+            Some(Command::Replica(args)) => ta_raft::dev_api::run_until_signal(args).await,
+            Some(Command::CheckConfig(args)) => config::check::run(&args),
+            Some(Command::Status(args)) => status::run(&args).await,
+            Some(Command::Demo(args)) => match demo::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("target-allocator demo: {e}");
@@ -44,4 +60,40 @@ pub fn run(cli: Cli) -> ExitCode {
             },
         }
     })
+}
+
+/// Load the configuration (every problem reported, before any port opens), then run one
+/// replica until SIGTERM or SIGINT.
+async fn serve(flags: &config::UpstreamFlags) -> ExitCode {
+    let loaded = match config::load(flags, &config::process_environment) {
+        Ok(loaded) => loaded,
+        Err(config::LoadError::Invalid { problems, warnings }) => {
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            eprintln!(
+                "{}: {} problem(s); not starting",
+                flags.config_file.display(),
+                problems.len()
+            );
+            return ExitCode::from(config::check::EXIT_INVALID);
+        }
+        Err(unreadable @ config::LoadError::Unreadable { .. }) => {
+            eprintln!("{unreadable}");
+            return ExitCode::from(config::check::EXIT_UNREADABLE);
+        }
+    };
+    for warning in &loaded.warnings {
+        tracing::warn!(%warning, "configuration");
+    }
+    match service::run(loaded.config, service::shutdown_on_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("target-allocator: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -31,12 +31,13 @@ pub struct ChangedKeys {
     pub created: BTreeSet<TargetId>,
     pub collectors: BTreeSet<Symbol>,
     pub jobs: BTreeSet<Symbol>,
+    pub config_digest: bool,
 }
 
 impl ChangedKeys {
     /// Number of changed records (`created` is a subset of `targets`).
     pub fn len(&self) -> usize {
-        self.targets.len() + self.collectors.len() + self.jobs.len()
+        self.targets.len() + self.collectors.len() + self.jobs.len() + usize::from(self.config_digest)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -292,6 +293,12 @@ impl<'c, 'i> BatchApplier<'c, 'i> {
                 let job = self.text(*job)?;
                 if let Some((symbol, _)) = self.working.scrape_configs.remove_with_key(job) {
                     self.changed.jobs.insert(symbol);
+                }
+            }
+            Decision::SetConfigDigest { digest } => {
+                if self.working.config_digest != Some(*digest) {
+                    self.working.config_digest = Some(*digest);
+                    self.changed.config_digest = true;
                 }
             }
         }

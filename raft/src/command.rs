@@ -216,6 +216,10 @@ pub enum Decision {
     SetScrapeConfig { job: StringRef, config: String },
     /// Remove a job's scrape config.
     RemoveScrapeConfig { job: StringRef },
+    /// Record that a leader has reconciled the scrape configs with its configuration, whose
+    /// digest this is. Until the first one, replicas have nothing to serve (not ready).
+    /// Appended last: variant numbers are part of the log's encoding.
+    SetConfigDigest { digest: u64 },
 }
 
 impl fmt::Display for Command {
@@ -433,6 +437,11 @@ impl CommandBuilder {
             job,
             config: config.into(),
         });
+        self
+    }
+
+    pub fn set_config_digest(&mut self, digest: u64) -> &mut Self {
+        self.decisions.push(Decision::SetConfigDigest { digest });
         self
     }
 

@@ -140,6 +140,9 @@ pub struct Table {
     pub collectors: OrdMap<Symbol, Collector>,
     /// Per-job scrape config, opaque JSON text.
     pub scrape_configs: OrdMap<Symbol, Arc<str>>,
+    /// Digest of the configuration a leader last reconciled the scrape configs with; `None`
+    /// until one has, which is when a replica has nothing trustworthy to serve yet.
+    pub config_digest: Option<u64>,
 }
 
 impl Table {
@@ -182,6 +185,9 @@ impl Table {
             hasher.update(config.as_bytes());
             hasher.update(&[0xfd]);
         }
+        if let Some(digest) = self.config_digest {
+            hasher.update(&digest.to_le_bytes());
+        }
         hasher.digest()
     }
 }
@@ -203,6 +209,7 @@ impl PartialEq for Table {
             && self.targets == other.targets
             && self.collectors == other.collectors
             && self.scrape_configs == other.scrape_configs
+            && self.config_digest == other.config_digest
     }
 }
 

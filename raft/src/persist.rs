@@ -2,7 +2,7 @@
 //! sled store.
 //!
 //! Records: `t` + target id (u64 BE) → target; `c` + name → collector; `j` + job → scrape
-//! config text; `r` → revision. Restart rebuilds the table from these records.
+//! config text; `g` → config digest; `r` → revision. Restart rebuilds the table from these records.
 
 use std::sync::Arc;
 
@@ -33,6 +33,7 @@ const TARGET: u8 = b't';
 const COLLECTOR: u8 = b'c';
 const JOB: u8 = b'j';
 const REVISION: &[u8] = b"r";
+const CONFIG_DIGEST: &[u8] = b"g";
 
 #[derive(Serialize)]
 struct TargetOut<'a> {
@@ -116,6 +117,11 @@ pub fn record_changes(table: &Table, changed: &ChangedKeys, changes: &mut Change
             None => changes.delete(key),
         }
     }
+    if changed.config_digest
+        && let Some(digest) = table.config_digest
+    {
+        changes.put(CONFIG_DIGEST, digest.to_le_bytes());
+    }
     changes.put(REVISION, table.revision.to_le_bytes());
 }
 
@@ -183,6 +189,14 @@ pub fn table_from_records(
                         .try_into()
                         .map_err(|_| "revision is not 8 bytes".to_string())?,
                 );
+            }
+            b'g' if rest.is_empty() => {
+                table.config_digest = Some(u64::from_le_bytes(
+                    value
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| "config digest is not 8 bytes".to_string())?,
+                ));
             }
             other => return Err(format!("unknown record kind {other:#04x}")),
         }

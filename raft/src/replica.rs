@@ -59,7 +59,7 @@ pub(crate) struct Context {
 }
 
 /// A snapshot of a replica's Raft position, for status output and tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReplicaStatus {
     pub node_id: NodeId,
     pub name: String,
@@ -77,6 +77,53 @@ pub struct ReplicaStatus {
     pub revision: u64,
     pub voters: Vec<(NodeId, PeerNode)>,
     pub stale: bool,
+}
+
+fn freshness_from(
+    metrics: &openraft::RaftMetrics<crate::types::TypeConfig>,
+    contact: &LeaderContact,
+    lease: Duration,
+) -> Freshness {
+    let since = if metrics.state == ServerState::Leader {
+        metrics.last_quorum_acked.as_ref().map(|acked| acked.elapsed())
+    } else {
+        contact.since()
+    };
+    Freshness::judge(since, lease)
+}
+
+fn compute_status(
+    raft: &Raft,
+    identity: &NodeIdentity,
+    table: &watch::Receiver<Table>,
+    contact: &LeaderContact,
+    lease: Duration,
+) -> ReplicaStatus {
+    let metrics = raft.metrics().borrow_watched().clone();
+    let voters: Vec<(NodeId, PeerNode)> = {
+        let membership = metrics.membership_config.membership();
+        let voter_ids: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .filter(|(id, _)| voter_ids.contains(id))
+            .map(|(id, node)| (*id, node.clone()))
+            .collect()
+    };
+    ReplicaStatus {
+        node_id: identity.node_id,
+        name: identity.name.clone(),
+        role: metrics.state,
+        term: metrics.current_term,
+        leader: metrics.current_leader,
+        last_log_index: metrics.last_log_index,
+        committed: metrics.local_committed.map(|l| l.index),
+        applied: metrics.last_applied.map(|l| l.index),
+        snapshot: metrics.snapshot.map(|l| l.index),
+        purged: metrics.purged.map(|l| l.index),
+        revision: table.borrow().revision,
+        voters,
+        stale: freshness_from(&metrics, contact, lease).is_stale(),
+    }
 }
 
 /// A proposal in flight (see [`Replica::submit`]).
@@ -117,6 +164,7 @@ pub struct Replica {
     identity: NodeIdentity,
     table: watch::Receiver<Table>,
     contact: Arc<LeaderContact>,
+    service: Arc<PeerService>,
     peer_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: tokio::sync::Mutex<JoinSet<()>>,
@@ -187,10 +235,21 @@ impl Replica {
             cluster_id,
             cluster_id_sender,
         });
+        {
+            let raft = context.raft.clone();
+            let identity = identity.clone();
+            let table = table.clone();
+            let contact = Arc::clone(&contact);
+            let lease = context.config.timings.lease;
+            service.set_status_source(Arc::new(move || {
+                compute_status(&raft, &identity, &table, &contact, lease)
+            }));
+        }
         let mut tasks = JoinSet::new();
         let mut server_shutdown = shutdown_signal.clone();
+        let served = Arc::clone(&service);
         tasks.spawn(async move {
-            let serve = axum::serve(listener, router(service)).with_graceful_shutdown(async move {
+            let serve = axum::serve(listener, router(served)).with_graceful_shutdown(async move {
                 let _ = server_shutdown.changed().await;
             });
             if let Err(e) = serve.await {
@@ -210,6 +269,7 @@ impl Replica {
             identity,
             table,
             contact,
+            service,
             peer_addr,
             shutdown,
             tasks: tokio::sync::Mutex::new(tasks),
@@ -248,45 +308,116 @@ impl Replica {
 
     /// Whether this replica may serve assignments (DESIGN.md I6).
     pub fn freshness(&self) -> Freshness {
-        self.freshness_from(&self.context.raft.metrics().borrow_watched())
-    }
-
-    fn freshness_from(&self, metrics: &openraft::RaftMetrics<crate::types::TypeConfig>) -> Freshness {
-        let since = if metrics.state == ServerState::Leader {
-            metrics.last_quorum_acked.as_ref().map(|acked| acked.elapsed())
-        } else {
-            self.contact.since()
-        };
-        Freshness::judge(since, self.context.config.timings.lease)
+        freshness_from(
+            &self.context.raft.metrics().borrow_watched(),
+            &self.contact,
+            self.context.config.timings.lease,
+        )
     }
 
     /// Raft role, term, indexes and revision.
     pub fn status(&self) -> ReplicaStatus {
+        compute_status(
+            &self.context.raft,
+            &self.identity,
+            &self.table,
+            &self.contact,
+            self.context.config.timings.lease,
+        )
+    }
+
+    /// The current leader's name, if this replica knows one.
+    pub fn leader_name(&self) -> Option<String> {
         let metrics = self.context.raft.metrics().borrow_watched().clone();
-        let voters: Vec<(NodeId, PeerNode)> = {
-            let membership = metrics.membership_config.membership();
-            let voter_ids: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
-            membership
-                .nodes()
-                .filter(|(id, _)| voter_ids.contains(id))
-                .map(|(id, node)| (*id, node.clone()))
-                .collect()
-        };
-        ReplicaStatus {
-            node_id: self.identity.node_id,
-            name: self.identity.name.clone(),
-            role: metrics.state,
-            term: metrics.current_term,
-            leader: metrics.current_leader,
-            last_log_index: metrics.last_log_index,
-            committed: metrics.local_committed.map(|l| l.index),
-            applied: metrics.last_applied.map(|l| l.index),
-            snapshot: metrics.snapshot.map(|l| l.index),
-            purged: metrics.purged.map(|l| l.index),
-            revision: self.table.borrow().revision,
-            voters,
-            stale: self.freshness_from(&metrics).is_stale(),
+        let leader = metrics.current_leader?;
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|node| node.name.clone())
+    }
+
+    /// Every voter's status: this replica's own, the others' asked over the peer port.
+    pub async fn cluster_status(&self) -> Vec<(String, Result<ReplicaStatus, String>)> {
+        let own = self.status();
+        let mut asks = JoinSet::new();
+        for (id, node) in &own.voters {
+            if *id == self.identity.node_id {
+                continue;
+            }
+            let url = self
+                .context
+                .config
+                .peer_url(&node.name)
+                .unwrap_or(&node.url)
+                .to_string();
+            let http = self.context.http.clone();
+            let name = node.name.clone();
+            asks.spawn(async move {
+                let answer: Result<ReplicaStatus, String> = http
+                    .get(&url, path::STATUS, Duration::from_secs(2))
+                    .await
+                    .map_err(|e| e.to_string());
+                (name, answer)
+            });
         }
+        let mut statuses = vec![(own.name.clone(), Ok(own))];
+        while let Some(answer) = asks.join_next().await {
+            if let Ok(answer) = answer {
+                statuses.push(answer);
+            }
+        }
+        statuses.sort_by(|a, b| a.0.cmp(&b.0));
+        statuses
+    }
+
+    /// Install the receiver of messages followers forward to the leader
+    /// ([`Replica::forward_to_leader`]).
+    pub fn set_forward_handler(&self, handler: crate::network::server::ForwardHandler) {
+        self.service.set_forward_handler(handler);
+    }
+
+    /// Deliver `message` to the leader's forward handler (locally when this replica leads).
+    pub async fn forward_to_leader(&self, message: Vec<u8>) -> Result<(), ProposeError> {
+        let metrics = self.context.raft.metrics().borrow_watched().clone();
+        let Some(leader) = metrics.current_leader else {
+            return Err(ProposeError::NotLeader { leader: None });
+        };
+        if leader == self.identity.node_id {
+            return if self.service.deliver_forwarded(message) {
+                Ok(())
+            } else {
+                Err(ProposeError::Unknown("no forward handler installed".into()))
+            };
+        }
+        let node = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+            .ok_or(ProposeError::NotLeader { leader: None })?;
+        let url = self
+            .context
+            .config
+            .peer_url(&node.name)
+            .unwrap_or(&node.url)
+            .to_string();
+        let cluster_id = self
+            .cluster_id()
+            .ok_or(ProposeError::NotLeader { leader: None })?;
+        let envelope = Envelope {
+            header: Header {
+                cluster_id,
+                from: self.identity.node_id,
+                to: leader,
+            },
+            body: message,
+        };
+        self.context
+            .http
+            .post::<_, ()>(&url, path::FORWARD, &envelope, Duration::from_secs(2))
+            .await
+            .map_err(|e| ProposeError::Unknown(e.to_string()))
     }
 
     /// Commit `command` through Raft. Only the leader accepts proposals.

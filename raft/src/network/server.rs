@@ -51,6 +51,13 @@ struct IncomingSnapshot {
     last_chunk_at: Instant,
 }
 
+/// Receives what a follower forwards to the leader (opaque to this crate; the service
+/// layer decides the format, e.g. collector registrations).
+pub type ForwardHandler = Arc<dyn Fn(Vec<u8>) + Send + Sync>;
+
+/// Computes this replica's status on demand.
+pub type StatusSource = Arc<dyn Fn() -> crate::replica::ReplicaStatus + Send + Sync>;
+
 /// State shared by the peer handlers.
 pub struct PeerService {
     raft: Raft,
@@ -61,9 +68,33 @@ pub struct PeerService {
     contact: Arc<LeaderContact>,
     incoming: Mutex<HashMap<u128, IncomingSnapshot>>,
     adopt_lock: tokio::sync::Mutex<()>,
+    forward: std::sync::RwLock<Option<ForwardHandler>>,
+    status: std::sync::RwLock<Option<StatusSource>>,
 }
 
 impl PeerService {
+    /// Install the receiver of forwarded messages.
+    pub fn set_forward_handler(&self, handler: ForwardHandler) {
+        *self.forward.write().expect("forward handler lock poisoned") = Some(handler);
+    }
+
+    /// Install the status source.
+    pub fn set_status_source(&self, source: StatusSource) {
+        *self.status.write().expect("status source lock poisoned") = Some(source);
+    }
+
+    /// Hand `message` to the installed forward handler; false if none is installed.
+    pub fn deliver_forwarded(&self, message: Vec<u8>) -> bool {
+        let handler = self.forward.read().expect("forward handler lock poisoned").clone();
+        match handler {
+            Some(handler) => {
+                handler(message);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn new(
         raft: Raft,
         node_id: NodeId,
@@ -81,6 +112,8 @@ impl PeerService {
             contact,
             incoming: Mutex::new(HashMap::new()),
             adopt_lock: tokio::sync::Mutex::new(()),
+            forward: std::sync::RwLock::new(None),
+            status: std::sync::RwLock::new(None),
         }
     }
 
@@ -137,6 +170,11 @@ pub fn router(service: Arc<PeerService>) -> Router {
             path::READ_INDEX,
             post(read_index).layer(DefaultBodyLimit::max(wire::SMALL_BODY_LIMIT)),
         )
+        .route(path::STATUS, get(status_reply))
+        .route(
+            path::FORWARD,
+            post(forward).layer(DefaultBodyLimit::max(wire::SMALL_BODY_LIMIT)),
+        )
         .with_state(service)
 }
 
@@ -190,6 +228,25 @@ where
         Err(rejection) => Err(rejection),
     };
     reply(result)
+}
+
+async fn status_reply(State(service): State<Arc<PeerService>>) -> Response {
+    let source = service.status.read().expect("status source lock poisoned").clone();
+    reply(match source {
+        Some(source) => Ok(source()),
+        None => Err(Rejection::Unavailable("replica is starting".into())),
+    })
+}
+
+async fn forward(State(service): State<Arc<PeerService>>, body: Bytes) -> Response {
+    small_rpc(&service, &body, |message: Vec<u8>| async {
+        if service.deliver_forwarded(message) {
+            Ok(())
+        } else {
+            Err("this replica does not accept forwarded messages yet")
+        }
+    })
+    .await
 }
 
 async fn vote(State(service): State<Arc<PeerService>>, body: Bytes) -> Response {

@@ -26,6 +26,8 @@ pub mod path {
     pub const IDENTITY: &str = "/cluster/identity";
     pub const ADOPT: &str = "/cluster/adopt";
     pub const READ_INDEX: &str = "/cluster/read-index";
+    pub const STATUS: &str = "/cluster/status";
+    pub const FORWARD: &str = "/cluster/forward";
 }
 
 /// Largest append body accepted (many large batches in one append).

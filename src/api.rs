@@ -1,0 +1,476 @@
+//! The upstream-compatible HTTP API, served by every replica from its own read model
+//! (upstream-compat.md §2, §11): `/scrape_configs`, `/jobs`, `/jobs/{job}/targets`,
+//! `/livez`, `/readyz`, `/metrics`, the HTML pages, and `/debug/status` (ours, JSON, for
+//! `target-allocator status`).
+//!
+//! Beyond upstream: `X-Allocator-Revision`, `X-Allocator-Replica` and `X-Allocator-Leader`
+//! on every response, an `ETag` honoured by `If-None-Match`, gzip when asked, and
+//! `?consistency=linearizable`. A replica with nothing trustworthy to serve (never
+//! configured, or stale past its lease, I6) answers 503 with a body that is not a YAML
+//! mapping, so a collector keeps its last good config (§11.3).
+
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Body as HttpBody;
+use axum::extract::MatchedPath;
+use axum::extract::RawPathParams;
+use axum::extract::RawQuery;
+use axum::extract::Request;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::HeaderValue;
+use axum::http::StatusCode;
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::IntoResponse;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Serialize;
+use ta_raft::Replica;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::read_model::Body;
+use crate::read_model::ReadModel;
+use crate::registration::PollLog;
+use crate::url_escape::query_unescape;
+use crate::url_escape::query_value;
+
+pub const REVISION_HEADER: &str = "x-allocator-revision";
+pub const REPLICA_HEADER: &str = "x-allocator-replica";
+pub const LEADER_HEADER: &str = "x-allocator-leader";
+
+/// How long `?consistency=linearizable` waits for the read model to catch up.
+const LINEARIZABLE_WAIT: Duration = Duration::from_secs(5);
+
+/// What the handlers share.
+pub struct ApiContext {
+    pub replica: Arc<Replica>,
+    pub models: watch::Receiver<Arc<ReadModel>>,
+    /// The leader's name, kept current by [`track_leader`].
+    pub leader: Arc<ArcSwap<HeaderValue>>,
+    pub replica_name: HeaderValue,
+    pub allow_insecure_auth_secrets: bool,
+    /// Set when `collectors.register_on_poll` is on.
+    pub polls: Option<Arc<PollLog>>,
+    pub metrics: Arc<Metrics>,
+    pub strategy: &'static str,
+}
+
+type Api = State<Arc<ApiContext>>;
+
+/// Every error a handler can answer with, mapped to a response in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Nothing trustworthy to serve (I6): 503, body not a YAML mapping.
+    #[error("{0}")]
+    NotServing(String),
+    /// Upstream answers an undecodable job path with 500 and the error as a JSON string.
+    #[error("{0}")]
+    BadJobEscape(String),
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::NotServing(reason) => {
+                // A JSON array: a collector's YAML parser cannot read it as its job map, and
+                // an http_sd client rejects the status anyway.
+                let body = serde_json::to_vec(&["not serving", reason.as_str()]).unwrap_or_default();
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::CONTENT_TYPE, "application/json"), (header::RETRY_AFTER, "1")],
+                    body,
+                )
+                    .into_response()
+            }
+            ApiError::BadJobEscape(message) => {
+                let mut body = serde_json::to_vec(&message).unwrap_or_default();
+                body.push(b'\n');
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response()
+            }
+            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message).into_response(),
+        }
+    }
+}
+
+/// The router, with the header and timing middleware.
+pub fn router(context: Arc<ApiContext>) -> Router {
+    Router::new()
+        .route("/scrape_configs", get(scrape_configs))
+        .route("/jobs", get(jobs))
+        .route("/jobs/", get(|| async { redirect("/jobs") }))
+        .route("/jobs/{job}/targets", get(job_targets))
+        .route("/livez", get(|| async { StatusCode::OK }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/debug/status", get(status))
+        .route("/", get(html_page))
+        .route("/debug/{*page}", get(html_page))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&context), common_headers))
+        .with_state(context)
+}
+
+fn redirect(to: &'static str) -> Response {
+    (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, to)]).into_response()
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain")],
+        "404 page not found",
+    )
+        .into_response()
+}
+
+/// Replica, leader and (if the handler did not set it) revision headers, and timing.
+async fn common_headers(State(context): Api, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().replace("{job}", ":job_id").replace("{*page}", "*page"))
+        .unwrap_or_default();
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if !headers.contains_key(REVISION_HEADER) {
+        let revision = context.models.borrow().revision;
+        headers.insert(REVISION_HEADER, HeaderValue::from(revision));
+    }
+    headers.insert(REPLICA_HEADER, context.replica_name.clone());
+    headers.insert(LEADER_HEADER, HeaderValue::clone(&context.leader.load()));
+    let elapsed = started.elapsed().as_secs_f64();
+    context
+        .metrics
+        .http_duration
+        .with_label_values(&[route.as_str()])
+        .observe(elapsed);
+    context
+        .metrics
+        .http_request_duration
+        .with_label_values(&[route.as_str()])
+        .observe(elapsed);
+    response
+}
+
+/// The model to answer from, or why there is none (I6).
+async fn serving_model(context: &ApiContext, raw_query: Option<&str>) -> Result<Arc<ReadModel>, ApiError> {
+    if query_value(raw_query, "consistency").as_deref() == Some("linearizable") {
+        let table = context
+            .replica
+            .linearizable_table()
+            .await
+            .map_err(|e| ApiError::NotServing(format!("linearizable read failed - {e}")))?;
+        let mut models = context.models.clone();
+        let caught_up = tokio::time::timeout(
+            LINEARIZABLE_WAIT,
+            models.wait_for(|model| model.revision >= table.revision),
+        )
+        .await;
+        if !matches!(caught_up, Ok(Ok(_))) {
+            return Err(ApiError::NotServing("read model did not catch up with the read index".into()));
+        }
+    }
+    let model = Arc::clone(&context.models.borrow());
+    if !model.configured {
+        return Err(ApiError::NotServing(
+            "no leader has written the scrape configs yet".into(),
+        ));
+    }
+    if let ta_raft::Freshness::Stale { since_contact } = context.replica.freshness() {
+        return Err(ApiError::NotServing(match since_contact {
+            Some(since) => format!("stale - no contact with a leader for {:.1}s", since.as_secs_f64()),
+            None => "stale - no contact with a leader yet".into(),
+        }));
+    }
+    Ok(model)
+}
+
+/// A pre-serialised body with its validators, gzip if asked, and the revision.
+fn respond(request_headers: &HeaderMap, model: &ReadModel, body: &Arc<Body>, content_type: &'static str) -> Response {
+    let revision = HeaderValue::from(model.revision);
+    let etag = HeaderValue::from_str(&body.etag).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+    if let Some(wanted) = request_headers.get(header::IF_NONE_MATCH)
+        && wanted
+            .to_str()
+            .is_ok_and(|list| list.split(',').any(|tag| tag.trim() == body.etag || tag.trim() == "*"))
+    {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag), (REVISION_HEADER.parse().expect("static"), revision)],
+        )
+            .into_response();
+    }
+    let gzip = request_headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")));
+    let mut response = if gzip {
+        let mut response = HttpBody::from(body.gzipped()).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        response
+    } else {
+        HttpBody::from(body.bytes.clone()).into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::ETAG, etag);
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(REVISION_HEADER, revision);
+    response
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+async fn scrape_configs(State(context): Api, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    if wants_html(&headers) {
+        return html(&context, "/scrape_configs", query.as_deref());
+    }
+    match serving_model(&context, query.as_deref()).await {
+        Ok(model) => {
+            // Real secret values only where upstream serves them: its TLS listener (not
+            // offered here) or with allow_insecure_auth_secrets.
+            let body = if context.allow_insecure_auth_secrets {
+                &model.scrape_configs_with_secrets
+            } else {
+                &model.scrape_configs_masked
+            };
+            respond(&headers, &model, body, "application/json")
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn jobs(State(context): Api, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    if wants_html(&headers) {
+        return html(&context, "/jobs", query.as_deref());
+    }
+    match serving_model(&context, query.as_deref()).await {
+        Ok(model) => respond(&headers, &model, &model.jobs, "application/json"),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn job_targets(
+    State(context): Api,
+    params: RawPathParams,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    // Matched on the raw path and decoded as a query component (§11.1): `%2F` is `/`, `+`
+    // is a space.
+    let raw_job = params.iter().next().map(|(_, value)| value).unwrap_or("");
+    let job = match query_unescape(raw_job) {
+        Ok(job) => job,
+        Err(e) => return ApiError::BadJobEscape(e.to_string()).into_response(),
+    };
+    let model = match serving_model(&context, query.as_deref()).await {
+        Ok(model) => model,
+        Err(e) => return e.into_response(),
+    };
+    match query_value(query.as_deref(), "collector_id") {
+        Some(collector) => {
+            if let Some(polls) = &context.polls {
+                polls.saw(&collector);
+            }
+            respond(&headers, &model, model.targets_of(&job, &collector), "application/json")
+        }
+        None => match model.job_bodies.get(job.as_str()) {
+            Some(bodies) => respond(&headers, &model, &bodies.all, "application/json"),
+            None => {
+                let body = Arc::new(Body::new(all_collectors_without_targets(&model, &job)));
+                respond(&headers, &model, &body, "application/json")
+            }
+        },
+    }
+}
+
+/// Upstream lists every collector even for a job with no targets.
+fn all_collectors_without_targets(model: &ReadModel, job: &str) -> Vec<u8> {
+    let mut map = serde_json::Map::new();
+    for collector in model.table.collectors.keys() {
+        map.insert(
+            collector.to_string(),
+            serde_json::json!({
+                "_link": format!("/debug/jobs/{}/targets?collector_id={}", crate::url_escape::query_escape(job), collector),
+                "targets": [],
+            }),
+        );
+    }
+    let mut body = serde_json::to_vec(&map).unwrap_or_default();
+    body.push(b'\n');
+    body
+}
+
+async fn readyz(State(context): Api) -> Response {
+    match serving_model(&context, None).await {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+async fn metrics(State(context): Api, headers: HeaderMap) -> Response {
+    context.metrics.observe_raft(&context.replica.status());
+    let model = Arc::clone(&context.models.borrow());
+    record_allocation(&context, &model);
+    let body = Arc::new(Body::new(context.metrics.render()));
+    let mut response = respond(&headers, &model, &body, "text/plain; version=0.0.4; charset=utf-8");
+    response.headers_mut().remove(header::ETAG);
+    response
+}
+
+/// Per-collector gauges from the table every replica agrees on.
+fn record_allocation(context: &ApiContext, model: &ReadModel) {
+    let metrics = &context.metrics;
+    for collector in model.table.collectors.keys() {
+        let count = model.targets_per_collector.get(&Some(collector.clone())).copied().unwrap_or(0);
+        metrics
+            .targets_per_collector
+            .with_label_values(&[collector.as_ref(), context.strategy])
+            .set(count as f64);
+    }
+    let unassigned = model.targets_per_collector.get(&None).copied().unwrap_or(0);
+    metrics.targets_unassigned.set(unassigned as f64);
+    metrics
+        .collectors_allocatable
+        .with_label_values(&[context.strategy])
+        .set(model.table.collectors.len() as f64);
+}
+
+fn html(context: &ApiContext, path: &str, query: Option<&str>) -> Response {
+    let model = Arc::clone(&context.models.borrow());
+    match crate::html::render(&model.table, &model.masked_configs, path, query) {
+        Some(page) => {
+            let mut response = (
+                StatusCode::from_u16(page.status).unwrap_or(StatusCode::OK),
+                [(header::CONTENT_TYPE, page.content_type)],
+                page.body,
+            )
+                .into_response();
+            if page.nosniff {
+                response
+                    .headers_mut()
+                    .insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+            }
+            response
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn html_page(State(context): Api, request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().map(str::to_string);
+    let response = html(&context, &path, query.as_deref());
+    if response.status() == StatusCode::NOT_FOUND && response.headers().get(header::CONTENT_TYPE).is_none() {
+        return not_found().await;
+    }
+    response
+}
+
+/// `/debug/status`: what `target-allocator status` prints.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ClusterStatus {
+    pub replicas: Vec<ReplicaRow>,
+    pub collectors: usize,
+    pub targets: usize,
+    pub unassigned: usize,
+    pub balance: Option<f64>,
+    pub strategy: String,
+}
+
+/// One replica's line in the status table.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ReplicaRow {
+    pub name: String,
+    pub role: String,
+    pub term: u64,
+    pub revision: u64,
+    pub applied: Option<u64>,
+    /// Entries the leader has that this replica has not applied.
+    pub lag: Option<u64>,
+    pub stale: bool,
+    pub error: Option<String>,
+}
+
+async fn status(State(context): Api) -> Response {
+    let statuses = context.replica.cluster_status().await;
+    let leader_last = statuses
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().ok())
+        .find(|s| s.role == openraft::ServerState::Leader)
+        .and_then(|s| s.last_log_index);
+    let replicas = statuses
+        .into_iter()
+        .map(|(name, answer)| match answer {
+            Ok(s) => ReplicaRow {
+                name,
+                role: format!("{:?}", s.role),
+                term: s.term,
+                revision: s.revision,
+                applied: s.applied,
+                lag: leader_last.map(|last| last.saturating_sub(s.applied.unwrap_or(0))),
+                stale: s.stale,
+                error: None,
+            },
+            Err(e) => ReplicaRow {
+                name,
+                role: "unreachable".into(),
+                term: 0,
+                revision: 0,
+                applied: None,
+                lag: None,
+                stale: true,
+                error: Some(e),
+            },
+        })
+        .collect();
+    let model = Arc::clone(&context.models.borrow());
+    let status = ClusterStatus {
+        replicas,
+        collectors: model.table.collectors.len(),
+        targets: model.table.targets.len(),
+        unassigned: model.targets_per_collector.get(&None).copied().unwrap_or(0),
+        balance: model.balance(),
+        strategy: context.strategy.to_string(),
+    };
+    axum::Json(status).into_response()
+}
+
+/// Keep `leader` naming the current leader (empty while there is none).
+pub async fn track_leader(replica: Arc<Replica>, leader: Arc<ArcSwap<HeaderValue>>, shutdown: tokio_util::sync::CancellationToken) {
+    use openraft::async_runtime::watch::WatchReceiver;
+    let mut metrics = replica.raft().metrics();
+    loop {
+        let name = replica.leader_name().unwrap_or_default();
+        let value = HeaderValue::from_str(&name).unwrap_or_else(|_| HeaderValue::from_static(""));
+        if **leader.load() != value {
+            leader.store(Arc::new(value));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = metrics.changed() => if changed.is_err() { return },
+        }
+    }
+}

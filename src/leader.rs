@@ -1,0 +1,367 @@
+//! The leader loop: discovery and collector membership in, command batches out.
+//!
+//! Every replica keeps its desired targets in step with discovery (so a follower that is
+//! elected starts warm), but only the leader plans and proposes. Changes are coalesced: the
+//! loop wakes once per `coalesce_window` and turns whatever arrived since into one batch.
+//!
+//! Safety rules (DESIGN.md I4, I7):
+//! - A new leader first waits until it has applied everything committed before its term
+//!   (a linearizable read), then plans the whole table once.
+//! - Until every discovery source has completed its first round, plans never remove a
+//!   target: an empty list before sync is not "all gone".
+//! - Grace timers live in the table (`AbsentSince`), so a failover neither restarts nor
+//!   forgets them.
+//! - Every decision carries its precondition; a plan made against a table that changed
+//!   (for instance by an old leader's last batch) is rejected whole and re-planned from
+//!   scratch, never half-applied.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+use std::time::SystemTime;
+
+use openraft::ServerState;
+use openraft::async_runtime::watch::WatchReceiver;
+use ta_raft::CommandBuilder;
+use ta_raft::Outcome;
+use ta_raft::ProposeError;
+use ta_raft::Replica;
+use ta_raft::TargetId;
+use tokio::sync::mpsc;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::allocation::StrategyName;
+use crate::allocation::planner;
+use crate::allocation::planner::PlanInput;
+use crate::allocation::planner::Scope;
+use crate::allocation::strategy::Strategy;
+use crate::config::Config;
+use crate::discovery::manager::Discovered;
+use crate::metrics::Metrics;
+use crate::pipeline::DesiredState;
+use crate::registration::Registry;
+
+/// What the loop needs.
+pub struct LeaderLoop {
+    pub replica: Arc<Replica>,
+    pub config: Arc<Config>,
+    pub strategy: Box<dyn Strategy>,
+    pub discovery: watch::Receiver<Discovered>,
+    pub registrations: mpsc::Receiver<Vec<String>>,
+    pub metrics: Arc<Metrics>,
+    pub coalesce_window: Duration,
+}
+
+/// The scrape configs the configuration wants in the table, as JSON text by job, and their
+/// digest.
+fn wanted_scrape_configs(config: &Config) -> (Vec<(String, String)>, u64) {
+    let mut configs: Vec<(String, String)> = config
+        .scrape_configs()
+        .iter()
+        .map(|scrape| (scrape.job.name.clone(), scrape.rendered.to_string()))
+        .collect();
+    configs.sort();
+    configs.dedup_by(|later, earlier| later.0 == earlier.0);
+    let mut hasher = xxhash_rust::xxh64::Xxh64::new(0);
+    for (job, text) in &configs {
+        hasher.update(job.as_bytes());
+        hasher.update(&[0xff]);
+        hasher.update(text.as_bytes());
+        hasher.update(&[0xff]);
+    }
+    (configs, hasher.digest())
+}
+
+fn unix_millis_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Moves made to even out counts, for `balanced.max_moves_per_minute`.
+#[derive(Default)]
+struct MoveBudget {
+    recent: VecDeque<(Instant, usize)>,
+}
+
+impl MoveBudget {
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    fn remaining(&mut self, per_minute: Option<u32>, now: Instant) -> Option<usize> {
+        let limit = per_minute? as usize;
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) >= Self::WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        let used: usize = self.recent.iter().map(|(_, moves)| moves).sum();
+        Some(limit.saturating_sub(used))
+    }
+
+    fn spend(&mut self, moves: usize, now: Instant) {
+        if moves > 0 {
+            self.recent.push_back((now, moves));
+        }
+    }
+}
+
+/// Leadership as the loop last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leading {
+    No,
+    /// Leader in this term, caught up and planning.
+    Yes { term: u64 },
+}
+
+impl LeaderLoop {
+    /// Run until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let collectors = &self.config.collectors;
+        let mut registry = Registry::new(
+            collectors.static_ids.clone(),
+            collectors.register_on_poll.enabled,
+            collectors.register_on_poll.ttl,
+        );
+        let (wanted_configs, config_digest) = wanted_scrape_configs(&self.config);
+        let strategy_name = self.config.strategy.strategy.as_str();
+        let mut desired = DesiredState::new();
+        let mut synced = false;
+        let mut pending: Vec<TargetId> = Vec::new();
+        let mut full_plan_needed = true;
+        let mut leading = Leading::No;
+        let mut budget = MoveBudget::default();
+        let mut last_observed = None;
+        let mut rebalance_pending = false;
+        let mut ticker = tokio::time::interval(self.coalesce_window);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let now = Instant::now();
+            while let Ok(ids) = self.registrations.try_recv() {
+                registry.heard(ids, now);
+            }
+            if self.discovery.has_changed().unwrap_or(false) {
+                let discovered = self.discovery.borrow_and_update().clone();
+                synced = discovered.all_synced;
+                pending.extend(self.process_discovered(&mut desired, &discovered));
+            }
+
+            // Leadership.
+            let (state, term) = {
+                let metrics = self.replica.raft().metrics().borrow_watched().clone();
+                (metrics.state, metrics.current_term)
+            };
+            if state != ServerState::Leader {
+                if leading != Leading::No {
+                    tracing::info!("no longer the leader; planning stops");
+                }
+                leading = Leading::No;
+                // A future term plans everything anyway; do not accumulate.
+                pending.clear();
+                full_plan_needed = true;
+                continue;
+            }
+            if leading != (Leading::Yes { term }) {
+                // Apply everything an earlier leader committed before planning against it.
+                if let Err(e) = self.replica.linearizable_table().await {
+                    tracing::info!(%e, "leader not caught up yet");
+                    continue;
+                }
+                tracing::info!(term, synced, "leading: planning the whole table");
+                leading = Leading::Yes { term };
+                full_plan_needed = true;
+                registry.adopt_table(&self.replica.table(), now);
+            }
+
+            // Scrape configs first: a replica is ready once they are in the table.
+            let table = self.replica.table();
+            if table.config_digest != Some(config_digest) {
+                let mut builder = CommandBuilder::new();
+                for (job, text) in &wanted_configs {
+                    if table.scrape_configs.get(job.as_str()).map(|t| t.as_ref()) != Some(text.as_str()) {
+                        builder.set_scrape_config(job, text.clone());
+                    }
+                }
+                if synced {
+                    for job in table.scrape_configs.keys() {
+                        if wanted_configs.binary_search_by(|(j, _)| j.as_str().cmp(job)).is_err() {
+                            builder.remove_scrape_config(job);
+                        }
+                    }
+                }
+                builder.set_config_digest(config_digest);
+                match self.propose(builder.build(), &mut leading).await {
+                    Some(Outcome::Rejected { conflicts }) => {
+                        tracing::warn!(?conflicts, "scrape configs rejected");
+                        continue;
+                    }
+                    None => continue,
+                    Some(_) => {}
+                }
+            }
+
+            // Targets and collectors.
+            let observed = registry.observed(now);
+            self.metrics.collectors_discovered.set(observed.len() as f64);
+            let table = self.replica.table();
+            let absent_collectors = table
+                .collectors
+                .values()
+                .any(|c| c.state != ta_raft::CollectorState::Ready);
+            let observed_changed = last_observed.as_ref() != Some(&observed);
+            if !full_plan_needed && pending.is_empty() && !observed_changed && !absent_collectors && !rebalance_pending
+            {
+                continue;
+            }
+            let everything: Vec<TargetId>;
+            let scope = if synced && full_plan_needed {
+                Scope::Everything
+            } else if synced {
+                Scope::Changed(&pending)
+            } else {
+                // No removals before sync: look only at targets discovery does want.
+                everything = if full_plan_needed {
+                    desired.desired().keys().copied().collect()
+                } else {
+                    pending
+                        .iter()
+                        .copied()
+                        .filter(|id| desired.desired().contains_key(id))
+                        .collect()
+                };
+                Scope::Changed(&everything)
+            };
+            let per_minute = match self.config.strategy.strategy {
+                StrategyName::Balanced => self.config.strategy.balanced.max_moves_per_minute,
+                _ => None,
+            };
+            let rebalance_budget = budget.remaining(per_minute, now);
+            let started = Instant::now();
+            let plan = planner::plan(&PlanInput {
+                table: &table,
+                desired: desired.desired(),
+                scope,
+                collectors: &observed,
+                strategy: self.strategy.as_ref(),
+                grace_period: self.config.collector_not_ready_grace_period,
+                now_unix_millis: unix_millis_now(),
+                rebalance_budget,
+            });
+            let method = if full_plan_needed { "SetTargets" } else { "SetCollectors" };
+            self.metrics
+                .time_to_allocate
+                .with_label_values(&[method, strategy_name])
+                .observe(started.elapsed().as_secs_f64());
+            if plan.is_empty() {
+                last_observed = Some(observed);
+                pending.clear();
+                rebalance_pending = false;
+                if synced {
+                    full_plan_needed = false;
+                }
+                continue;
+            }
+            let summary = plan.summary.clone();
+            match self.propose(plan.command, &mut leading).await {
+                Some(Outcome::Rejected { conflicts }) => {
+                    tracing::info!(
+                        conflicts = conflicts.len(),
+                        first = ?conflicts.first(),
+                        "plan rejected (the table changed underneath it); re-planning everything"
+                    );
+                    self.metrics.plans.with_label_values(&["rejected"]).inc();
+                    full_plan_needed = true;
+                }
+                Some(_) => {
+                    self.metrics.plans.with_label_values(&["applied"]).inc();
+                    let reassigned = summary.targets_moved.saturating_sub(summary.rebalance_moves);
+                    self.metrics
+                        .targets_moved
+                        .with_label_values(&["rebalance"])
+                        .inc_by(summary.rebalance_moves as u64);
+                    self.metrics
+                        .targets_moved
+                        .with_label_values(&["reassigned"])
+                        .inc_by(reassigned as u64);
+                    budget.spend(summary.rebalance_moves, now);
+                    rebalance_pending = summary.rebalance_moves > 0;
+                    tracing::info!(
+                        added = summary.targets_added,
+                        removed = summary.targets_removed,
+                        moved = summary.targets_moved,
+                        relabeled = summary.labels_refreshed,
+                        rebalanced = summary.rebalance_moves,
+                        unassigned = summary.left_unassigned,
+                        collectors_set = summary.collectors_set,
+                        collectors_removed = summary.collectors_removed,
+                        revision = self.replica.table().revision,
+                        "plan applied"
+                    );
+                    last_observed = Some(observed);
+                    pending.clear();
+                    if synced {
+                        full_plan_needed = false;
+                    }
+                }
+                None => {
+                    full_plan_needed = true;
+                }
+            }
+        }
+    }
+
+    /// Bring the desired targets up to date; returns the ids that changed.
+    fn process_discovered(&self, desired: &mut DesiredState, discovered: &Discovered) -> Vec<TargetId> {
+        let started = Instant::now();
+        let mut changed = Vec::new();
+        for scrape in self.config.scrape_configs() {
+            let job = &scrape.job;
+            let groups = discovered.jobs.get(&job.name).map(Vec::as_slice).unwrap_or(&[]);
+            let job_started = Instant::now();
+            changed.extend(desired.update_job(job, self.config.filter_strategy, groups));
+            let seen: usize = groups.iter().map(|g| g.targets.len()).sum();
+            self.metrics
+                .targets_per_job
+                .with_label_values(&[job.name.as_str()])
+                .set(seen as f64);
+            self.metrics
+                .process_target_groups_duration
+                .with_label_values(&[job.name.as_str()])
+                .observe(job_started.elapsed().as_secs_f64());
+        }
+        self.metrics.targets_remaining.set(desired.desired().len() as f64);
+        self.metrics
+            .process_targets_duration
+            .observe(started.elapsed().as_secs_f64());
+        changed
+    }
+
+    /// Propose and wait until applied here; `None` when the proposal failed (leadership lost
+    /// or Raft unavailable).
+    async fn propose(&self, command: ta_raft::Command, leading: &mut Leading) -> Option<Outcome> {
+        match self.replica.propose(command).await {
+            Ok(response) => Some(response.outcome),
+            Err(ProposeError::NotLeader { .. }) => {
+                *leading = Leading::No;
+                None
+            }
+            Err(e) => {
+                tracing::warn!(%e, "proposal failed");
+                None
+            }
+        }
+    }
+}
+
+/// The digest a leader records with the scrape configs of `config`.
+pub fn config_digest(config: &Config) -> u64 {
+    wanted_scrape_configs(config).1
+}

@@ -1,0 +1,447 @@
+//! The read model: every response body the HTTP API serves, pre-serialised from one applied
+//! table, so a request is a lookup (DESIGN.md, "Read path"). One task owns it
+//! ([`ReadModelBuilder`]); readers get immutable [`ReadModel`]s through a `watch` channel.
+//!
+//! After an apply only what changed is rebuilt: the target map's diff names the (job,
+//! collector) pairs whose bodies differ; scrape configs are re-rendered only when that map
+//! changed. Bodies are deterministic functions of the table (groups in target-id order, keys
+//! sorted), so two replicas at one revision serve byte-identical bodies (I2).
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::OnceLock;
+
+use axum::body::Bytes;
+use rustc_hash::FxHashMap;
+use ta_raft::Table;
+use ta_raft::TargetId;
+use ta_raft::intern::Symbol;
+use ta_raft::model::Target;
+use tokio::sync::watch;
+
+use crate::url_escape::query_escape;
+
+/// One pre-serialised response body.
+#[derive(Debug)]
+pub struct Body {
+    pub bytes: Bytes,
+    /// Strong validator over the bytes (quoted, as the header carries it).
+    pub etag: String,
+    gzipped: OnceLock<Bytes>,
+}
+
+impl Body {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        let etag = format!("\"{:016x}\"", xxhash_rust::xxh64::xxh64(&bytes, 0));
+        Self {
+            bytes: Bytes::from(bytes),
+            etag,
+            gzipped: OnceLock::new(),
+        }
+    }
+
+    /// The gzip encoding, compressed on first use and kept.
+    pub fn gzipped(&self) -> Bytes {
+        self.gzipped
+            .get_or_init(|| {
+                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                // Writing into a Vec cannot fail.
+                let _ = encoder.write_all(&self.bytes);
+                Bytes::from(encoder.finish().unwrap_or_default())
+            })
+            .clone()
+    }
+}
+
+/// The bodies of one job.
+#[derive(Debug, Clone)]
+pub struct JobBodies {
+    /// `/jobs/{job}/targets?collector_id=C`, per collector that owns targets of the job.
+    pub by_collector: imbl::HashMap<Symbol, Arc<Body>>,
+    /// `/jobs/{job}/targets` without a collector: every collector and its groups.
+    pub all: Arc<Body>,
+}
+
+/// Everything the API serves at one revision.
+#[derive(Debug, Clone)]
+pub struct ReadModel {
+    pub revision: u64,
+    /// Whether a leader has written the scrape configs (`/readyz`, I6 aside).
+    pub configured: bool,
+    pub table: Table,
+    /// `/scrape_configs` with secrets masked, and with their real values.
+    pub scrape_configs_masked: Arc<Body>,
+    pub scrape_configs_with_secrets: Arc<Body>,
+    /// Masked scrape configs by job, for the HTML pages.
+    pub masked_configs: Arc<BTreeMap<String, serde_json::Value>>,
+    /// `/jobs`.
+    pub jobs: Arc<Body>,
+    pub job_bodies: imbl::HashMap<Symbol, JobBodies>,
+    /// `[]` followed by a newline: an unknown job or collector.
+    pub empty_list: Arc<Body>,
+    /// Targets per collector (the unassigned under `None`), for metrics and status.
+    pub targets_per_collector: Arc<BTreeMap<Option<Symbol>, usize>>,
+}
+
+impl ReadModel {
+    /// The http_sd body for `job` and `collector`.
+    pub fn targets_of(&self, job: &str, collector: &str) -> &Arc<Body> {
+        self.job_bodies
+            .get(job)
+            .and_then(|bodies| bodies.by_collector.get(collector))
+            .unwrap_or(&self.empty_list)
+    }
+
+    /// max/mean of targets per collector that owns any (1.0 is perfect balance).
+    pub fn balance(&self) -> Option<f64> {
+        let counts: Vec<usize> = self
+            .table
+            .collectors
+            .keys()
+            .map(|c| {
+                self.targets_per_collector
+                    .get(&Some(c.clone()))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let total: usize = counts.iter().sum();
+        if counts.is_empty() || total == 0 {
+            return None;
+        }
+        let mean = total as f64 / counts.len() as f64;
+        Some(*counts.iter().max().unwrap_or(&0) as f64 / mean)
+    }
+}
+
+/// Keeps the model in step with applied tables; owned by one task.
+pub struct ReadModelBuilder {
+    /// job → collector (`None`: unassigned) → target ids, in id order.
+    index: FxHashMap<Symbol, FxHashMap<Option<Symbol>, BTreeSet<TargetId>>>,
+    model: Option<ReadModel>,
+}
+
+impl Default for ReadModelBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReadModelBuilder {
+    pub fn new() -> Self {
+        Self {
+            index: FxHashMap::default(),
+            model: None,
+        }
+    }
+
+    /// The model for `table`, rebuilding only what differs from the previous table.
+    pub fn update(&mut self, table: &Table) -> ReadModel {
+        let Some(previous) = self.model.take() else {
+            let model = self.build_from_scratch(table);
+            self.model = Some(model.clone());
+            return model;
+        };
+        let mut dirty: BTreeSet<(Symbol, Option<Symbol>)> = BTreeSet::new();
+        for item in previous.table.targets.diff(&table.targets) {
+            match item {
+                imbl::ordmap::DiffItem::Add(id, target) => {
+                    self.index_insert(*id, target);
+                    dirty.insert((target.job.clone(), target.collector.clone()));
+                }
+                imbl::ordmap::DiffItem::Update { old, new } => {
+                    self.index_remove(*old.0, old.1);
+                    self.index_insert(*new.0, new.1);
+                    dirty.insert((old.1.job.clone(), old.1.collector.clone()));
+                    dirty.insert((new.1.job.clone(), new.1.collector.clone()));
+                }
+                imbl::ordmap::DiffItem::Remove(id, target) => {
+                    self.index_remove(*id, target);
+                    dirty.insert((target.job.clone(), target.collector.clone()));
+                }
+            }
+        }
+        let collectors_changed = !previous.table.collectors.ptr_eq(&table.collectors)
+            && previous.table.collectors.keys().ne(table.collectors.keys());
+        let configs_changed = !previous.table.scrape_configs.ptr_eq(&table.scrape_configs)
+            && previous.table.scrape_configs != table.scrape_configs;
+
+        let mut model = previous;
+        let dirty_jobs: BTreeSet<Symbol> = if collectors_changed {
+            self.index.keys().cloned().chain(model.job_bodies.keys().cloned()).collect()
+        } else {
+            dirty.iter().map(|(job, _)| job.clone()).collect()
+        };
+        let jobs_before: BTreeSet<Symbol> = model.job_bodies.keys().cloned().collect();
+        for (job, collector) in &dirty {
+            let Some(collector) = collector else { continue };
+            let Some(bodies) = model.job_bodies.get_mut(job) else {
+                continue;
+            };
+            match self.ids_of(job, Some(collector)) {
+                Some(ids) if !ids.is_empty() => {
+                    bodies
+                        .by_collector
+                        .insert(collector.clone(), Arc::new(Body::new(groups_body(table, ids))));
+                }
+                _ => {
+                    bodies.by_collector.remove(collector);
+                }
+            }
+        }
+        for job in &dirty_jobs {
+            if self.index.get(job).is_none_or(|by| by.values().all(BTreeSet::is_empty)) {
+                self.index.remove(job);
+                model.job_bodies.remove(job);
+                continue;
+            }
+            let entry = model
+                .job_bodies
+                .entry(job.clone())
+                .or_insert_with(|| JobBodies {
+                    by_collector: imbl::HashMap::new(),
+                    all: Arc::clone(&model.empty_list),
+                });
+            if !jobs_before.contains(job) {
+                entry.by_collector = self.collector_bodies(table, job);
+            }
+            entry.all = Arc::new(Body::new(self.all_collectors_body(table, job)));
+        }
+        let jobs_after: BTreeSet<Symbol> = model.job_bodies.keys().cloned().collect();
+        if jobs_after != jobs_before {
+            model.jobs = Arc::new(Body::new(jobs_body(&jobs_after)));
+        }
+        if configs_changed {
+            let (masked, with_secrets, by_job) = scrape_config_bodies(table);
+            model.scrape_configs_masked = Arc::new(masked);
+            model.scrape_configs_with_secrets = Arc::new(with_secrets);
+            model.masked_configs = Arc::new(by_job);
+        }
+        if !dirty.is_empty() || collectors_changed {
+            model.targets_per_collector = Arc::new(self.counts());
+        }
+        model.revision = table.revision;
+        model.configured = table.config_digest.is_some();
+        model.table = table.clone();
+        self.model = Some(model.clone());
+        model
+    }
+
+    fn build_from_scratch(&mut self, table: &Table) -> ReadModel {
+        self.index.clear();
+        for (id, target) in &table.targets {
+            self.index_insert(*id, target);
+        }
+        let empty_list = Arc::new(Body::new(b"[]\n".to_vec()));
+        let mut job_bodies = imbl::HashMap::new();
+        let jobs: Vec<Symbol> = self.index.keys().cloned().collect();
+        for job in &jobs {
+            job_bodies.insert(
+                job.clone(),
+                JobBodies {
+                    by_collector: self.collector_bodies(table, job),
+                    all: Arc::new(Body::new(self.all_collectors_body(table, job))),
+                },
+            );
+        }
+        let (masked, with_secrets, by_job) = scrape_config_bodies(table);
+        ReadModel {
+            revision: table.revision,
+            configured: table.config_digest.is_some(),
+            table: table.clone(),
+            scrape_configs_masked: Arc::new(masked),
+            scrape_configs_with_secrets: Arc::new(with_secrets),
+            masked_configs: Arc::new(by_job),
+            jobs: Arc::new(Body::new(jobs_body(&jobs.into_iter().collect()))),
+            job_bodies,
+            empty_list,
+            targets_per_collector: Arc::new(self.counts()),
+        }
+    }
+
+    fn index_insert(&mut self, id: TargetId, target: &Target) {
+        self.index
+            .entry(target.job.clone())
+            .or_default()
+            .entry(target.collector.clone())
+            .or_default()
+            .insert(id);
+    }
+
+    fn index_remove(&mut self, id: TargetId, target: &Target) {
+        if let Some(by_collector) = self.index.get_mut(&target.job)
+            && let Some(ids) = by_collector.get_mut(&target.collector)
+        {
+            ids.remove(&id);
+            if ids.is_empty() {
+                by_collector.remove(&target.collector);
+            }
+        }
+    }
+
+    fn ids_of(&self, job: &str, collector: Option<&Symbol>) -> Option<&BTreeSet<TargetId>> {
+        self.index.get(job)?.get(&collector.cloned())
+    }
+
+    fn collector_bodies(&self, table: &Table, job: &Symbol) -> imbl::HashMap<Symbol, Arc<Body>> {
+        let mut bodies = imbl::HashMap::new();
+        if let Some(by_collector) = self.index.get(job) {
+            for (collector, ids) in by_collector {
+                if let Some(collector) = collector
+                    && !ids.is_empty()
+                {
+                    bodies.insert(collector.clone(), Arc::new(Body::new(groups_body(table, ids))));
+                }
+            }
+        }
+        bodies
+    }
+
+    /// `{"<collector>": {"_link": ..., "targets": [...]}}` for every known collector.
+    fn all_collectors_body(&self, table: &Table, job: &Symbol) -> Vec<u8> {
+        let empty = BTreeSet::new();
+        let mut out = Vec::new();
+        out.push(b'{');
+        for (position, collector) in table.collectors.keys().enumerate() {
+            if position > 0 {
+                out.push(b',');
+            }
+            json_string(&mut out, collector);
+            out.extend_from_slice(b":{\"_link\":");
+            // Upstream's link (since #3652) leaves the collector id unescaped.
+            let link = format!("/debug/jobs/{}/targets?collector_id={}", query_escape(job), collector);
+            json_string(&mut out, &link);
+            out.extend_from_slice(b",\"targets\":");
+            let ids = self.ids_of(job, Some(collector)).unwrap_or(&empty);
+            write_groups(&mut out, table, ids);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"}\n");
+        out
+    }
+
+    fn counts(&self) -> BTreeMap<Option<Symbol>, usize> {
+        let mut counts: BTreeMap<Option<Symbol>, usize> = BTreeMap::new();
+        for by_collector in self.index.values() {
+            for (collector, ids) in by_collector {
+                *counts.entry(collector.clone()).or_default() += ids.len();
+            }
+        }
+        counts
+    }
+}
+
+/// `[{"targets":["<address>"],"labels":{...}}, ...]` and a newline.
+fn groups_body(table: &Table, ids: &BTreeSet<TargetId>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ids.len() * 512);
+    write_groups(&mut out, table, ids);
+    out.push(b'\n');
+    out
+}
+
+fn write_groups(out: &mut Vec<u8>, table: &Table, ids: &BTreeSet<TargetId>) {
+    out.push(b'[');
+    let mut first = true;
+    for id in ids {
+        let Some(target) = table.targets.get(id) else {
+            continue;
+        };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(b"{\"targets\":[");
+        json_string(out, target.labels.get("__address__").unwrap_or(""));
+        out.extend_from_slice(b"],\"labels\":{");
+        for (position, (name, value)) in target.labels.iter().enumerate() {
+            if position > 0 {
+                out.push(b',');
+            }
+            json_string(out, name);
+            out.push(b':');
+            json_string(out, value);
+        }
+        out.extend_from_slice(b"}}");
+    }
+    out.push(b']');
+}
+
+fn jobs_body(jobs: &BTreeSet<Symbol>) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.push(b'{');
+    for (position, job) in jobs.iter().enumerate() {
+        if position > 0 {
+            out.push(b',');
+        }
+        json_string(&mut out, job);
+        out.extend_from_slice(b":{\"_link\":");
+        json_string(&mut out, &format!("/jobs/{}/targets", query_escape(job)));
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"}\n");
+    out
+}
+
+/// The masked and unmasked `/scrape_configs` bodies (no trailing newline, as upstream), and
+/// the masked configs by job.
+fn scrape_config_bodies(table: &Table) -> (Body, Body, BTreeMap<String, serde_json::Value>) {
+    let mut with_secrets = Vec::new();
+    let mut by_job = BTreeMap::new();
+    with_secrets.push(b'{');
+    for (position, (job, config)) in table.scrape_configs.iter().enumerate() {
+        if position > 0 {
+            with_secrets.push(b',');
+        }
+        json_string(&mut with_secrets, job);
+        with_secrets.push(b':');
+        with_secrets.extend_from_slice(config.as_bytes());
+        let mut value: serde_json::Value = serde_json::from_str(config).unwrap_or(serde_json::Value::Null);
+        crate::secrets::mask_secrets(&mut value);
+        by_job.insert(job.to_string(), value);
+    }
+    with_secrets.push(b'}');
+    let masked = serde_json::to_vec(&by_job).unwrap_or_else(|_| b"{}".to_vec());
+    (Body::new(masked), Body::new(with_secrets), by_job)
+}
+
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    // Serialising a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+/// Keep a model in step with `tables` and publish it; returns the receiver readers use.
+pub fn spawn(mut tables: watch::Receiver<Table>) -> watch::Receiver<Arc<ReadModel>> {
+    let mut builder = ReadModelBuilder::new();
+    let first = builder.update(&tables.borrow_and_update().clone());
+    let (publisher, models) = watch::channel(Arc::new(first));
+    tokio::spawn(async move {
+        while tables.changed().await.is_ok() {
+            let table = tables.borrow_and_update().clone();
+            // Large rebuilds would stall the runtime thread serving requests.
+            let (returned, model) = match tokio::task::spawn_blocking(move || {
+                let model = builder.update(&table);
+                (builder, model)
+            })
+            .await
+            {
+                Ok(result) => result,
+                Err(e) => {
+                    tracing::error!(%e, "read model rebuild failed");
+                    return;
+                }
+            };
+            builder = returned;
+            if publisher.send(Arc::new(model)).is_err() {
+                return;
+            }
+        }
+    });
+    models
+}
+
+/// A model straight from one table (tests and tools).
+pub fn build(table: &Table) -> ReadModel {
+    ReadModelBuilder::new().update(table)
+}

@@ -1,0 +1,198 @@
+//! One running replica of the service: the replicated table, discovery, the leader loop, the
+//! read model and the HTTP API, started in order and stopped by one shutdown signal.
+//!
+//! ```text
+//!  discovery ─► leader loop (plans on the leader) ─► Replica (Raft, sled) ─► table watch
+//!  polls ─► PollLog ─► forwarder ─► leader's forward handler ─┘               │
+//!                                                    read model task ◄───────┘
+//!                                                          │ watch
+//!                                                    HTTP API (every replica)
+//! ```
+//!
+//! Shutdown (SIGTERM/SIGINT): a leader hands leadership to another voter first, then the
+//! HTTP server stops accepting and drains, then the loops and Raft stop, all within
+//! [`SHUTDOWN_DEADLINE`], shorter than a pod's default 30 s grace period.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::http::HeaderValue;
+use ta_raft::Replica;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::ApiContext;
+use crate::config::Config;
+use crate::discovery::manager::DiscoveryManager;
+use crate::discovery::manager::DiscoveryOptions;
+use crate::leader::LeaderLoop;
+use crate::metrics::Metrics;
+use crate::registration::PollLog;
+
+/// Everything must be stopped within this after the signal.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
+/// How long a leader waits for another voter to take over before stopping anyway.
+const LEADERSHIP_HANDOVER_LIMIT: Duration = Duration::from_secs(3);
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("listen_addr {0:?} is not an address to listen on (such as :8080 or 0.0.0.0:8080)")]
+    ListenAddress(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the allocation strategy cannot run: {0}")]
+    Strategy(String),
+    #[error(transparent)]
+    Replica(#[from] ta_raft::StartError),
+}
+
+/// Upstream's Go-style listen address: `:8080` means every interface.
+pub fn listen_address(text: &str) -> Result<SocketAddr, ServiceError> {
+    let full = if text.starts_with(':') {
+        format!("0.0.0.0{text}")
+    } else {
+        text.to_string()
+    };
+    full.parse()
+        .or_else(|_| {
+            // `localhost:8080` and other names.
+            std::net::ToSocketAddrs::to_socket_addrs(&full)
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or(())
+        })
+        .map_err(|_| ServiceError::ListenAddress(text.to_string()))
+}
+
+/// Run one replica until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ServiceError> {
+    let config = Arc::new(config);
+    let strategy = crate::allocation::strategy::build(&config.strategy).map_err(|e| ServiceError::Strategy(e.to_string()))?;
+    let listen_addr = listen_address(&config.listen_addr)?;
+    let listener = tokio::net::TcpListener::bind(listen_addr)
+        .await
+        .map_err(|source| ServiceError::Bind {
+            addr: listen_addr,
+            source,
+        })?;
+    let cluster = config.cluster_or_single();
+    let coalesce_window = config.coalesce_window;
+    let replica = Arc::new(Replica::start(cluster).await?);
+    let metrics = Arc::new(Metrics::new());
+    metrics.events.with_label_values(&["EventSourceConfigMap"]).inc();
+
+    let models = crate::read_model::spawn(replica.subscribe());
+    let discovery = DiscoveryManager::start(
+        config
+            .scrape_configs()
+            .iter()
+            .map(|scrape| (scrape.job.name.clone(), scrape.discovery.clone()))
+            .collect(),
+        &DiscoveryOptions::default(),
+        &shutdown,
+    );
+    let (registrations, registrations_in) = mpsc::channel(256);
+    replica.set_forward_handler(crate::registration::forward_handler(registrations));
+
+    let inner = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(
+        LeaderLoop {
+            replica: Arc::clone(&replica),
+            config: Arc::clone(&config),
+            strategy,
+            discovery: discovery.subscribe(),
+            registrations: registrations_in,
+            metrics: Arc::clone(&metrics),
+            coalesce_window,
+        }
+        .run(inner.clone()),
+    );
+    let polls = config.collectors.register_on_poll.enabled.then(|| Arc::new(PollLog::default()));
+    if let Some(polls) = &polls {
+        tasks.spawn(crate::registration::forward(
+            Arc::clone(polls),
+            Arc::clone(&replica),
+            config.collectors.register_on_poll.ttl,
+            inner.clone(),
+        ));
+    }
+    let leader = Arc::new(ArcSwap::from_pointee(HeaderValue::from_static("")));
+    tasks.spawn(crate::api::track_leader(Arc::clone(&replica), Arc::clone(&leader), inner.clone()));
+
+    let replica_name = HeaderValue::from_str(&replica.identity().name).unwrap_or_else(|_| HeaderValue::from_static(""));
+    let context = Arc::new(ApiContext {
+        replica: Arc::clone(&replica),
+        models,
+        leader,
+        replica_name,
+        allow_insecure_auth_secrets: config.allow_insecure_auth_secrets,
+        polls,
+        metrics,
+        strategy: config.strategy.strategy.as_str(),
+    });
+    let http_stop = CancellationToken::new();
+    let server = {
+        let http_stop = http_stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, crate::api::router(context))
+                .with_graceful_shutdown(async move { http_stop.cancelled().await })
+                .await
+        })
+    };
+    tracing::info!(
+        name = %replica.identity().name,
+        %listen_addr,
+        peer_addr = %replica.peer_addr(),
+        strategy = config.strategy.strategy.as_str(),
+        jobs = config.scrape_configs().len(),
+        "target allocator replica serving"
+    );
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    let stopping = async {
+        if replica.transfer_leadership().await {
+            let handed_over = tokio::time::timeout(LEADERSHIP_HANDOVER_LIMIT, async {
+                while replica.raft().is_leader() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await;
+            tracing::info!(handed_over = handed_over.is_ok(), "leadership transfer");
+        }
+        http_stop.cancel();
+        inner.cancel();
+        match server.await {
+            Ok(Err(e)) => tracing::warn!(%e, "HTTP server stopped with an error"),
+            Err(e) => tracing::warn!(%e, "HTTP server task failed"),
+            Ok(Ok(())) => {}
+        }
+        while tasks.join_next().await.is_some() {}
+        discovery.shutdown().await;
+        replica.shutdown().await;
+    };
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, stopping).await.is_err() {
+        tracing::warn!(deadline = ?SHUTDOWN_DEADLINE, "shutdown deadline passed; exiting anyway");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A token cancelled by the first SIGTERM or SIGINT.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        ta_raft::dev_api::shutdown_signal().await;
+        cancel.cancel();
+    });
+    token
+}
