@@ -14,6 +14,7 @@ pub mod go_duration;
 pub mod pipeline;
 pub mod prometheus_duration;
 pub mod relabel;
+pub mod secrets;
 pub mod targets;
 
 use std::process::ExitCode;
