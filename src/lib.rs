@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod go_duration;
+pub mod html;
 pub mod pipeline;
 pub mod prometheus_duration;
 pub mod relabel;
