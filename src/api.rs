@@ -120,7 +120,10 @@ pub fn router(context: Arc<ApiContext>) -> Router {
         .route("/debug/{*page}", get(html_page))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&context), common_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&context),
+            common_headers,
+        ))
         .with_state(context)
 }
 
@@ -182,7 +185,9 @@ async fn serving_model(context: &ApiContext, raw_query: Option<&str>) -> Result<
         )
         .await;
         if !matches!(caught_up, Ok(Ok(_))) {
-            return Err(ApiError::NotServing("read model did not catch up with the read index".into()));
+            return Err(ApiError::NotServing(
+                "read model did not catch up with the read index".into(),
+            ));
         }
     }
     let model = Arc::clone(&context.models.borrow());
@@ -211,7 +216,10 @@ fn respond(request_headers: &HeaderMap, model: &ReadModel, body: &Arc<Body>, con
     {
         return (
             StatusCode::NOT_MODIFIED,
-            [(header::ETAG, etag), (REVISION_HEADER.parse().expect("static"), revision)],
+            [
+                (header::ETAG, etag),
+                (REVISION_HEADER.parse().expect("static"), revision),
+            ],
         )
             .into_response();
     }
@@ -344,7 +352,11 @@ async fn metrics(State(context): Api, headers: HeaderMap) -> Response {
 fn record_allocation(context: &ApiContext, model: &ReadModel) {
     let metrics = &context.metrics;
     for collector in model.table.collectors.keys() {
-        let count = model.targets_per_collector.get(&Some(collector.clone())).copied().unwrap_or(0);
+        let count = model
+            .targets_per_collector
+            .get(&Some(collector.clone()))
+            .copied()
+            .unwrap_or(0);
         metrics
             .targets_per_collector
             .with_label_values(&[collector.as_ref(), context.strategy])
@@ -459,7 +471,11 @@ async fn status(State(context): Api) -> Response {
 }
 
 /// Keep `leader` naming the current leader (empty while there is none).
-pub async fn track_leader(replica: Arc<Replica>, leader: Arc<ArcSwap<HeaderValue>>, shutdown: tokio_util::sync::CancellationToken) {
+pub async fn track_leader(
+    replica: Arc<Replica>,
+    leader: Arc<ArcSwap<HeaderValue>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     use openraft::async_runtime::watch::WatchReceiver;
     let mut metrics = replica.raft().metrics();
     loop {

@@ -114,7 +114,9 @@ impl MoveBudget {
 enum Leading {
     No,
     /// Leader in this term, caught up and planning.
-    Yes { term: u64 },
+    Yes {
+        term: u64,
+    },
 }
 
 impl LeaderLoop {
@@ -255,7 +257,11 @@ impl LeaderLoop {
                 now_unix_millis: unix_millis_now(),
                 rebalance_budget,
             });
-            let method = if full_plan_needed { "SetTargets" } else { "SetCollectors" };
+            let method = if full_plan_needed {
+                "SetTargets"
+            } else {
+                "SetCollectors"
+            };
             self.metrics
                 .time_to_allocate
                 .with_label_values(&[method, strategy_name])

@@ -54,32 +54,42 @@ pub struct Metrics {
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
     let gauge = GaugeVec::new(Opts::new(name, help), labels).expect("metric definitions are static");
-    registry.register(Box::new(gauge.clone())).expect("metric names are unique");
+    registry
+        .register(Box::new(gauge.clone()))
+        .expect("metric names are unique");
     gauge
 }
 
 fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let gauge = IntGauge::new(name, help).expect("metric definitions are static");
-    registry.register(Box::new(gauge.clone())).expect("metric names are unique");
+    registry
+        .register(Box::new(gauge.clone()))
+        .expect("metric names are unique");
     gauge
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
     let gauge = Gauge::new(name, help).expect("metric definitions are static");
-    registry.register(Box::new(gauge.clone())).expect("metric names are unique");
+    registry
+        .register(Box::new(gauge.clone()))
+        .expect("metric names are unique");
     gauge
 }
 
 fn histogram_vec(registry: &Registry, name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
     let histogram = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
         .expect("metric definitions are static");
-    registry.register(Box::new(histogram.clone())).expect("metric names are unique");
+    registry
+        .register(Box::new(histogram.clone()))
+        .expect("metric names are unique");
     histogram
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definitions are static");
-    registry.register(Box::new(counter.clone())).expect("metric names are unique");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("metric names are unique");
     counter
 }
 
@@ -229,11 +239,8 @@ impl Metrics {
             .set(i64::from(status.role == openraft::ServerState::Leader));
         self.raft_committed_index.set(to_i64(status.committed));
         self.raft_applied_index.set(to_i64(status.applied));
-        self.raft_apply_lag.set(
-            to_i64(status.committed)
-                .saturating_sub(to_i64(status.applied))
-                .max(0),
-        );
+        self.raft_apply_lag
+            .set(to_i64(status.committed).saturating_sub(to_i64(status.applied)).max(0));
         self.raft_stale.set(i64::from(status.stale));
         self.table_revision
             .set(i64::try_from(status.revision).unwrap_or(i64::MAX));

@@ -100,12 +100,7 @@ impl ReadModel {
             .table
             .collectors
             .keys()
-            .map(|c| {
-                self.targets_per_collector
-                    .get(&Some(c.clone()))
-                    .copied()
-                    .unwrap_or(0)
-            })
+            .map(|c| self.targets_per_collector.get(&Some(c.clone())).copied().unwrap_or(0))
             .collect();
         let total: usize = counts.iter().sum();
         if counts.is_empty() || total == 0 {
@@ -170,7 +165,11 @@ impl ReadModelBuilder {
 
         let mut model = previous;
         let dirty_jobs: BTreeSet<Symbol> = if collectors_changed {
-            self.index.keys().cloned().chain(model.job_bodies.keys().cloned()).collect()
+            self.index
+                .keys()
+                .cloned()
+                .chain(model.job_bodies.keys().cloned())
+                .collect()
         } else {
             dirty.iter().map(|(job, _)| job.clone()).collect()
         };
@@ -197,13 +196,10 @@ impl ReadModelBuilder {
                 model.job_bodies.remove(job);
                 continue;
             }
-            let entry = model
-                .job_bodies
-                .entry(job.clone())
-                .or_insert_with(|| JobBodies {
-                    by_collector: imbl::HashMap::new(),
-                    all: Arc::clone(&model.empty_list),
-                });
+            let entry = model.job_bodies.entry(job.clone()).or_insert_with(|| JobBodies {
+                by_collector: imbl::HashMap::new(),
+                all: Arc::clone(&model.empty_list),
+            });
             if !jobs_before.contains(job) {
                 entry.by_collector = self.collector_bodies(table, job);
             }

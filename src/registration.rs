@@ -16,9 +16,9 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde::Serialize;
+use ta_raft::CollectorState;
 use ta_raft::Replica;
 use ta_raft::Table;
-use ta_raft::CollectorState;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -78,9 +78,7 @@ impl PollLog {
         let mut state = self.state.lock().expect("poll log lock poisoned");
         let now = Instant::now();
         let pending: Vec<String> = state.pending.drain().map(|(id, ())| id).collect();
-        state
-            .forwarded_at
-            .retain(|_, at| now.duration_since(*at) < refresh * 4);
+        state.forwarded_at.retain(|_, at| now.duration_since(*at) < refresh * 4);
         let mut due = Vec::new();
         for id in pending {
             let fresh = state
@@ -204,20 +202,22 @@ impl Registry {
 
 /// Decode a forwarded batch and pass it to the leader loop.
 pub fn forward_handler(sender: mpsc::Sender<Vec<String>>) -> ta_raft::network::server::ForwardHandler {
-    Arc::new(move |message: Vec<u8>| match serde_json::from_slice::<Registrations>(&message) {
-        Ok(batch) => {
-            let ids: Vec<String> = batch
-                .collector_ids
-                .into_iter()
-                .filter(|id| valid_collector_id(id))
-                .take(MAX_PENDING_IDS)
-                .collect();
-            if sender.try_send(ids).is_err() {
-                tracing::debug!("leader loop busy; registrations dropped until the next forward");
+    Arc::new(
+        move |message: Vec<u8>| match serde_json::from_slice::<Registrations>(&message) {
+            Ok(batch) => {
+                let ids: Vec<String> = batch
+                    .collector_ids
+                    .into_iter()
+                    .filter(|id| valid_collector_id(id))
+                    .take(MAX_PENDING_IDS)
+                    .collect();
+                if sender.try_send(ids).is_err() {
+                    tracing::debug!("leader loop busy; registrations dropped until the next forward");
+                }
             }
-        }
-        Err(e) => tracing::warn!(%e, "undecodable forwarded registrations"),
-    })
+            Err(e) => tracing::warn!(%e, "undecodable forwarded registrations"),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -74,7 +74,8 @@ pub fn listen_address(text: &str) -> Result<SocketAddr, ServiceError> {
 /// Run one replica until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let config = Arc::new(config);
-    let strategy = crate::allocation::strategy::build(&config.strategy).map_err(|e| ServiceError::Strategy(e.to_string()))?;
+    let strategy =
+        crate::allocation::strategy::build(&config.strategy).map_err(|e| ServiceError::Strategy(e.to_string()))?;
     let listen_addr = listen_address(&config.listen_addr)?;
     let listener = tokio::net::TcpListener::bind(listen_addr)
         .await
@@ -115,7 +116,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         }
         .run(inner.clone()),
     );
-    let polls = config.collectors.register_on_poll.enabled.then(|| Arc::new(PollLog::default()));
+    let polls = config
+        .collectors
+        .register_on_poll
+        .enabled
+        .then(|| Arc::new(PollLog::default()));
     if let Some(polls) = &polls {
         tasks.spawn(crate::registration::forward(
             Arc::clone(polls),
@@ -125,7 +130,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         ));
     }
     let leader = Arc::new(ArcSwap::from_pointee(HeaderValue::from_static("")));
-    tasks.spawn(crate::api::track_leader(Arc::clone(&replica), Arc::clone(&leader), inner.clone()));
+    tasks.spawn(crate::api::track_leader(
+        Arc::clone(&replica),
+        Arc::clone(&leader),
+        inner.clone(),
+    ));
 
     let replica_name = HeaderValue::from_str(&replica.identity().name).unwrap_or_else(|_| HeaderValue::from_static(""));
     let context = Arc::new(ApiContext {

@@ -86,7 +86,10 @@ mod tests {
 
     #[test]
     fn unescapes_like_go() {
-        assert_eq!(query_unescape("serviceMonitor%2Fns%2Fapp%2F0").unwrap(), "serviceMonitor/ns/app/0");
+        assert_eq!(
+            query_unescape("serviceMonitor%2Fns%2Fapp%2F0").unwrap(),
+            "serviceMonitor/ns/app/0"
+        );
         assert_eq!(query_unescape("my+job").unwrap(), "my job");
         assert_eq!(query_unescape("a%2bb").unwrap(), "a+b");
         assert!(query_unescape("%zz").is_err());
@@ -99,7 +102,10 @@ mod tests {
 
     #[test]
     fn finds_query_values() {
-        assert_eq!(query_value(Some("a=1&collector_id=c+1"), "collector_id").as_deref(), Some("c 1"));
+        assert_eq!(
+            query_value(Some("a=1&collector_id=c+1"), "collector_id").as_deref(),
+            Some("c 1")
+        );
         assert_eq!(query_value(Some("collector_id="), "collector_id").as_deref(), Some(""));
         assert_eq!(query_value(None, "collector_id"), None);
         assert_eq!(query_value(Some("x=1"), "collector_id"), None);

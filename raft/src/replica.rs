@@ -84,7 +84,11 @@ fn freshness_from(
     contact: &LeaderContact,
     lease: Duration,
 ) -> Freshness {
-    let since = if metrics.state == ServerState::Leader {
+    let alone = metrics.membership_config.membership().voter_ids().count() == 1;
+    let since = if metrics.state == ServerState::Leader && alone {
+        // A sole voter is its own quorum; no heartbeat ever acknowledges it.
+        Some(Duration::ZERO)
+    } else if metrics.state == ServerState::Leader {
         metrics.last_quorum_acked.as_ref().map(|acked| acked.elapsed())
     } else {
         contact.since()
@@ -402,9 +406,7 @@ impl Replica {
             .peer_url(&node.name)
             .unwrap_or(&node.url)
             .to_string();
-        let cluster_id = self
-            .cluster_id()
-            .ok_or(ProposeError::NotLeader { leader: None })?;
+        let cluster_id = self.cluster_id().ok_or(ProposeError::NotLeader { leader: None })?;
         let envelope = Envelope {
             header: Header {
                 cluster_id,
