@@ -46,6 +46,9 @@ pub struct DemoArgs {
     /// Keep the replicas' data here instead of a temporary directory removed on exit.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Stop after this many seconds instead of waiting for Ctrl-C (for scripted runs).
+    #[arg(long, hide = true)]
+    pub run_for: Option<u64>,
 }
 
 /// Settings of `target-allocator status`.

@@ -1,10 +1,13 @@
 //! `target-allocator demo`: a local 3-replica cluster with a built-in example.
 //!
-//! Each replica runs as a child process of this binary (`target-allocator replica ...`), so
-//! killing one is a real crash. The demo commits a small example table, prints every
-//! replica's URL and a short guide, then reports roles, revisions and whether any target moved
-//! until Ctrl-C, when it stops the replicas and cleans up.
+//! Each replica is a child process of this binary running the real service
+//! (`target-allocator --config-file ta-N.yaml`), so killing one is a real crash. The example
+//! is an ordinary configuration: three jobs of static targets (one with a CR-style name
+//! containing `/`) and three static collectors. The demo prints every replica's URL and a
+//! short guide, then reports roles, revisions and whether any target moved, until Ctrl-C,
+//! when it stops the replicas (SIGTERM, so the leader hands over first) and cleans up.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::Child;
@@ -12,18 +15,12 @@ use std::process::Stdio;
 use std::time::Duration;
 use std::time::Instant;
 
-use ta_raft::CollectorState;
-use ta_raft::CommandBuilder;
-use ta_raft::Expect;
-use ta_raft::TargetId;
-use ta_raft::dev_api::StatusView;
-use ta_raft::dev_api::TableView;
-
+use crate::api::ClusterStatus;
 use crate::cli::DemoArgs;
+use crate::url_escape::query_escape;
 
 const REPLICAS: usize = 3;
-const COLLECTORS: [&str; 3] = ["collector-0", "collector-1", "collector-2"];
-const STARTUP_LIMIT: Duration = Duration::from_secs(20);
+const STARTUP_LIMIT: Duration = Duration::from_secs(30);
 
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
@@ -42,20 +39,71 @@ pub enum DemoError {
     },
     #[error("replica {name} exited during startup; last lines of {log}:\n{tail}")]
     ReplicaExited { name: String, log: PathBuf, tail: String },
-    #[error("no leader was elected within {0:?}")]
-    NoLeader(Duration),
-    #[error("the example could not be committed: {0}")]
-    Example(String),
+    #[error("the replicas were not all ready within {0:?} (see the logs beside the data)")]
+    NotReady(Duration),
 }
 
 struct Replica {
     name: String,
-    client_url: String,
+    url: String,
     log: PathBuf,
     child: Child,
 }
 
-/// Run the demo until Ctrl-C.
+/// The built-in example for replica `index` of a cluster whose ports start at `base_port`.
+pub fn example_config(index: usize, base_port: u16, data_dir: &Path) -> String {
+    let peers: Vec<String> = (0..REPLICAS)
+        .map(|j| format!("ta-{j}: http://127.0.0.1:{}", peer_port(base_port, j)))
+        .collect();
+    format!(
+        r#"# Built-in example of `target-allocator demo` (replica ta-{index}).
+listen_addr: 127.0.0.1:{http}
+allocation_strategy: consistent-hashing
+collector_not_ready_grace_period: 30s
+collectors:
+  static: [collector-0, collector-1, collector-2]
+cluster:
+  name: ta-{index}
+  data_dir: {data}
+  peer_listen_addr: 127.0.0.1:{peer}
+  peers: {{{peers}}}
+config:
+  global:
+    scrape_interval: 30s
+  scrape_configs:
+  - job_name: node-exporter
+    static_configs:
+    - targets: [10.0.0.10:9100, 10.0.0.11:9100, 10.0.0.12:9100, 10.0.0.13:9100, 10.0.0.14:9100, 10.0.0.15:9100]
+      labels: {{env: demo, team: platform}}
+  - job_name: kube-state-metrics
+    static_configs:
+    - targets: [10.0.1.10:8080, 10.0.1.11:8080]
+  - job_name: serviceMonitor/shop/api/0
+    basic_auth: {{username: scraper, password: not-shown-on-plain-http}}
+    static_configs:
+    - targets: [10.0.2.10:8000, 10.0.2.11:8000, 10.0.2.12:8000, 10.0.2.13:8000, 10.0.2.14:8000, 10.0.2.15:8000, 10.0.2.16:8000]
+      labels: {{env: demo, team: shop}}
+    relabel_configs:
+    - source_labels: [__address__]
+      regex: 10\.0\.2\.16:.*
+      action: drop
+"#,
+        http = http_port(base_port, index),
+        peer = peer_port(base_port, index),
+        data = data_dir.join(format!("ta-{index}")).display(),
+        peers = peers.join(", "),
+    )
+}
+
+fn http_port(base_port: u16, index: usize) -> u16 {
+    base_port + index as u16
+}
+
+fn peer_port(base_port: u16, index: usize) -> u16 {
+    base_port + 10 + index as u16
+}
+
+/// Run the demo until Ctrl-C (or for `args.run_for`).
 pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let temporary;
     let root: PathBuf = match &args.data_dir {
@@ -75,7 +123,10 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         path: root.clone(),
         source,
     })?;
-    println!("starting {REPLICAS} replicas (data and logs in {})", root.display());
+    println!(
+        "starting {REPLICAS} replicas (configs, data and logs in {})",
+        root.display()
+    );
     let mut replicas = spawn_replicas(&root, args.base_port)?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -83,10 +134,9 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         .expect("static client configuration");
 
     let outcome = async {
-        let leader = wait_for_leader(&http, &mut replicas).await?;
-        commit_example(&http, &replicas, leader).await?;
-        print_guide(&http, &replicas).await;
-        watch(&http, &mut replicas).await;
+        wait_until_ready(&http, &mut replicas).await?;
+        print_guide(&http, &replicas, &root).await;
+        watch(&http, &mut replicas, args.run_for.map(Duration::from_secs)).await;
         Ok(())
     }
     .await;
@@ -103,41 +153,33 @@ fn spawn_replicas(root: &Path, base_port: u16) -> Result<Vec<Replica>, DemoError
         name: "ta-0".into(),
         source,
     })?;
-    let peer_port = |i: usize| base_port + i as u16;
-    let client_port = |i: usize| base_port + 10 + i as u16;
     let mut replicas = Vec::new();
     for i in 0..REPLICAS {
         let name = format!("ta-{i}");
+        let config_path = root.join(format!("{name}.yaml"));
+        std::fs::write(&config_path, example_config(i, base_port, root)).map_err(|source| DemoError::DataDir {
+            path: config_path.clone(),
+            source,
+        })?;
         let log = root.join(format!("{name}.log"));
         let log_file = std::fs::File::create(&log).map_err(|source| DemoError::DataDir {
             path: log.clone(),
             source,
         })?;
-        let mut command = std::process::Command::new(&exe);
-        command
-            .arg("replica")
-            .arg("--name")
-            .arg(&name)
-            .arg("--data-dir")
-            .arg(root.join(&name))
-            .arg("--peer-listen")
-            .arg(format!("127.0.0.1:{}", peer_port(i)))
-            .arg("--client-listen")
-            .arg(format!("127.0.0.1:{}", client_port(i)))
+        let child = std::process::Command::new(&exe)
+            .arg("--config-file")
+            .arg(&config_path)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
-            .stderr(log_file);
-        for j in 0..REPLICAS {
-            command
-                .arg("--peer")
-                .arg(format!("ta-{j}=http://127.0.0.1:{}", peer_port(j)));
-        }
-        let child = command.spawn().map_err(|source| DemoError::Spawn {
-            name: name.clone(),
-            source,
-        })?;
+            .stderr(log_file)
+            .spawn()
+            .map_err(|source| DemoError::Spawn {
+                name: name.clone(),
+                source,
+            })?;
         replicas.push(Replica {
             name,
-            client_url: format!("http://127.0.0.1:{}", client_port(i)),
+            url: format!("http://127.0.0.1:{}", http_port(base_port, i)),
             log,
             child,
         });
@@ -164,29 +206,29 @@ fn terminate(child: &mut Child) {
     let _ = child.wait();
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, replica: &Replica, route: &str) -> Option<T> {
-    let response = http.get(format!("{}{route}", replica.client_url)).send().await.ok()?;
-    response.json().await.ok()
-}
-
-async fn status(http: &reqwest::Client, replica: &Replica) -> Option<StatusView> {
-    get_json(http, replica, "/status").await
-}
-
-async fn table(http: &reqwest::Client, replica: &Replica) -> Option<TableView> {
-    get_json(http, replica, "/table").await
-}
-
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(10)..].join("\n")
 }
 
-async fn wait_for_leader(http: &reqwest::Client, replicas: &mut [Replica]) -> Result<usize, DemoError> {
+async fn ready(http: &reqwest::Client, replica: &Replica) -> bool {
+    http.get(format!("{}/readyz", replica.url))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+async fn cluster_status(http: &reqwest::Client, replica: &Replica) -> Option<ClusterStatus> {
+    let response = http.get(format!("{}/debug/status", replica.url)).send().await.ok()?;
+    response.json().await.ok()
+}
+
+async fn wait_until_ready(http: &reqwest::Client, replicas: &mut [Replica]) -> Result<(), DemoError> {
     let deadline = Instant::now() + STARTUP_LIMIT;
-    while Instant::now() < deadline {
-        for (i, replica) in replicas.iter_mut().enumerate() {
+    loop {
+        let mut all_ready = true;
+        for replica in replicas.iter_mut() {
             if let Ok(Some(_)) = replica.child.try_wait() {
                 return Err(DemoError::ReplicaExited {
                     name: replica.name.clone(),
@@ -194,137 +236,142 @@ async fn wait_for_leader(http: &reqwest::Client, replicas: &mut [Replica]) -> Re
                     tail: log_tail(&replica.log),
                 });
             }
-            if status(http, replica).await.is_some_and(|s| s.role == "Leader") {
-                return Ok(i);
-            }
+            all_ready &= ready(http, replica).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(DemoError::NoLeader(STARTUP_LIMIT))
-}
-
-/// Three collectors and three jobs of static targets, spread round-robin. (Placement by the
-/// real strategies arrives with the allocation engine.)
-fn example() -> ta_raft::Command {
-    let mut builder = CommandBuilder::new();
-    for collector in COLLECTORS {
-        builder.set_collector(collector, None, CollectorState::Ready);
-    }
-    let jobs: [(&str, usize, u16); 3] = [
-        ("node-exporter", 6, 9100),
-        ("kube-state-metrics", 2, 8080),
-        ("app/api", 7, 8000),
-    ];
-    let mut n = 0;
-    for (job, count, port) in jobs {
-        builder.set_scrape_config(job, format!(r#"{{"job_name":"{job}","scrape_interval":"30s"}}"#));
-        for i in 0..count {
-            let address = format!("10.0.{}.{}:{port}", n / 250, 10 + i);
-            let id = TargetId::compute(job, [("__address__", address.as_str()), ("job", job)]);
-            builder.upsert_target(
-                id,
-                job,
-                [("__address__", address.as_str()), ("env", "demo")],
-                Some(COLLECTORS[n % COLLECTORS.len()]),
-                Expect::Absent,
-            );
-            n += 1;
-        }
-    }
-    builder.build()
-}
-
-async fn commit_example(http: &reqwest::Client, replicas: &[Replica], mut leader: usize) -> Result<(), DemoError> {
-    let body = ta_raft::network::wire::encode(&example());
-    let deadline = Instant::now() + STARTUP_LIMIT;
-    loop {
-        let reply = http
-            .post(format!("{}/propose", replicas[leader].client_url))
-            .body(body.clone())
-            .send()
-            .await;
-        if let Ok(response) = reply
-            && response.status().is_success()
-        {
-            println!("committed the example: 3 collectors, 3 jobs, 15 targets");
+        if all_ready {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(DemoError::Example(format!(
-                "leader {} did not accept it",
-                replicas[leader].name
-            )));
+            return Err(DemoError::NotReady(STARTUP_LIMIT));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        for (i, replica) in replicas.iter().enumerate() {
-            if status(http, replica).await.is_some_and(|s| s.role == "Leader") {
-                leader = i;
-            }
-        }
     }
 }
 
-async fn print_guide(http: &reqwest::Client, replicas: &[Replica]) {
-    println!("\nreplicas:");
-    for replica in replicas {
-        let role = status(http, replica)
+/// (job, target address) → collector, as one replica serves it.
+async fn assignments(http: &reqwest::Client, replica: &Replica) -> Option<BTreeMap<(String, String), String>> {
+    let jobs: BTreeMap<String, serde_json::Value> = http
+        .get(format!("{}/jobs", replica.url))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let mut owners = BTreeMap::new();
+    for job in jobs.keys() {
+        let by_collector: BTreeMap<String, serde_json::Value> = http
+            .get(format!("{}/jobs/{}/targets", replica.url, query_escape(job)))
+            .send()
             .await
-            .map(|s| s.role)
-            .unwrap_or_else(|| "?".into());
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        for (collector, entry) in by_collector {
+            for group in entry["targets"].as_array().into_iter().flatten() {
+                for address in group["targets"].as_array().into_iter().flatten() {
+                    owners.insert(
+                        (job.clone(), address.as_str().unwrap_or_default().to_string()),
+                        collector.clone(),
+                    );
+                }
+            }
+        }
+    }
+    Some(owners)
+}
+
+async fn print_guide(http: &reqwest::Client, replicas: &[Replica], root: &Path) {
+    let status = cluster_status(http, &replicas[0]).await;
+    println!("\nreplicas (each serves the same answers):");
+    for replica in replicas {
+        let role = status
+            .as_ref()
+            .and_then(|s| s.replicas.iter().find(|r| r.name == replica.name))
+            .map_or("?".to_string(), |r| r.role.clone());
         println!(
             "  {:<5} pid {:<7} {:<9} {}",
             replica.name,
             replica.child.id(),
             role,
-            replica.client_url
+            replica.url
         );
     }
-    let first = &replicas[0].client_url;
+    if let Some(status) = &status {
+        println!(
+            "\nexample: 3 jobs, {} targets on {} static collectors ({}), configs in {}",
+            status.targets,
+            status.collectors,
+            status.strategy,
+            root.display()
+        );
+    }
+    let first = &replicas[0].url;
+    let second = &replicas[1].url;
     println!(
-        "\ntry:\n  curl -s {first}/status\n  curl -s '{first}/table?consistency=linearizable'\n  \
-         kill -9 <pid of the leader>    # a new leader within ~2 s; the next lines report whether any target moved\n\n\
+        "\ntry:\n  \
+         curl -s {first}/jobs\n  \
+         curl -s '{second}/jobs/node-exporter/targets?collector_id=collector-0'\n  \
+         curl -s '{first}/jobs/serviceMonitor%2Fshop%2Fapi%2F0/targets?collector_id=collector-1'\n  \
+         curl -s {first}/scrape_configs        # the basic_auth password is masked\n  \
+         target-allocator status --endpoint {second}\n  \
+         open {first}/ in a browser             # the upstream HTML pages\n  \
+         kill -9 <pid of the Leader>            # a new leader within seconds; nothing moves (see below)\n\n\
          Ctrl-C stops the demo.\n"
     );
 }
 
-async fn watch(http: &reqwest::Client, replicas: &mut [Replica]) {
-    let mut baseline: Option<TableView> = None;
+async fn watch(http: &reqwest::Client, replicas: &mut [Replica], run_for: Option<Duration>) {
+    let started = Instant::now();
+    let mut baseline: Option<BTreeMap<(String, String), String>> = None;
     let mut ticker = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return,
             _ = ticker.tick() => {}
         }
+        if run_for.is_some_and(|limit| started.elapsed() >= limit) {
+            return;
+        }
         let mut line = Vec::new();
         let mut current = None;
+        let mut status = None;
         for replica in replicas.iter_mut() {
             if let Ok(Some(exit)) = replica.child.try_wait() {
                 line.push(format!("{}: exited ({exit})", replica.name));
                 continue;
             }
-            match status(http, replica).await {
-                Some(s) => line.push(format!(
-                    "{}: {} term {} rev {}{}",
-                    replica.name,
-                    s.role,
-                    s.term,
-                    s.revision,
-                    if s.stale { " STALE" } else { "" }
-                )),
-                None => line.push(format!("{}: not answering", replica.name)),
+            if status.is_none() {
+                status = cluster_status(http, replica).await;
             }
             if current.is_none() {
-                current = table(http, replica).await;
+                current = assignments(http, replica).await;
+            }
+        }
+        if let Some(status) = &status {
+            for row in &status.replicas {
+                if row.error.is_some() {
+                    line.push(format!("{}: down", row.name));
+                } else {
+                    line.push(format!(
+                        "{}: {} term {} rev {}{}",
+                        row.name,
+                        row.role,
+                        row.term,
+                        row.revision,
+                        if row.stale { " STALE" } else { "" }
+                    ));
+                }
             }
         }
         let moved = match (&baseline, &current) {
             (Some(before), Some(now)) => {
                 let moved = before
-                    .assignments
                     .iter()
-                    .filter(|(id, owner)| now.assignments.get(id) != Some(owner))
+                    .filter(|(target, owner)| now.get(*target) != Some(owner))
                     .count();
-                format!("targets moved since start: {moved}")
+                format!("targets moved since start: {moved} of {}", before.len())
             }
             _ => String::new(),
         };
@@ -340,15 +387,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_built_in_example_applies_cleanly() {
-        let transition = ta_raft::apply::apply(&ta_raft::Table::new(), 1, &example());
-        assert!(
-            matches!(transition.outcome, ta_raft::Outcome::Applied { .. }),
-            "{:?}",
-            transition.outcome
-        );
-        assert_eq!(transition.table.targets.len(), 15);
-        assert_eq!(transition.table.collectors.len(), 3);
-        assert!(transition.table.targets.values().all(|t| t.collector.is_some()));
+    fn the_built_in_example_is_a_valid_configuration() {
+        for index in 0..REPLICAS {
+            let text = example_config(index, 8480, Path::new("/tmp/demo"));
+            let loaded = crate::config::parse("demo.yaml", &text, &crate::config::UpstreamFlags::default(), &|_| None)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(loaded.config.scrape_configs().len(), 3);
+            assert_eq!(loaded.config.collectors.static_ids.len(), 3);
+            assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        }
     }
 }
