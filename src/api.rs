@@ -351,6 +351,8 @@ async fn metrics(State(context): Api, headers: HeaderMap) -> Response {
 /// Per-collector gauges from the table every replica agrees on.
 fn record_allocation(context: &ApiContext, model: &ReadModel) {
     let metrics = &context.metrics;
+    // Collectors that left have no series (upstream records 0 for them instead).
+    metrics.targets_per_collector.reset();
     for collector in model.table.collectors.keys() {
         let count = model
             .targets_per_collector
