@@ -248,26 +248,16 @@ async fn wait_until_ready(http: &reqwest::Client, replicas: &mut [Replica]) -> R
     }
 }
 
+async fn get_json(http: &reqwest::Client, url: String) -> Option<BTreeMap<String, serde_json::Value>> {
+    http.get(url).send().await.ok()?.json().await.ok()
+}
+
 /// (job, target address) → collector, as one replica serves it.
 async fn assignments(http: &reqwest::Client, replica: &Replica) -> Option<BTreeMap<(String, String), String>> {
-    let jobs: BTreeMap<String, serde_json::Value> = http
-        .get(format!("{}/jobs", replica.url))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let jobs = get_json(http, format!("{}/jobs", replica.url)).await?;
     let mut owners = BTreeMap::new();
     for job in jobs.keys() {
-        let by_collector: BTreeMap<String, serde_json::Value> = http
-            .get(format!("{}/jobs/{}/targets", replica.url, query_escape(job)))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let by_collector = get_json(http, format!("{}/jobs/{}/targets", replica.url, query_escape(job))).await?;
         for (collector, entry) in by_collector {
             for group in entry["targets"].as_array().into_iter().flatten() {
                 for address in group["targets"].as_array().into_iter().flatten() {

@@ -9,7 +9,6 @@
 
 mod go_json;
 mod markup;
-mod query;
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -20,6 +19,7 @@ use ta_raft::TargetId;
 use ta_raft::model::Target;
 
 use crate::allocation::desired::node_of;
+use crate::url_escape;
 use markup::Cell;
 use markup::Page;
 
@@ -150,7 +150,7 @@ fn jobs_page(table: &Table) -> HtmlResponse {
 
 fn job_page(table: &Table, raw_query: Option<&str>) -> HtmlResponse {
     // Upstream answers a missing or repeated `job_id` with a bare status and no body.
-    let values = query::values(raw_query, "job_id");
+    let values = url_escape::query_values(raw_query, "job_id");
     let [job] = values.as_slice() else {
         return HtmlResponse::page(400, String::new());
     };
@@ -193,7 +193,7 @@ fn targets_page(table: &Table) -> HtmlResponse {
 }
 
 fn target_page(table: &Table, raw_query: Option<&str>) -> HtmlResponse {
-    let hash_text = query::values(raw_query, "target_hash")
+    let hash_text = url_escape::query_values(raw_query, "target_hash")
         .into_iter()
         .next()
         .unwrap_or_default();
@@ -263,7 +263,7 @@ fn target_details(target: &Target) -> String {
 }
 
 fn collector_page(table: &Table, raw_query: Option<&str>) -> HtmlResponse {
-    let values = query::values(raw_query, "collector_id");
+    let values = url_escape::query_values(raw_query, "collector_id");
     let collector = match values.as_slice() {
         [only] => only.as_str(),
         _ => "",
@@ -318,12 +318,12 @@ fn target_url(target: &Target) -> &str {
 }
 
 fn job_link(job: &str) -> Cell {
-    Cell::link(format!("/debug/job?job_id={}", query::escape(job)), job)
+    Cell::link(format!("/debug/job?job_id={}", url_escape::query_escape(job)), job)
 }
 
 fn collector_link(collector: &str) -> Cell {
     Cell::link(
-        format!("/debug/collector?collector_id={}", query::escape(collector)),
+        format!("/debug/collector?collector_id={}", url_escape::query_escape(collector)),
         collector,
     )
 }

@@ -349,12 +349,7 @@ impl Replica {
             if *id == self.identity.node_id {
                 continue;
             }
-            let url = self
-                .context
-                .config
-                .peer_url(&node.name)
-                .unwrap_or(&node.url)
-                .to_string();
+            let url = self.peer_url(node);
             let http = self.context.http.clone();
             let name = node.name.clone();
             asks.spawn(async move {
@@ -375,6 +370,23 @@ impl Replica {
         statuses
     }
 
+    /// Where to reach `node`: the configured peer URL for its name, else the one it announced.
+    fn peer_url(&self, node: &PeerNode) -> String {
+        self.context
+            .config
+            .peer_url(&node.name)
+            .unwrap_or(&node.url)
+            .to_string()
+    }
+
+    /// The current leader and its peer URL, if known.
+    fn leader_peer_url(&self) -> Option<(NodeId, String)> {
+        let metrics = self.context.raft.metrics().borrow_watched().clone();
+        let leader = metrics.current_leader?;
+        let node = metrics.membership_config.membership().get_node(&leader)?.clone();
+        Some((leader, self.peer_url(&node)))
+    }
+
     /// Install the receiver of messages followers forward to the leader
     /// ([`Replica::forward_to_leader`]).
     pub fn set_forward_handler(&self, handler: crate::network::server::ForwardHandler) {
@@ -383,10 +395,7 @@ impl Replica {
 
     /// Deliver `message` to the leader's forward handler (locally when this replica leads).
     pub async fn forward_to_leader(&self, message: Vec<u8>) -> Result<(), ProposeError> {
-        let metrics = self.context.raft.metrics().borrow_watched().clone();
-        let Some(leader) = metrics.current_leader else {
-            return Err(ProposeError::NotLeader { leader: None });
-        };
+        let (leader, url) = self.leader_peer_url().ok_or(ProposeError::NotLeader { leader: None })?;
         if leader == self.identity.node_id {
             return if self.service.deliver_forwarded(message) {
                 Ok(())
@@ -394,18 +403,6 @@ impl Replica {
                 Err(ProposeError::Unknown("no forward handler installed".into()))
             };
         }
-        let node = metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .cloned()
-            .ok_or(ProposeError::NotLeader { leader: None })?;
-        let url = self
-            .context
-            .config
-            .peer_url(&node.name)
-            .unwrap_or(&node.url)
-            .to_string();
         let cluster_id = self.cluster_id().ok_or(ProposeError::NotLeader { leader: None })?;
         let envelope = Envelope {
             header: Header {
@@ -458,20 +455,7 @@ impl Replica {
                 .map_err(|e| ReadError::Leader(e.to_string()))?
                 .index()
         } else {
-            let metrics = raft.metrics().borrow_watched().clone();
-            let leader = metrics.current_leader.ok_or(ReadError::NoLeader)?;
-            let node = metrics
-                .membership_config
-                .membership()
-                .get_node(&leader)
-                .cloned()
-                .ok_or(ReadError::NoLeader)?;
-            let url = self
-                .context
-                .config
-                .peer_url(&node.name)
-                .unwrap_or(&node.url)
-                .to_string();
+            let (leader, url) = self.leader_peer_url().ok_or(ReadError::NoLeader)?;
             let cluster_id = self.cluster_id().ok_or(ReadError::NoLeader)?;
             let envelope = Envelope {
                 header: Header {
