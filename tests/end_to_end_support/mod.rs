@@ -530,6 +530,25 @@ impl Cluster {
         let _ = child.wait();
     }
 
+    /// SIGTERM replica `i` and wait for it to exit; returns its exit status and how long it
+    /// took to exit.
+    pub fn terminate(&self, i: usize) -> (std::process::ExitStatus, Duration) {
+        let replica = &self.replicas[i];
+        eprintln!("SIGTERM {}", replica.name);
+        let mut child = lock(&replica.child)
+            .take()
+            .unwrap_or_else(|| panic!("terminate {}: it is not running", replica.name));
+        let started = Instant::now();
+        let sent = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill -TERM runs");
+        assert!(sent.success(), "kill -TERM {} failed", replica.name);
+        let status = child.wait().expect("wait for the replica");
+        (status, started.elapsed())
+    }
+
     /// Start a killed replica again on the same data directory and config.
     pub fn restart(&self, i: usize) {
         eprintln!("restart {}", self.replicas[i].name);
