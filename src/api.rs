@@ -140,15 +140,24 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-/// Replica, leader and (if the handler did not set it) revision headers, and timing.
+/// Replica, leader and (if the handler did not set it) revision headers, timing, and 404 for
+/// every method but GET.
 async fn common_headers(State(context): Api, request: Request, next: Next) -> Response {
     let started = Instant::now();
+    // Upstream routes GET only: other methods, HEAD included (which axum would answer on a
+    // GET route), are unmatched.
+    let get = request.method() == axum::http::Method::GET;
     let route = request
         .extensions()
         .get::<MatchedPath>()
+        .filter(|_| get)
         .map(|path| path.as_str().replace("{job}", ":job_id").replace("{*page}", "*page"))
         .unwrap_or_default();
-    let mut response = next.run(request).await;
+    let mut response = if get {
+        next.run(request).await
+    } else {
+        not_found().await
+    };
     let headers = response.headers_mut();
     if !headers.contains_key(REVISION_HEADER) {
         let revision = context.models.borrow().revision;
