@@ -217,25 +217,28 @@ async fn serving_model(context: &ApiContext, raw_query: Option<&str>) -> Result<
 /// A pre-serialised body with its validators, gzip if asked, and the revision.
 fn respond(request_headers: &HeaderMap, model: &ReadModel, body: &Arc<Body>, content_type: &'static str) -> Response {
     let revision = HeaderValue::from(model.revision);
-    let etag = HeaderValue::from_str(&body.etag).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+    let gzip = request_headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")));
+    let tag = if gzip { &body.etag_gzip } else { &body.etag };
+    let etag = HeaderValue::from_str(tag).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
     if let Some(wanted) = request_headers.get(header::IF_NONE_MATCH)
-        && wanted
-            .to_str()
-            .is_ok_and(|list| list.split(',').any(|tag| tag.trim() == body.etag || tag.trim() == "*"))
+        && wanted.to_str().is_ok_and(|list| {
+            list.split(',')
+                .any(|candidate| candidate.trim() == tag || candidate.trim() == "*")
+        })
     {
         return (
             StatusCode::NOT_MODIFIED,
             [
                 (header::ETAG, etag),
                 (REVISION_HEADER.parse().expect("static"), revision),
+                (header::VARY, HeaderValue::from_static("Accept-Encoding")),
             ],
         )
             .into_response();
     }
-    let gzip = request_headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")));
     let mut response = if gzip {
         let mut response = HttpBody::from(body.gzipped()).into_response();
         response

@@ -231,6 +231,20 @@ impl Metrics {
         }
     }
 
+    /// Create the series that only a leader records, so every replica exposes them from the
+    /// start (at zero).
+    pub fn create_leader_series(&self, strategy: &str) {
+        for reason in ["rebalance", "reassigned"] {
+            self.targets_moved.with_label_values(&[reason]);
+        }
+        for outcome in ["applied", "rejected"] {
+            self.plans.with_label_values(&[outcome]);
+        }
+        for method in ["SetTargets", "SetCollectors"] {
+            self.time_to_allocate.with_label_values(&[method, strategy]);
+        }
+    }
+
     /// Record the Raft position (done just before each scrape).
     pub fn observe_raft(&self, status: &ReplicaStatus) {
         let to_i64 = |value: Option<u64>| value.map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX));

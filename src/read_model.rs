@@ -29,15 +29,18 @@ pub struct Body {
     pub bytes: Bytes,
     /// Strong validator over the bytes (quoted, as the header carries it).
     pub etag: String,
+    /// The validator of the gzip encoding: a strong ETag names one representation.
+    pub etag_gzip: String,
     gzipped: OnceLock<Bytes>,
 }
 
 impl Body {
     pub fn new(bytes: Vec<u8>) -> Self {
-        let etag = format!("\"{:016x}\"", xxhash_rust::xxh64::xxh64(&bytes, 0));
+        let digest = xxhash_rust::xxh64::xxh64(&bytes, 0);
         Self {
             bytes: Bytes::from(bytes),
-            etag,
+            etag: format!("\"{digest:016x}\""),
+            etag_gzip: format!("\"{digest:016x}-gzip\""),
             gzipped: OnceLock::new(),
         }
     }

@@ -88,6 +88,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let replica = Arc::new(Replica::start(cluster).await?);
     let metrics = Arc::new(Metrics::new());
     metrics.events.with_label_values(&["EventSourceConfigMap"]).inc();
+    metrics.create_leader_series(config.strategy.strategy.as_str());
 
     let models = crate::read_model::spawn(replica.subscribe());
     let discovery = DiscoveryManager::start(

@@ -409,6 +409,23 @@ async fn validators_compression_headers_and_unmatched_routes() {
         assert_eq!(gzipped.status, StatusCode::OK, "{route}");
         assert_eq!(gzipped.header("content-encoding"), Some("gzip"), "{route}");
         assert_eq!(gunzip(&gzipped.body), identity.body, "{route}: same bytes decompressed");
+        let gzip_tag = gzipped
+            .header("etag")
+            .expect("an ETag on the gzip encoding")
+            .to_string();
+        assert_ne!(
+            Some(gzip_tag.as_str()),
+            identity.header("etag"),
+            "{route}: a strong ETag names one encoding"
+        );
+        let gzip_revalidated = cluster
+            .get_with(0, route, &[("accept-encoding", "gzip"), ("if-none-match", &gzip_tag)])
+            .await;
+        assert_eq!(
+            gzip_revalidated.status,
+            StatusCode::NOT_MODIFIED,
+            "{route}: gzip revalidation"
+        );
         assert!(
             identity.header("content-encoding").is_none(),
             "{route}: identity unless asked"
