@@ -345,14 +345,7 @@ async fn closed_loop(
     let elapsed = started.elapsed();
     let cpu = cpu_now() - before;
     stop.cancel();
-    let mut latencies = Vec::new();
-    let mut body_len = 0;
-    while let Some(result) = tasks.join_next().await {
-        let (mut some, len) = result.expect("a connection task");
-        latencies.append(&mut some);
-        body_len = len;
-    }
-    latencies.sort_unstable();
+    let (latencies, body_len) = gather(&mut tasks).await;
     Measured {
         requests: latencies.len(),
         elapsed,
@@ -415,15 +408,8 @@ async fn open_loop(
     }
     tokio::time::sleep_until(measure_from).await;
     let before = cpu_now();
-    let mut latencies = Vec::new();
-    let mut body_len = 0;
-    while let Some(result) = tasks.join_next().await {
-        let (mut some, len) = result.expect("a connection task");
-        latencies.append(&mut some);
-        body_len = len;
-    }
+    let (latencies, body_len) = gather(&mut tasks).await;
     let cpu = cpu_now() - before;
-    latencies.sort_unstable();
     Measured {
         requests: latencies.len(),
         elapsed: duration,
@@ -591,4 +577,17 @@ async fn wait_ready(port: u16, path: &str, targets: usize) -> (usize, usize) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("the replica did not serve {targets} targets on {path} within 60 s; last: {last}");
+}
+
+/// Every connection's latencies, sorted, and the body length seen.
+async fn gather(tasks: &mut tokio::task::JoinSet<(Vec<Duration>, usize)>) -> (Vec<Duration>, usize) {
+    let mut latencies = Vec::new();
+    let mut body_len = 0;
+    while let Some(result) = tasks.join_next().await {
+        let (mut some, len) = result.expect("a connection task");
+        latencies.append(&mut some);
+        body_len = len;
+    }
+    latencies.sort_unstable();
+    (latencies, body_len)
 }
