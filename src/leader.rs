@@ -153,7 +153,7 @@ impl LeaderLoop {
             if self.discovery.has_changed().unwrap_or(false) {
                 let discovered = self.discovery.borrow_and_update().clone();
                 synced = discovered.all_synced;
-                pending.extend(self.process_discovered(&mut desired, &discovered));
+                pending.extend(off_the_runtime(|| self.process_discovered(&mut desired, &discovered)));
             }
 
             // Leadership.
@@ -247,15 +247,17 @@ impl LeaderLoop {
             };
             let rebalance_budget = budget.remaining(per_minute, now);
             let started = Instant::now();
-            let plan = planner::plan(&PlanInput {
-                table: &table,
-                desired: desired.desired(),
-                scope,
-                collectors: &observed,
-                strategy: self.strategy.as_ref(),
-                grace_period: self.config.collector_not_ready_grace_period,
-                now_unix_millis: unix_millis_now(),
-                rebalance_budget,
+            let plan = off_the_runtime(|| {
+                planner::plan(&PlanInput {
+                    table: &table,
+                    desired: desired.desired(),
+                    scope,
+                    collectors: &observed,
+                    strategy: self.strategy.as_ref(),
+                    grace_period: self.config.collector_not_ready_grace_period,
+                    now_unix_millis: unix_millis_now(),
+                    rebalance_budget,
+                })
             });
             let method = if full_plan_needed {
                 "SetTargets"
@@ -364,6 +366,15 @@ impl LeaderLoop {
                 None
             }
         }
+    }
+}
+
+/// Run CPU-heavy work (relabeling or planning a large table takes seconds) without stalling
+/// the tasks that share this worker thread, Raft heartbeats among them.
+fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 
