@@ -263,15 +263,20 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|accept| accept.contains("text/html"))
 }
 
-async fn scrape_configs(State(context): Api, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+async fn scrape_configs(
+    State(context): Api,
+    over_tls: Option<axum::Extension<crate::tls::OverTls>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     if wants_html(&headers) {
         return html(&context, "/scrape_configs", query.as_deref());
     }
     match serving_model(&context, query.as_deref()).await {
         Ok(model) => {
-            // Real secret values only where upstream serves them: its TLS listener (not
-            // offered here) or with allow_insecure_auth_secrets.
-            let body = if context.allow_insecure_auth_secrets {
+            // Real secret values only where upstream serves them: the mTLS listener, or
+            // anywhere with allow_insecure_auth_secrets.
+            let body = if over_tls.is_some() || context.allow_insecure_auth_secrets {
                 &model.scrape_configs_with_secrets
             } else {
                 &model.scrape_configs_masked

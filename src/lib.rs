@@ -28,6 +28,7 @@ pub mod secrets;
 pub mod service;
 pub mod status;
 pub mod targets;
+pub mod tls;
 pub mod url_escape;
 
 use std::process::ExitCode;

@@ -50,6 +50,8 @@ pub enum ServiceError {
     #[error("the allocation strategy cannot run: {0}")]
     Strategy(String),
     #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
     Replica(#[from] ta_raft::StartError),
 }
 
@@ -77,12 +79,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let strategy =
         crate::allocation::strategy::build(&config.strategy).map_err(|e| ServiceError::Strategy(e.to_string()))?;
     let listen_addr = listen_address(&config.listen_addr)?;
-    let listener = tokio::net::TcpListener::bind(listen_addr)
-        .await
-        .map_err(|source| ServiceError::Bind {
-            addr: listen_addr,
-            source,
-        })?;
+    // Certificates are checked before any port opens.
+    let https = match config.https.enabled {
+        true => Some((
+            listen_address(&config.https.listen_addr)?,
+            crate::tls::server_config(&config.https)?,
+        )),
+        false => None,
+    };
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServiceError::Bind { addr, source })
+    };
+    let listener = bind(listen_addr).await?;
+    let https = match https {
+        Some((addr, tls)) => Some((bind(addr).await?, tls)),
+        None => None,
+    };
     let cluster = config.cluster_or_single();
     let coalesce_window = config.coalesce_window;
     let replica = Arc::new(Replica::start(cluster).await?);
@@ -149,10 +163,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         strategy: config.strategy.strategy.as_str(),
     });
     let http_stop = CancellationToken::new();
+    let router = crate::api::router(context);
+    if let Some((listener, tls)) = https {
+        tracing::info!(addr = ?listener.local_addr().ok(), "serving the API over mTLS too");
+        tasks.spawn(crate::tls::serve(listener, tls, router.clone(), http_stop.clone()));
+    }
     let server = {
         let http_stop = http_stop.clone();
         tokio::spawn(async move {
-            axum::serve(listener, crate::api::router(context))
+            axum::serve(listener, router)
                 .with_graceful_shutdown(async move { http_stop.cancelled().await })
                 .await
         })
