@@ -19,9 +19,11 @@
 //! Not built yet: the backends, the poller, the workload, the faults and their schedules, the
 //! command-line binary and the CI profile. docs/chaos.md says what each check means.
 
+pub mod checker;
 pub mod history;
 pub mod report;
 mod seconds;
 
+pub use checker::check;
 pub use history::History;
 pub use report::Report;

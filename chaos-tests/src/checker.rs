@@ -1,0 +1,256 @@
+//! [`check`]: judges a [`History`] against the invariants of DESIGN.md that can be seen from
+//! outside (I1, I2, I3, I4, I6 and liveness) and measures failover, convergence and
+//! availability. A pure function of the history: no runtime, no IO, no clock, so every rule is
+//! unit-tested on synthetic histories (`checker/tests.rs`).
+//!
+//! ```text
+//!                     ┌─► one_owner   (I1) ─┐
+//!                     ├─► agreement   (I2) ─┤
+//!  History ─► Run ────┼─► durability  (I3) ─┼─► violations ─┐
+//!  (polls and events  ├─► stability   (I4) ─┤               ├─► Report
+//!   sorted by time,   ├─► staleness   (I6) ─┤               │
+//!   faults paired)    ├─► liveness         ─┘               │
+//!                     └─► measurements ─────────────────────┘
+//! ```
+//!
+//! One module per invariant; each says how its rule is checked and what it forgives.
+
+mod agreement;
+mod durability;
+mod liveness;
+mod measurements;
+mod one_owner;
+mod stability;
+mod staleness;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::fmt::Display;
+use std::time::Duration;
+
+use crate::history::Event;
+use crate::history::EventKind;
+use crate::history::History;
+use crate::history::Poll;
+use crate::history::PollOutcome;
+use crate::history::RunParameters;
+use crate::history::ServedView;
+use crate::report::Report;
+use crate::report::TimingSummary;
+
+/// Items named in a violation's details before the rest are only counted.
+const ITEMS_LISTED: usize = 5;
+
+/// Judges a run. The report carries the history's seed so a failure can be replayed.
+pub fn check(history: &History) -> Report {
+    let mut run = Run::new(history);
+    let mut violations = one_owner::check(&run);
+    violations.extend(agreement::check(&run));
+    violations.extend(durability::check(&run));
+    violations.extend(stability::check(&run));
+    violations.extend(staleness::check(&run));
+    let (liveness_violations, liveness_notes) = liveness::check(&run);
+    violations.extend(liveness_violations);
+    run.notes.extend(liveness_notes);
+    violations.sort_by(|a, b| a.at.cmp(&b.at).then(a.kind.cmp(&b.kind)));
+
+    let faults = measurements::fault_summaries(&run);
+    let failover = TimingSummary::of(faults.iter().filter_map(|fault| fault.failover).collect());
+    let convergence = measurements::convergence_samples(&run);
+    let convergence_summary =
+        TimingSummary::of(convergence.iter().filter_map(|sample| sample.converged_after).collect());
+    Report {
+        seed: history.seed,
+        duration: history.end,
+        replicas: history.replicas.clone(),
+        polls: history.polls.len(),
+        revisions_seen: run
+            .observations
+            .iter()
+            .map(|observation| observation.view.revision)
+            .collect::<BTreeSet<_>>()
+            .len(),
+        faults,
+        violations,
+        availability: measurements::availability(&run),
+        failover,
+        convergence,
+        convergence_summary,
+        notes: run.notes,
+    }
+}
+
+/// The history in the order the checks read it, with the facts several checks share.
+pub(crate) struct Run<'h> {
+    pub history: &'h History,
+    pub parameters: &'h RunParameters,
+    /// Every poll by time; ties keep the order they were recorded in.
+    pub polls: Vec<&'h Poll>,
+    /// The polls that served a view, by time.
+    pub observations: Vec<Observation<'h>>,
+    /// Every event by time.
+    pub events: Vec<&'h Event>,
+    /// Faults with their heals paired, by start.
+    pub faults: Vec<Fault<'h>>,
+    pub notes: Vec<String>,
+}
+
+/// One replica serving one view at one moment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Observation<'h> {
+    pub replica: &'h str,
+    pub at: Duration,
+    pub view: &'h ServedView,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Fault<'h> {
+    pub name: &'h str,
+    pub affected: &'h BTreeSet<String>,
+    pub isolating: bool,
+    pub started: Duration,
+    /// `None` if the fault was still active when the run ended.
+    pub healed: Option<Duration>,
+}
+
+impl Fault<'_> {
+    pub fn active_at(&self, at: Duration) -> bool {
+        self.started <= at && self.healed.is_none_or(|healed| at < healed)
+    }
+}
+
+impl<'h> Run<'h> {
+    pub fn new(history: &'h History) -> Self {
+        let mut polls: Vec<&Poll> = history.polls.iter().collect();
+        polls.sort_by_key(|poll| poll.at);
+        let observations = polls
+            .iter()
+            .filter_map(|poll| match &poll.outcome {
+                PollOutcome::Served(view) => Some(Observation {
+                    replica: poll.replica.as_str(),
+                    at: poll.at,
+                    view,
+                }),
+                PollOutcome::Unavailable { .. } | PollOutcome::Unreachable => None,
+            })
+            .collect();
+        let mut events: Vec<&Event> = history.events.iter().collect();
+        events.sort_by_key(|event| event.at);
+
+        let mut faults: Vec<Fault> = Vec::new();
+        let mut notes = Vec::new();
+        for event in events.iter().copied() {
+            match &event.kind {
+                EventKind::FaultStarted {
+                    name,
+                    affected,
+                    isolating,
+                } => faults.push(Fault {
+                    name,
+                    affected,
+                    isolating: *isolating,
+                    started: event.at,
+                    healed: None,
+                }),
+                EventKind::FaultHealed { name } => {
+                    match faults
+                        .iter_mut()
+                        .find(|fault| fault.name == name.as_str() && fault.healed.is_none())
+                    {
+                        Some(fault) => fault.healed = Some(event.at),
+                        None => notes.push(format!(
+                            "the heal of \"{name}\" at {} matches no open fault and was ignored",
+                            crate::seconds::text(event.at)
+                        )),
+                    }
+                }
+                _ => {}
+            }
+        }
+        Run {
+            history,
+            parameters: &history.parameters,
+            polls,
+            observations,
+            events,
+            faults,
+            notes,
+        }
+    }
+
+    /// The observation with the highest revision served before `at`; the earliest such one
+    /// when several replicas served it. A poll at `at` itself counts as after.
+    pub fn highest_served_before(&self, at: Duration) -> Option<&Observation<'h>> {
+        let before = self.observations.partition_point(|observation| observation.at < at);
+        self.observations[..before]
+            .iter()
+            .max_by_key(|observation| (observation.view.revision, std::cmp::Reverse(observation.at)))
+    }
+
+    /// The leader the last poll before `at` named.
+    pub fn leader_before(&self, at: Duration) -> Option<&'h str> {
+        let before = self.observations.partition_point(|observation| observation.at < at);
+        self.observations[..before]
+            .iter()
+            .rev()
+            .find_map(|observation| observation.view.leader.as_deref())
+    }
+
+    /// Observations with `from <= at <= until`.
+    pub fn observations_between(&self, from: Duration, until: Duration) -> &[Observation<'h>] {
+        let start = self.observations.partition_point(|observation| observation.at < from);
+        let end = self.observations.partition_point(|observation| observation.at <= until);
+        &self.observations[start..end.max(start)]
+    }
+
+    /// Events with `from <= at <= until`.
+    pub fn events_between(&self, from: Duration, until: Duration) -> impl Iterator<Item = &'h Event> + '_ {
+        self.events
+            .iter()
+            .copied()
+            .filter(move |event| from <= event.at && event.at <= until)
+    }
+}
+
+/// "1 target", "2 targets".
+pub(crate) fn counted(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// "a, b, c and 4 more": names the first few items of a possibly long list.
+pub(crate) fn listed<T: Display>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|item| item.to_string()).collect();
+    let shown = items.iter().take(ITEMS_LISTED).cloned().collect::<Vec<_>>().join(", ");
+    match items.len().saturating_sub(ITEMS_LISTED) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
+/// The targets two views assign differently, as "app/t1: c1 vs c2", with their count.
+pub(crate) fn differences(first: &ServedView, second: &ServedView) -> (usize, String) {
+    let first_owners = first.owners();
+    let second_owners = second.owners();
+    let targets: BTreeSet<_> = first_owners.keys().chain(second_owners.keys()).collect();
+    let describe = |owners: Option<&BTreeSet<&str>>| match owners {
+        Some(owners) if !owners.is_empty() => owners.iter().copied().collect::<Vec<_>>().join("+"),
+        _ => "none".to_string(),
+    };
+    let differing: Vec<String> = targets
+        .into_iter()
+        .filter(|target| first_owners.get(**target) != second_owners.get(**target))
+        .map(|target| {
+            format!(
+                "{target}: {} vs {}",
+                describe(first_owners.get(*target)),
+                describe(second_owners.get(*target))
+            )
+        })
+        .collect();
+    (differing.len(), listed(differing))
+}
