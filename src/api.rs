@@ -147,12 +147,8 @@ async fn common_headers(State(context): Api, request: Request, next: Next) -> Re
     // Upstream routes GET only: other methods, HEAD included (which axum would answer on a
     // GET route), are unmatched.
     let get = request.method() == axum::http::Method::GET;
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .filter(|_| get)
-        .map(|path| path.as_str().replace("{job}", ":job_id").replace("{*page}", "*page"))
-        .unwrap_or_default();
+    let route = request.extensions().get::<MatchedPath>().filter(|_| get).cloned();
+    let label = route.as_ref().map_or("", |path| route_label(path.as_str()));
     let mut response = if get {
         next.run(request).await
     } else {
@@ -169,14 +165,23 @@ async fn common_headers(State(context): Api, request: Request, next: Next) -> Re
     context
         .metrics
         .http_duration
-        .with_label_values(&[route.as_str()])
+        .with_label_values(&[label])
         .observe(elapsed);
     context
         .metrics
         .http_request_duration
-        .with_label_values(&[route.as_str()])
+        .with_label_values(&[label])
         .observe(elapsed);
     response
+}
+
+/// The `path` label: upstream's gin route templates for our parameterised routes.
+fn route_label(matched: &str) -> &str {
+    match matched {
+        "/jobs/{job}/targets" => "/jobs/:job_id/targets",
+        "/debug/{*page}" => "/debug/*page",
+        other => other,
+    }
 }
 
 /// The model to answer from, or why there is none (I6).
