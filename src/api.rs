@@ -329,28 +329,12 @@ async fn job_targets(
         None => match model.job_bodies.get(job.as_str()) {
             Some(bodies) => respond(&headers, &model, &bodies.all, "application/json"),
             None => {
-                let body = Arc::new(Body::new(all_collectors_without_targets(&model, &job)));
+                let body = crate::read_model::all_collectors_body(&model.table, &job, |_| None);
+                let body = Arc::new(Body::new(body));
                 respond(&headers, &model, &body, "application/json")
             }
         },
     }
-}
-
-/// Upstream lists every collector even for a job with no targets.
-fn all_collectors_without_targets(model: &ReadModel, job: &str) -> Vec<u8> {
-    let mut map = serde_json::Map::new();
-    for collector in model.table.collectors.keys() {
-        map.insert(
-            collector.to_string(),
-            serde_json::json!({
-                "_link": format!("/debug/jobs/{}/targets?collector_id={}", crate::url_escape::query_escape(job), collector),
-                "targets": [],
-            }),
-        );
-    }
-    let mut body = serde_json::to_vec(&map).unwrap_or_default();
-    body.push(b'\n');
-    body
 }
 
 async fn readyz(State(context): Api) -> Response {

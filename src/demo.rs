@@ -327,9 +327,11 @@ async fn watch(http: &reqwest::Client, replicas: &mut [Replica], run_for: Option
         let mut line = Vec::new();
         let mut current = None;
         let mut status = None;
+        let mut exited = Vec::new();
         for replica in replicas.iter_mut() {
             if let Ok(Some(exit)) = replica.child.try_wait() {
                 line.push(format!("{}: exited ({exit})", replica.name));
+                exited.push(replica.name.clone());
                 continue;
             }
             if status.is_none() {
@@ -340,7 +342,7 @@ async fn watch(http: &reqwest::Client, replicas: &mut [Replica], run_for: Option
             }
         }
         if let Some(status) = &status {
-            for row in &status.replicas {
+            for row in status.replicas.iter().filter(|row| !exited.contains(&row.name)) {
                 if row.error.is_some() {
                     line.push(format!("{}: down", row.name));
                 } else {

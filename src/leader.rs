@@ -377,8 +377,3 @@ fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
         _ => work(),
     }
 }
-
-/// The digest a leader records with the scrape configs of `config`.
-pub fn config_digest(config: &Config) -> u64 {
-    wanted_scrape_configs(config).1
-}

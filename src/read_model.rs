@@ -298,27 +298,8 @@ impl ReadModelBuilder {
         bodies
     }
 
-    /// `{"<collector>": {"_link": ..., "targets": [...]}}` for every known collector.
     fn all_collectors_body(&self, table: &Table, job: &Symbol) -> Vec<u8> {
-        let empty = BTreeSet::new();
-        let mut out = Vec::new();
-        out.push(b'{');
-        for (position, collector) in table.collectors.keys().enumerate() {
-            if position > 0 {
-                out.push(b',');
-            }
-            json_string(&mut out, collector);
-            out.extend_from_slice(b":{\"_link\":");
-            // Upstream's link (since #3652) leaves the collector id unescaped.
-            let link = format!("/debug/jobs/{}/targets?collector_id={}", query_escape(job), collector);
-            json_string(&mut out, &link);
-            out.extend_from_slice(b",\"targets\":");
-            let ids = self.ids_of(job, Some(collector)).unwrap_or(&empty);
-            write_groups(&mut out, table, ids);
-            out.push(b'}');
-        }
-        out.extend_from_slice(b"}\n");
-        out
+        all_collectors_body(table, job, |collector| self.ids_of(job, Some(collector)))
     }
 
     fn counts(&self) -> BTreeMap<Option<Symbol>, usize> {
@@ -330,6 +311,34 @@ impl ReadModelBuilder {
         }
         counts
     }
+}
+
+/// `{"<collector>": {"_link": ..., "targets": [...]}}` and a newline, for every known
+/// collector (upstream lists them even for a job with no targets); `ids_of` gives each
+/// collector's targets of `job`.
+pub fn all_collectors_body<'a>(
+    table: &Table,
+    job: &str,
+    ids_of: impl Fn(&Symbol) -> Option<&'a BTreeSet<TargetId>>,
+) -> Vec<u8> {
+    let empty = BTreeSet::new();
+    let mut out = Vec::new();
+    out.push(b'{');
+    for (position, collector) in table.collectors.keys().enumerate() {
+        if position > 0 {
+            out.push(b',');
+        }
+        json_string(&mut out, collector);
+        out.extend_from_slice(b":{\"_link\":");
+        // Upstream's link (since #3652) leaves the collector id unescaped.
+        let link = format!("/debug/jobs/{}/targets?collector_id={}", query_escape(job), collector);
+        json_string(&mut out, &link);
+        out.extend_from_slice(b",\"targets\":");
+        write_groups(&mut out, table, ids_of(collector).unwrap_or(&empty));
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"}\n");
+    out
 }
 
 /// `[{"targets":["<address>"],"labels":{...}}, ...]` and a newline.
@@ -570,6 +579,10 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(&model.scrape_configs_with_secrets.bytes).unwrap(),
             "{\"my job\":{\"job_name\":\"my job\"}}"
+        );
+        assert_eq!(
+            std::str::from_utf8(&all_collectors_body(&table, "no such job", |_| None)).unwrap(),
+            "{\"c-0\":{\"_link\":\"/debug/jobs/no+such+job/targets?collector_id=c-0\",\"targets\":[]}}\n"
         );
         let gzipped = model.targets_of("my job", "c-0").gzipped();
         let mut decoded = Vec::new();

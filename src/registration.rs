@@ -14,6 +14,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
+use rustc_hash::FxHashSet;
 use serde::Deserialize;
 use serde::Serialize;
 use ta_raft::CollectorState;
@@ -55,7 +56,7 @@ pub struct PollLog {
 
 #[derive(Default)]
 struct PollState {
-    pending: FxHashMap<String, ()>,
+    pending: FxHashSet<String>,
     forwarded_at: FxHashMap<String, Instant>,
 }
 
@@ -66,10 +67,10 @@ impl PollLog {
             return;
         }
         let mut state = self.state.lock().expect("poll log lock poisoned");
-        if state.pending.contains_key(collector_id) || state.pending.len() >= MAX_PENDING_IDS {
+        if state.pending.contains(collector_id) || state.pending.len() >= MAX_PENDING_IDS {
             return;
         }
-        state.pending.insert(collector_id.to_string(), ());
+        state.pending.insert(collector_id.to_string());
     }
 
     /// The ids due for forwarding now: new ones, and known ones last forwarded more than
@@ -77,7 +78,7 @@ impl PollLog {
     fn due(&self, refresh: Duration) -> Vec<String> {
         let mut state = self.state.lock().expect("poll log lock poisoned");
         let now = Instant::now();
-        let pending: Vec<String> = state.pending.drain().map(|(id, ())| id).collect();
+        let pending: Vec<String> = state.pending.drain().collect();
         state.forwarded_at.retain(|_, at| now.duration_since(*at) < refresh * 4);
         let mut due = Vec::new();
         for id in pending {
