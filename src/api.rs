@@ -186,8 +186,9 @@ fn route_label(matched: &str) -> &str {
 
 /// The model to answer from, or why there is none (I6).
 async fn serving_model(context: &ApiContext, raw_query: Option<&str>) -> Result<Arc<ReadModel>, ApiError> {
-    // Most requests carry only collector_id: skip decoding the query for them.
-    let asks_consistency = raw_query.is_some_and(|query| query.contains("consistency"));
+    // Most requests carry only collector_id: skip decoding the query unless it may name
+    // `consistency` (literally, or percent-encoded).
+    let asks_consistency = raw_query.is_some_and(|query| query.contains("consistency") || query.contains('%'));
     if asks_consistency && query_value(raw_query, "consistency").as_deref() == Some("linearizable") {
         let table = context
             .replica
