@@ -23,7 +23,7 @@ mod one_owner;
 mod stability;
 mod staleness;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
@@ -121,6 +121,26 @@ impl Fault<'_> {
 }
 
 impl<'h> Run<'h> {
+    /// The reaction window after `cause`, stretched past any fault under way while the leader
+    /// was reacting (begun before the cause or during the window): a failover or a cluster
+    /// restart delays the reaction until a leader runs again, and the heal bounds that.
+    pub fn reaction_deadline(&self, cause: Duration) -> Duration {
+        let window = self.parameters.reaction_window();
+        let mut deadline = cause + window;
+        loop {
+            let stretched = self
+                .faults
+                .iter()
+                .filter(|fault| fault.started <= deadline && fault.healed.is_none_or(|healed| healed >= cause))
+                .map(|fault| fault.healed.unwrap_or(self.history.end) + window)
+                .fold(deadline, Duration::max);
+            if stretched == deadline {
+                return deadline;
+            }
+            deadline = stretched;
+        }
+    }
+
     pub fn new(history: &'h History) -> Self {
         let mut polls: Vec<&Poll> = history.polls.iter().collect();
         polls.sort_by_key(|poll| poll.at);

@@ -51,6 +51,10 @@ pub struct RunParameters {
     /// How often the poller asks each replica; an observation is up to this late.
     #[serde(with = "crate::seconds")]
     pub poll_interval: Duration,
+    /// How long after a collector stops polling the allocator may first notice it gone (the
+    /// `register_on_poll` ttl; zero for collectors whose absence is seen at once).
+    #[serde(with = "crate::seconds", default)]
+    pub departure_lag: Duration,
     /// Tolerance added to every deadline for process scheduling and request latency, so a
     /// check fails on a broken rule rather than on a slow machine.
     #[serde(with = "crate::seconds")]
@@ -80,6 +84,7 @@ impl Default for RunParameters {
             lease: Duration::from_secs(3),
             coalesce_window: Duration::from_secs(1),
             poll_interval: Duration::from_millis(500),
+            departure_lag: Duration::ZERO,
             slack: Duration::from_secs(1),
             convergence_deadline: Duration::from_secs(10),
             assignment_margin: Duration::from_secs(5),

@@ -101,8 +101,13 @@ pub enum ViolationKind {
     MoveWithinGrace,
     /// I6: a replica cut off from the leader served past its lease.
     StaleServing,
+    /// I6: a replica served a revision older than one served more than the lease before.
+    SupersededServing,
     /// Liveness: replicas had not caught up by the deadline after the last heal.
     NotConverged,
+    /// Liveness: a collector gone past the grace period still held targets after the leader
+    /// had time to react.
+    DepartedCollectorKeptTargets,
     /// Liveness: a target the workload added was not served by its deadline.
     NewTargetUnassigned,
     /// Liveness could not be judged: a fault never healed, or the run ended before the
@@ -117,10 +122,11 @@ impl ViolationKind {
             ViolationKind::Disagreement => "I2",
             ViolationKind::RevisionBackwards | ViolationKind::StateLostAfterFullRestart => "I3",
             ViolationKind::UnexplainedMove | ViolationKind::MoveWithinGrace => "I4",
-            ViolationKind::StaleServing => "I6",
-            ViolationKind::NotConverged | ViolationKind::NewTargetUnassigned | ViolationKind::LivenessUnjudged => {
-                "liveness"
-            }
+            ViolationKind::StaleServing | ViolationKind::SupersededServing => "I6",
+            ViolationKind::NotConverged
+            | ViolationKind::NewTargetUnassigned
+            | ViolationKind::DepartedCollectorKeptTargets
+            | ViolationKind::LivenessUnjudged => "liveness",
         }
     }
 }
@@ -135,7 +141,9 @@ impl fmt::Display for ViolationKind {
             ViolationKind::UnexplainedMove => "unexplained move",
             ViolationKind::MoveWithinGrace => "move within grace period",
             ViolationKind::StaleServing => "stale serving",
+            ViolationKind::SupersededServing => "superseded state served",
             ViolationKind::NotConverged => "not converged",
+            ViolationKind::DepartedCollectorKeptTargets => "departed collector kept targets",
             ViolationKind::NewTargetUnassigned => "new target unassigned",
             ViolationKind::LivenessUnjudged => "liveness unjudged",
         };

@@ -9,6 +9,10 @@
 //! agree). A run that cannot show liveness (a fault never healed, or the run ended before the
 //! deadline with replicas still behind) is reported as unjudged, so it cannot pass.
 //!
+//! A collector gone past the departure lag plus the grace period holds no targets once the
+//! leader had time to react (the other half of the grace period: it delays moves, it does not
+//! prevent them).
+//!
 //! A new target's deadline starts at the workload's change; a fault active before it passes
 //! pushes it to that fault's heal plus the same margin, since the leader may be gone or the
 //! cluster down meanwhile.
@@ -78,7 +82,63 @@ pub(super) fn check(run: &Run) -> (Vec<Violation>, Vec<String>) {
     let mut violations = convergence(run);
     let (unassigned, notes) = new_targets(run);
     violations.extend(unassigned);
+    violations.extend(departed_collectors_release_targets(run));
     (violations, notes)
+}
+
+fn departed_collectors_release_targets(run: &Run) -> Vec<Violation> {
+    let parameters = run.parameters;
+    // Collector → when it left, while it is away.
+    let mut away: BTreeMap<&str, Duration> = BTreeMap::new();
+    let mut absences: Vec<(&str, Duration, Duration)> = Vec::new();
+    for event in &run.events {
+        let EventKind::CollectorsChanged { joined, left } = &event.kind else {
+            continue;
+        };
+        for collector in left {
+            away.entry(collector.as_str()).or_insert(event.at);
+        }
+        for collector in joined {
+            if let Some(left_at) = away.remove(collector.as_str()) {
+                absences.push((collector, left_at, event.at));
+            }
+        }
+    }
+    absences.extend(
+        away.into_iter()
+            .map(|(collector, left_at)| (collector, left_at, run.history.end)),
+    );
+
+    let mut violations = Vec::new();
+    for (collector, left_at, returned) in absences {
+        let deadline =
+            run.reaction_deadline(left_at + parameters.departure_lag + parameters.grace_period + parameters.slack);
+        let still_holding = run.observations_between(deadline, returned).iter().find(|observation| {
+            observation.at > deadline
+                && observation
+                    .view
+                    .assignment
+                    .get(collector)
+                    .is_some_and(|targets| !targets.is_empty())
+        });
+        if let Some(observation) = still_holding {
+            let targets = &observation.view.assignment[collector];
+            violations.push(Violation::new(
+                ViolationKind::DepartedCollectorKeptTargets,
+                [observation.replica],
+                observation.at,
+                Some(observation.view.revision),
+                format!(
+                    "{collector} left at {} and was still away, yet held {} at {}: {}",
+                    seconds::text(left_at),
+                    counted(targets.len(), "target"),
+                    seconds::text(observation.at),
+                    listed(targets.iter().map(ToString::to_string).collect::<Vec<_>>()),
+                ),
+            ));
+        }
+    }
+    violations
 }
 
 fn convergence(run: &Run) -> Vec<Violation> {

@@ -4,6 +4,8 @@
 //! - Failover: the leader a fault hit is the one the last poll before it named; failover ends
 //!   at the first poll naming another leader, looked for until the fault's heal plus the
 //!   convergence deadline (a leader that is only paused briefly may keep its role: no sample).
+//!   A fault on every replica (a full or rolling restart) gives no sample: what follows it is
+//!   the cluster starting, not a failover.
 //! - Convergence: after each heal, until the next fault starts or the run ends, as defined by
 //!   liveness (every replica serving the highest revision seen before the heal, or later).
 //! - Availability: polls answered with an assignment, per replica and overall, and during
@@ -31,7 +33,8 @@ pub(super) fn fault_summaries(run: &Run) -> Vec<FaultSummary> {
             let look_until = fault
                 .healed
                 .map_or(run.history.end, |healed| healed + run.parameters.convergence_deadline);
-            let failover = hit_leader.and_then(|old| {
+            let whole_cluster = fault.affected.len() >= run.history.replicas.len();
+            let failover = hit_leader.filter(|_| !whole_cluster).and_then(|old| {
                 run.observations_between(fault.started, look_until)
                     .iter()
                     .find(|observation| observation.view.leader.as_deref().is_some_and(|leader| leader != old))

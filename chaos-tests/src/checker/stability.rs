@@ -14,12 +14,18 @@
 //! while the leader reacts) reaches the observation:
 //!
 //! - a `TargetsChanged` adding, removing or relabeling that target;
-//! - its previous owner having left at least the grace period (less the slack) before the
-//!   observation, and either still away or back no longer than a reaction ago (moves away
-//!   from a collector gone longer than the grace period are expected);
-//! - a collector joining, if the target went to it: strategies move targets only to a joiner.
-//!   A collector back before its grace period ended never left as far as the allocator knows,
-//!   so its return is no join.
+//! - its previous owner having been gone long enough for the allocator to notice (the
+//!   departure lag: a silent `register_on_poll` collector is noticed only when its
+//!   registration expires) and for the grace period to run out, and either still away or
+//!   back no longer than a reaction ago;
+//! - a change of membership the allocator acts on: a collector joining, or a departed one's
+//!   grace period running out. Any target may move then, not only the joiner's or the
+//!   departed one's: upstream's consistent-hashing bounds each collector's load, so a change
+//!   of members also shifts some ring partitions between the others. The leader acts on a
+//!   change in one batch, so each change explains the moves of one pair of views only (the
+//!   first with otherwise unexplained moves in its window). A collector back before its
+//!   grace period could have run out never left as far as the allocator knows, so its return
+//!   is no join.
 //!
 //! Replica faults, restarts and failovers explain nothing. An unexplained move while either
 //! collector involved was away is reported as a move within the grace period, any other as an
@@ -54,6 +60,7 @@ pub(super) fn check(run: &Run) -> Vec<Violation> {
     }
 
     let mut violations = Vec::new();
+    let mut unused_changes = collectors.membership_changes(run);
     for (index, pair) in views.windows(2).enumerate() {
         let (before, after) = (pair[0], pair[1]);
         let observed = first_observed[index + 1];
@@ -68,7 +75,7 @@ pub(super) fn check(run: &Run) -> Vec<Violation> {
                 Some(owners) if owners.len() == 1 => owners.first().copied(),
                 Some(_) => continue,
             };
-            if new == Some(old) || explained(run, &collectors, target, old, new, observed) {
+            if new == Some(old) || explained(run, &collectors, target, old, observed) {
                 continue;
             }
             let away = |collector: &str| collectors.away_near(run, collector, observed);
@@ -81,6 +88,14 @@ pub(super) fn check(run: &Run) -> Vec<Violation> {
                 .entry(kind)
                 .or_default()
                 .push(format!("{target} {old} → {}", new.unwrap_or("none")));
+        }
+        if !unexplained.is_empty()
+            && let Some(position) = unused_changes
+                .iter()
+                .position(|change| change.earliest <= observed && observed <= run.reaction_deadline(change.latest))
+        {
+            unused_changes.remove(position);
+            continue;
         }
         for (kind, moves) in unexplained {
             let reason = match kind {
@@ -109,14 +124,7 @@ pub(super) fn check(run: &Run) -> Vec<Violation> {
     violations
 }
 
-fn explained(
-    run: &Run,
-    collectors: &CollectorTimeline,
-    target: &TargetKey,
-    old: &str,
-    new: Option<&str>,
-    observed: Duration,
-) -> bool {
+fn explained(run: &Run, collectors: &CollectorTimeline, target: &TargetKey, old: &str, observed: Duration) -> bool {
     let touched_by_workload = run.events.iter().any(|event| match &event.kind {
         EventKind::TargetsChanged {
             added,
@@ -128,42 +136,24 @@ fn explained(
         }
         _ => false,
     });
-    touched_by_workload
-        || collectors.gone_past_grace(run, old, observed)
-        || new.is_some_and(|new| collectors.joined_before(run, new, observed))
+    touched_by_workload || collectors.gone_past_grace(run, old, observed)
 }
 
 /// Whether the leader's reaction to something at `cause` may first be observed at
-/// `observed`: not before it, and not after [`reaction_deadline`].
+/// `observed`: not before it (less the slack), and not after [`Run::reaction_deadline`].
 fn reaction_reaches(run: &Run, cause: Duration, observed: Duration) -> bool {
-    cause <= observed && observed <= reaction_deadline(run, cause)
-}
-
-/// The reaction window after `cause`, stretched past any fault that began while the leader
-/// was reacting: a failover delays the reaction until a new leader runs, and the heal bounds
-/// that.
-fn reaction_deadline(run: &Run, cause: Duration) -> Duration {
-    let window = run.parameters.reaction_window();
-    let mut deadline = cause + window;
-    loop {
-        let stretched = run
-            .faults
-            .iter()
-            .filter(|fault| cause <= fault.started && fault.started <= deadline)
-            .map(|fault| fault.healed.unwrap_or(run.history.end) + window)
-            .fold(deadline, Duration::max);
-        if stretched == deadline {
-            return deadline;
-        }
-        deadline = stretched;
-    }
+    // A poll is stamped when it starts, and its answers may already show a cause that came
+    // while it ran: slack covers that.
+    cause <= observed + run.parameters.slack && observed <= run.reaction_deadline(cause)
 }
 
 /// Each collector's absences and joins, from the workload's `CollectorsChanged` events.
 struct CollectorTimeline<'h> {
     absences: Vec<Absence<'h>>,
-    joins: Vec<Join<'h>>,
-    grace_less_slack: Duration,
+    joins: Vec<Duration>,
+    /// How long after leaving a collector's targets may first move: the departure lag plus
+    /// the grace period, less the slack.
+    moves_allowed_after: Duration,
 }
 
 struct Absence<'h> {
@@ -172,14 +162,16 @@ struct Absence<'h> {
     returned: Option<Duration>,
 }
 
-struct Join<'h> {
-    collector: &'h str,
-    at: Duration,
+/// A change of membership the leader acts on, at some moment in `earliest..=latest`.
+struct MembershipChange {
+    earliest: Duration,
+    latest: Duration,
 }
 
 impl<'h> CollectorTimeline<'h> {
     fn new(run: &Run<'h>) -> Self {
-        let grace_less_slack = run.parameters.grace_period.saturating_sub(run.parameters.slack);
+        let parameters = run.parameters;
+        let moves_allowed_after = (parameters.departure_lag + parameters.grace_period).saturating_sub(parameters.slack);
         let mut absences: Vec<Absence> = Vec::new();
         let mut joins = Vec::new();
         for event in run.events.iter().copied() {
@@ -205,46 +197,54 @@ impl<'h> CollectorTimeline<'h> {
                 {
                     Some(absence) => {
                         absence.returned = Some(event.at);
-                        if event.at - absence.left >= grace_less_slack {
-                            joins.push(Join {
-                                collector,
-                                at: event.at,
-                            });
+                        if event.at - absence.left >= moves_allowed_after {
+                            joins.push(event.at);
                         }
                     }
-                    None => joins.push(Join {
-                        collector,
-                        at: event.at,
-                    }),
+                    None => joins.push(event.at),
                 }
             }
         }
         CollectorTimeline {
             absences,
             joins,
-            grace_less_slack,
+            moves_allowed_after,
         }
     }
 
-    /// `collector` had been gone the grace period by `observed`, and had not come back, or
-    /// came back so recently that the moves of its departure may still be arriving.
+    /// `collector` had been gone long enough by `observed`, and had not come back, or came
+    /// back so recently that the moves of its departure may still be arriving.
     fn gone_past_grace(&self, run: &Run, collector: &str, observed: Duration) -> bool {
         self.absences
             .iter()
             .filter(|absence| absence.collector == collector)
             .any(|absence| {
-                let moves_from = absence.left + self.grace_less_slack;
+                let moves_from = absence.left + self.moves_allowed_after;
                 moves_from <= observed
                     && absence
                         .returned
-                        .is_none_or(|returned| returned >= moves_from && observed <= reaction_deadline(run, returned))
+                        .is_none_or(|returned| returned >= moves_from && observed <= run.reaction_deadline(returned))
             })
     }
 
-    fn joined_before(&self, run: &Run, collector: &str, observed: Duration) -> bool {
-        self.joins
-            .iter()
-            .any(|join| join.collector == collector && reaction_reaches(run, join.at, observed))
+    /// Every join, and every departure whose grace period ran out, sorted by time.
+    fn membership_changes(&self, run: &Run) -> Vec<MembershipChange> {
+        let parameters = run.parameters;
+        let joins = self.joins.iter().map(|&at| MembershipChange {
+            earliest: at,
+            latest: at,
+        });
+        let dropped = self.absences.iter().filter_map(|absence| {
+            let earliest = absence.left + self.moves_allowed_after;
+            let stays_away = absence.returned.is_none_or(|returned| returned >= earliest);
+            stays_away.then(|| MembershipChange {
+                earliest,
+                latest: absence.left + parameters.departure_lag + parameters.grace_period + parameters.slack,
+            })
+        });
+        let mut changes: Vec<MembershipChange> = joins.chain(dropped).collect();
+        changes.sort_by_key(|change| change.earliest);
+        changes
     }
 
     /// `collector` was away when the move was observed, or had just come back.
@@ -254,7 +254,7 @@ impl<'h> CollectorTimeline<'h> {
                 && absence.left <= observed
                 && absence
                     .returned
-                    .is_none_or(|returned| observed <= reaction_deadline(run, returned))
+                    .is_none_or(|returned| observed <= run.reaction_deadline(returned))
         })
     }
 }

@@ -198,17 +198,34 @@ async fn append(State(service): State<Arc<PeerService>>, body: Bytes) -> Respons
             service.open::<openraft::raft::AppendEntriesRequest<TypeConfig>>(&body, wire::APPEND_BODY_LIMIT)?;
         let decoded = started.elapsed();
         let entries = request.entries.len();
+        let reaches_commit = reaches_leader_commit(&request);
         let response = service.raft.append_entries(request).await.map_err(unavailable)?;
         if entries > 0 {
             tracing::debug!(entries, bytes = body.len(), ?decoded, total = ?started.elapsed(), "append handled");
         }
-        if !matches!(response, AppendEntriesResponse::HigherVote(_)) {
+        // Contact means being in step with a leader, not merely hearing one: a follower back
+        // from a partition or a restart is told of commits its log does not hold yet, and
+        // serving its old table as fresh would hand collectors a superseded assignment (I6).
+        if matches!(response, AppendEntriesResponse::Success) && reaches_commit {
             service.contact.touch();
         }
         Ok(response)
     }
     .await;
     reply(result)
+}
+
+/// Whether this replica's log holds everything the leader has committed once `request` is
+/// appended: its last entry (or, for a heartbeat, the entry it matches) is at or past the
+/// leader's commit.
+fn reaches_leader_commit(request: &openraft::raft::AppendEntriesRequest<TypeConfig>) -> bool {
+    let last_held = request
+        .entries
+        .last()
+        .map(|entry| entry.log_id.index)
+        .or(request.prev_log_id.as_ref().map(|log_id| log_id.index));
+    let committed = request.leader_commit.as_ref().map(|log_id| log_id.index);
+    last_held >= committed
 }
 
 /// Open the envelope of a small RPC, hand its body to `call`, encode the reply.
@@ -420,4 +437,41 @@ async fn read_index(State(service): State<Arc<PeerService>>, body: Bytes) -> Res
     }
     .await;
     reply(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::entry::RaftEntry;
+    use openraft::raft::AppendEntriesRequest;
+    use openraft::vote::RaftLeaderIdExt;
+
+    use super::reaches_leader_commit;
+    use crate::types::Entry;
+    use crate::types::LogId;
+    use crate::types::TypeConfig;
+
+    fn log_id(index: u64) -> LogId {
+        openraft::LogId::new(openraft::alias::LeaderIdOf::<TypeConfig>::new_committed(2, 1), index)
+    }
+
+    fn append(prev: Option<u64>, entries: &[u64], commit: Option<u64>) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: openraft::Vote::new_committed(2, 1),
+            prev_log_id: prev.map(log_id),
+            entries: entries.iter().map(|&index| Entry::new_blank(log_id(index))).collect(),
+            leader_commit: commit.map(log_id),
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_behind_the_commit_is_no_contact_yet() {
+        // Back from a partition: the leader matches index 225 and has committed 228.
+        assert!(!reaches_leader_commit(&append(Some(225), &[], Some(228))));
+        // The catch-up append brings 226..=228.
+        assert!(reaches_leader_commit(&append(Some(225), &[226, 227, 228], Some(228))));
+        // In step: the heartbeat matches the commit.
+        assert!(reaches_leader_commit(&append(Some(228), &[], Some(228))));
+        // A fresh cluster with nothing committed.
+        assert!(reaches_leader_commit(&append(None, &[], None)));
+    }
 }

@@ -87,6 +87,7 @@ impl Evolve for ServedView {
     }
 }
 
+#[derive(Clone)]
 pub struct Scenario {
     history: History,
 }
@@ -100,6 +101,7 @@ impl Scenario {
             lease: seconds(3.0),
             coalesce_window: seconds(1.0),
             poll_interval: Duration::from_millis(POLL_INTERVAL_MILLISECONDS),
+            departure_lag: Duration::ZERO,
             slack: seconds(1.0),
             convergence_deadline: seconds(10.0),
             assignment_margin: seconds(5.0),
@@ -112,8 +114,15 @@ impl Scenario {
     /// Collectors `c1` and `c2` with targets `t1`–`t3` and `t4`–`t6`, every replica serving
     /// that at revision 10 under leader `a`, polled from 0.5 s until `until`.
     pub fn settled_until(until: f64) -> (Self, ServedView) {
+        Self::settled_until_with(until, |_| {})
+    }
+
+    /// [`Scenario::settled_until`] with other timings.
+    pub fn settled_until_with(until: f64, adjust: impl FnOnce(&mut RunParameters)) -> (Self, ServedView) {
         let settled = settled_view();
-        let scenario = Scenario::new()
+        let mut scenario = Scenario::new();
+        adjust(&mut scenario.history.parameters);
+        let scenario = scenario
             .collectors_joined(0.0, &["c1", "c2"])
             .targets_added(0.0, &["t1", "t2", "t3", "t4", "t5", "t6"])
             .serve(ALL, 0.5, until, &settled);
