@@ -3,8 +3,9 @@
 //! `/livez`, `/readyz`, `/metrics`, the HTML pages, and `/debug/status` (ours, JSON, for
 //! `target-allocator status`).
 //!
-//! Beyond upstream: `X-Allocator-Revision`, `X-Allocator-Replica` and `X-Allocator-Leader`
-//! on every response, an `ETag` honoured by `If-None-Match`, gzip when asked, and
+//! Beyond upstream: `X-Allocator-Revision`, `X-Allocator-Replica`, `X-Allocator-Leader` and
+//! `X-Allocator-Term` (the Raft term of the leader named, so a new term of the same leader is
+//! visible from outside) on every response, an `ETag` honoured by `If-None-Match`, gzip when asked, and
 //! `?consistency=linearizable`. A replica with nothing trustworthy to serve (never
 //! configured, or stale past its lease, I6) answers 503 with a body that is not a YAML
 //! mapping, so a collector keeps its last good config (§11.3).
@@ -43,6 +44,7 @@ use crate::url_escape::query_value;
 pub const REVISION_HEADER: &str = "x-allocator-revision";
 pub const REPLICA_HEADER: &str = "x-allocator-replica";
 pub const LEADER_HEADER: &str = "x-allocator-leader";
+pub const TERM_HEADER: &str = "x-allocator-term";
 
 /// How long `?consistency=linearizable` waits for the read model to catch up.
 const LINEARIZABLE_WAIT: Duration = Duration::from_secs(5);
@@ -51,8 +53,8 @@ const LINEARIZABLE_WAIT: Duration = Duration::from_secs(5);
 pub struct ApiContext {
     pub replica: Arc<Replica>,
     pub models: watch::Receiver<Arc<ReadModel>>,
-    /// The leader's name, kept current by [`track_leader`].
-    pub leader: Arc<ArcSwap<HeaderValue>>,
+    /// The leader's name and term, kept current by [`track_leader`].
+    pub leader: Arc<ArcSwap<LeaderHeaders>>,
     pub replica_name: HeaderValue,
     pub allow_insecure_auth_secrets: bool,
     /// Set when `collectors.register_on_poll` is on.
@@ -160,7 +162,9 @@ async fn common_headers(State(context): Api, request: Request, next: Next) -> Re
         headers.insert(REVISION_HEADER, HeaderValue::from(revision));
     }
     headers.insert(REPLICA_HEADER, context.replica_name.clone());
-    headers.insert(LEADER_HEADER, HeaderValue::clone(&context.leader.load()));
+    let leader = context.leader.load();
+    headers.insert(LEADER_HEADER, leader.name.clone());
+    headers.insert(TERM_HEADER, leader.term.clone());
     let elapsed = started.elapsed().as_secs_f64();
     context
         .metrics
@@ -481,19 +485,40 @@ async fn status(State(context): Api) -> Response {
     axum::Json(status).into_response()
 }
 
-/// Keep `leader` naming the current leader (empty while there is none).
+/// The leader as every response names it: both values empty while there is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderHeaders {
+    pub name: HeaderValue,
+    pub term: HeaderValue,
+}
+
+impl Default for LeaderHeaders {
+    fn default() -> Self {
+        LeaderHeaders {
+            name: HeaderValue::from_static(""),
+            term: HeaderValue::from_static(""),
+        }
+    }
+}
+
+/// Keep `leader` naming the current leader and its term (empty while there is none).
 pub async fn track_leader(
     replica: Arc<Replica>,
-    leader: Arc<ArcSwap<HeaderValue>>,
+    leader: Arc<ArcSwap<LeaderHeaders>>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     use openraft::async_runtime::watch::WatchReceiver;
     let mut metrics = replica.raft().metrics();
     loop {
-        let name = replica.leader_name().unwrap_or_default();
-        let value = HeaderValue::from_str(&name).unwrap_or_else(|_| HeaderValue::from_static(""));
-        if **leader.load() != value {
-            leader.store(Arc::new(value));
+        let current = match replica.leader_and_term() {
+            Some((name, term)) => LeaderHeaders {
+                name: HeaderValue::from_str(&name).unwrap_or_else(|_| HeaderValue::from_static("")),
+                term: HeaderValue::from(term),
+            },
+            None => LeaderHeaders::default(),
+        };
+        if **leader.load() != current {
+            leader.store(Arc::new(current));
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

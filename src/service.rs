@@ -144,7 +144,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             inner.clone(),
         ));
     }
-    let leader = Arc::new(ArcSwap::from_pointee(HeaderValue::from_static("")));
+    let leader = Arc::new(ArcSwap::from_pointee(crate::api::LeaderHeaders::default()));
     tasks.spawn(crate::api::track_leader(
         Arc::clone(&replica),
         Arc::clone(&leader),

@@ -93,6 +93,8 @@ pub(crate) struct Run<'h> {
     pub events: Vec<&'h Event>,
     /// Faults with their heals paired, by start.
     pub faults: Vec<Fault<'h>>,
+    /// When each leader term was first seen, for terms higher than every one seen before.
+    pub new_terms: Vec<(Duration, u64)>,
     pub notes: Vec<String>,
 }
 
@@ -141,6 +143,31 @@ impl<'h> Run<'h> {
         }
     }
 
+    /// The latest moment the leader may start the grace period of a collector silent since
+    /// `left`: the departure lag later (plus the slack and a coalescing window for the leader
+    /// loop), unless a leader's term begins meanwhile. A new term's leader gives every collector
+    /// the table still lists as ready a fresh registration, since their polls may have gone to
+    /// its predecessor, so the lag starts again from the term's beginning (bounded by its first
+    /// sighting). Collectors seen at once (no departure lag) are not registered, so nothing
+    /// restarts for them.
+    pub fn departure_noticed_by(&self, left: Duration) -> Duration {
+        let parameters = self.parameters;
+        let lag = parameters.departure_lag + parameters.slack;
+        let mut noticed = left + lag;
+        if parameters.departure_lag.is_zero() {
+            return noticed;
+        }
+        for &(seen, _) in &self.new_terms {
+            if seen > noticed + parameters.coalesce_window {
+                break;
+            }
+            if seen >= left {
+                noticed = noticed.max(seen + parameters.coalesce_window + lag);
+            }
+        }
+        noticed
+    }
+
     pub fn new(history: &'h History) -> Self {
         let mut polls: Vec<&Poll> = history.polls.iter().collect();
         polls.sort_by_key(|poll| poll.at);
@@ -155,6 +182,15 @@ impl<'h> Run<'h> {
                 PollOutcome::Unavailable { .. } | PollOutcome::Unreachable => None,
             })
             .collect();
+        let mut new_terms: Vec<(Duration, u64)> = Vec::new();
+        for observation in &observations {
+            let observation: &Observation = observation;
+            if let Some(term) = observation.view.leader_term
+                && new_terms.last().is_none_or(|&(_, highest)| term > highest)
+            {
+                new_terms.push((observation.at, term));
+            }
+        }
         let mut events: Vec<&Event> = history.events.iter().collect();
         events.sort_by_key(|event| event.at);
 
@@ -195,6 +231,7 @@ impl<'h> Run<'h> {
             observations,
             events,
             faults,
+            new_terms,
             notes,
         }
     }

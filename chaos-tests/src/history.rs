@@ -128,6 +128,10 @@ pub struct ServedView {
     pub revision: u64,
     /// `X-Allocator-Leader`, `None` when the header was empty.
     pub leader: Option<String>,
+    /// `X-Allocator-Term`: the Raft term of that leader (absent in histories recorded before
+    /// the header existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_term: Option<u64>,
     /// Collector → the targets listed for it, over all jobs.
     pub assignment: BTreeMap<String, BTreeSet<TargetKey>>,
 }

@@ -110,11 +110,12 @@ enum Attempt {
     Straddled,
 }
 
-/// One answer: status, revision, leader header, body.
+/// One answer: status, revision, leader headers, body.
 struct Answer {
     status: StatusCode,
     revision: Option<u64>,
     leader: Option<String>,
+    leader_term: Option<u64>,
     body: Vec<u8>,
 }
 
@@ -135,6 +136,7 @@ async fn get(client: &reqwest::Client, url: String) -> Result<Answer, Failure> {
     };
     let revision = header("x-allocator-revision").and_then(|value| value.parse().ok());
     let leader = header("x-allocator-leader").filter(|value| !value.is_empty());
+    let leader_term = header("x-allocator-term").and_then(|value| value.parse().ok());
     let body = response.bytes().await.map_err(|_| Failure::Unreachable)?.to_vec();
     if status != StatusCode::OK {
         return Err(Failure::Unavailable(status.as_u16()));
@@ -143,6 +145,7 @@ async fn get(client: &reqwest::Client, url: String) -> Result<Answer, Failure> {
         status,
         revision,
         leader,
+        leader_term,
         body,
     })
 }
@@ -220,6 +223,7 @@ async fn poll_once(client: &reqwest::Client, api_url: &str, collectors: &BTreeSe
     Attempt::Done(PollOutcome::Served(ServedView {
         revision,
         leader: jobs_answer.leader,
+        leader_term: jobs_answer.leader_term,
         assignment,
     }))
 }

@@ -332,13 +332,19 @@ impl Replica {
 
     /// The current leader's name, if this replica knows one.
     pub fn leader_name(&self) -> Option<String> {
+        self.leader_and_term().map(|(name, _)| name)
+    }
+
+    /// The current leader's name and term, if this replica knows one. A replica knows a
+    /// leader only for its own current term, so the term is the leader's.
+    pub fn leader_and_term(&self) -> Option<(String, u64)> {
         let metrics = self.context.raft.metrics().borrow_watched().clone();
         let leader = metrics.current_leader?;
         metrics
             .membership_config
             .membership()
             .get_node(&leader)
-            .map(|node| node.name.clone())
+            .map(|node| (node.name.clone(), metrics.current_term))
     }
 
     /// Every voter's status: this replica's own, the others' asked over the peer port.

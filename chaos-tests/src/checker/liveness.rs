@@ -11,7 +11,8 @@
 //!
 //! A collector gone past the departure lag plus the grace period holds no targets once the
 //! leader had time to react (the other half of the grace period: it delays moves, it does not
-//! prevent them).
+//! prevent them). A new leader term before the departure was noticed restarts the lag
+//! ([`Run::departure_noticed_by`]).
 //!
 //! A new target's deadline starts at the workload's change; a fault active before it passes
 //! pushes it to that fault's heal plus the same margin, since the leader may be gone or the
@@ -111,8 +112,7 @@ fn departed_collectors_release_targets(run: &Run) -> Vec<Violation> {
 
     let mut violations = Vec::new();
     for (collector, left_at, returned) in absences {
-        let deadline =
-            run.reaction_deadline(left_at + parameters.departure_lag + parameters.grace_period + parameters.slack);
+        let deadline = run.reaction_deadline(run.departure_noticed_by(left_at) + parameters.grace_period);
         let still_holding = run.observations_between(deadline, returned).iter().find(|observation| {
             observation.at > deadline
                 && observation

@@ -239,7 +239,7 @@ impl<'h> CollectorTimeline<'h> {
             let stays_away = absence.returned.is_none_or(|returned| returned >= earliest);
             stays_away.then(|| MembershipChange {
                 earliest,
-                latest: absence.left + parameters.departure_lag + parameters.grace_period + parameters.slack,
+                latest: run.departure_noticed_by(absence.left) + parameters.grace_period,
             })
         });
         let mut changes: Vec<MembershipChange> = joins.chain(dropped).collect();

@@ -14,6 +14,7 @@ use scenario::seconds;
 
 use super::check;
 use crate::history::History;
+use crate::history::ServedView;
 use crate::report::Report;
 use crate::report::Violation;
 use crate::report::ViolationKind;
@@ -321,6 +322,43 @@ fn a_silent_collector_is_noticed_only_after_the_departure_lag() {
     assert_kinds(&check(&early), &[ViolationKind::MoveWithinGrace]);
     let report = check(&in_time);
     assert!(report.passed(), "{}", report.to_markdown());
+}
+
+#[test]
+fn a_new_leader_term_before_a_departure_is_noticed_restarts_the_departure_lag() {
+    let (scenario, settled) = Scenario::settled_until_with(6.5, |parameters| {
+        parameters.grace_period = seconds(5.0);
+        parameters.departure_lag = seconds(3.0);
+    });
+    let released = settled
+        .at_revision(11)
+        .assigning("t4", "c1")
+        .assigning("t5", "c1")
+        .assigning("t6", "c1");
+    // c2 falls silent at 5 s; at 6.5 s, before its registration expires, the leader is paused.
+    // Under the old leader its targets would move by 5 + 3 + 5 + 1 s of slack + a reaction
+    // (16.5 s). But b, elected in term 2 (first seen at 8 s), registers every collector the
+    // table lists as ready afresh, so c2 is noticed gone only at 8 + 3 s and released at 16 s
+    // plus a coalescing window, seen at 18 s.
+    let story = |new_leader: &ServedView| {
+        scenario
+            .clone()
+            .collectors_left(5.0, &["c2"])
+            .fault(6.5, "pause-leader", &["a"], false)
+            .serve(&["b", "c"], 6.5, 8.0, &settled)
+            .unreachable(&["a"], 6.5, 9.0)
+            .heal(9.0, "pause-leader")
+            .serve(&["b", "c"], 8.0, 18.0, new_leader)
+            .serve(&["a"], 9.0, 18.0, new_leader)
+            .serve(ALL, 18.0, 25.0, &released.led_by("b").in_term(2))
+            .ends(25.0)
+    };
+
+    let report = check(&story(&settled.led_by("b").in_term(2)));
+    assert!(report.passed(), "{}", report.to_markdown());
+    // The same story with no new term seen (a history without the term header): too late.
+    let report = check(&story(&settled.led_by("b")));
+    assert_kinds(&report, &[ViolationKind::DepartedCollectorKeptTargets]);
 }
 
 #[test]

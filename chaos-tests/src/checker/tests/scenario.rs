@@ -28,11 +28,12 @@ pub fn target(address: &str) -> TargetKey {
     TargetKey::new("app", address)
 }
 
-/// A view at `revision` led by `leader`, with each collector's targets.
+/// A view at `revision` led by `leader` in term 1, with each collector's targets.
 pub fn view(revision: u64, leader: &str, assignment: &[(&str, &[&str])]) -> ServedView {
     ServedView {
         revision,
         leader: Some(leader.to_string()),
+        leader_term: Some(1),
         assignment: assignment
             .iter()
             .map(|(collector, targets)| (collector.to_string(), targets.iter().map(|t| target(t)).collect()))
@@ -44,6 +45,8 @@ pub fn view(revision: u64, leader: &str, assignment: &[(&str, &[&str])]) -> Serv
 pub trait Evolve {
     fn at_revision(&self, revision: u64) -> ServedView;
     fn led_by(&self, leader: &str) -> ServedView;
+    /// The same leader in term `term` (a new term of one leader is invisible in its name).
+    fn in_term(&self, term: u64) -> ServedView;
     /// `target` listed under `collector` only (added, or moved there).
     fn assigning(&self, address: &str, collector: &str) -> ServedView;
     /// `target` also listed under `collector`, keeping its current owner: two owners.
@@ -61,6 +64,13 @@ impl Evolve for ServedView {
     fn led_by(&self, leader: &str) -> ServedView {
         ServedView {
             leader: Some(leader.to_string()),
+            ..self.clone()
+        }
+    }
+
+    fn in_term(&self, term: u64) -> ServedView {
+        ServedView {
+            leader_term: Some(term),
             ..self.clone()
         }
     }
