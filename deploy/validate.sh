@@ -4,7 +4,8 @@
 #   2. every rendered object is checked against the Kubernetes OpenAPI schemas of the oldest
 #      and the newest version we validate for, in strict mode (unknown fields are errors),
 #      by kubernetes-validate from PyPI, installed into a throwaway virtualenv;
-#   3. the example targetallocator.yaml is checked by our own `check-config`, as replica
+#   3. an overlay that changes the namespace moves every object, RBAC subjects included;
+#   4. the example targetallocator.yaml is checked by our own `check-config`, as replica
 #      otel-targetallocator-0 reads it, when a built binary is at hand (tests/deploy_manifests.rs
 #      checks it under `cargo test` in any case, together with the manifests' ports and names).
 # No cluster is contacted. Exits non-zero on the first problem.
@@ -77,6 +78,33 @@ EOF
   done
   echo "$kustomization: $summary; valid against Kubernetes ${KUBERNETES_VERSIONS[*]} (strict schemas)"
 done
+
+# An overlay that moves the base to another namespace must move everything, the
+# ClusterRoleBinding's subject included; docs/operations.md tells users to do exactly that.
+overlay="$work/overlay"
+mkdir -p "$overlay"
+cat >"$overlay/kustomization.yaml" <<EOF
+namespace: moved-by-overlay
+resources:
+- $(realpath --relative-to="$overlay" deploy/kubernetes)
+EOF
+kubectl kustomize "$overlay" >"$overlay/rendered.yaml" || fail "kubectl kustomize of a namespace overlay failed"
+"$python" - "$overlay/rendered.yaml" <<'EOF' || fail "an overlay's namespace does not reach every object"
+import sys, yaml
+with open(sys.argv[1]) as f:
+    objects = [o for o in yaml.safe_load_all(f) if o]
+cluster_scoped = {"ClusterRole", "ClusterRoleBinding"}
+wrong = [f"{o['kind']}/{o['metadata']['name']}: {o['metadata'].get('namespace')}"
+         for o in objects
+         if o["kind"] not in cluster_scoped and o["metadata"].get("namespace") != "moved-by-overlay"]
+wrong += [f"{o['kind']}/{o['metadata']['name']} subject {s['name']}: {s.get('namespace')}"
+          for o in objects if o["kind"] == "ClusterRoleBinding"
+          for s in o["subjects"] if s.get("namespace") != "moved-by-overlay"]
+for line in wrong:
+    print(line, file=sys.stderr)
+sys.exit(1 if wrong else 0)
+EOF
+echo "deploy/kubernetes: an overlay's namespace reaches every object and the ClusterRoleBinding's subject"
 
 binary=""
 for candidate in target/release/target-allocator target/debug/target-allocator; do
