@@ -93,8 +93,11 @@ pub(crate) struct Run<'h> {
     pub events: Vec<&'h Event>,
     /// Faults with their heals paired, by start.
     pub faults: Vec<Fault<'h>>,
-    /// When each leader term was first seen, for terms higher than every one seen before.
-    pub new_terms: Vec<(Duration, u64)>,
+    /// When a leader may have begun leading afresh, by time: the first sighting of each term
+    /// higher than every one seen before, and the first sighting of a leader just restarted
+    /// (a leader restarted with its vote committed leads on in the same term, but its
+    /// leader loop starts over).
+    pub leadership_starts: Vec<Duration>,
     pub notes: Vec<String>,
 }
 
@@ -145,11 +148,11 @@ impl<'h> Run<'h> {
 
     /// The latest moment the leader may start the grace period of a collector silent since
     /// `left`: the departure lag later (plus the slack and a coalescing window for the leader
-    /// loop), unless a leader's term begins meanwhile. A new term's leader gives every collector
-    /// the table still lists as ready a fresh registration, since their polls may have gone to
-    /// its predecessor, so the lag starts again from the term's beginning (bounded by its first
-    /// sighting). Collectors seen at once (no departure lag) are not registered, so nothing
-    /// restarts for them.
+    /// loop), unless leadership begins afresh meanwhile. A leader starting to lead gives every
+    /// collector the table still lists as ready a fresh registration, since their polls may
+    /// have gone to its predecessor, so the lag starts again from that start (bounded by its
+    /// first sighting, see [`Run::leadership_starts`]). Collectors seen at once (no departure
+    /// lag) are not registered, so nothing restarts for them.
     pub fn departure_noticed_by(&self, left: Duration) -> Duration {
         let parameters = self.parameters;
         let lag = parameters.departure_lag + parameters.slack;
@@ -157,7 +160,7 @@ impl<'h> Run<'h> {
         if parameters.departure_lag.is_zero() {
             return noticed;
         }
-        for &(seen, _) in &self.new_terms {
+        for &seen in &self.leadership_starts {
             if seen > noticed + parameters.coalesce_window {
                 break;
             }
@@ -171,7 +174,7 @@ impl<'h> Run<'h> {
     pub fn new(history: &'h History) -> Self {
         let mut polls: Vec<&Poll> = history.polls.iter().collect();
         polls.sort_by_key(|poll| poll.at);
-        let observations = polls
+        let observations: Vec<Observation> = polls
             .iter()
             .filter_map(|poll| match &poll.outcome {
                 PollOutcome::Served(view) => Some(Observation {
@@ -182,17 +185,9 @@ impl<'h> Run<'h> {
                 PollOutcome::Unavailable { .. } | PollOutcome::Unreachable => None,
             })
             .collect();
-        let mut new_terms: Vec<(Duration, u64)> = Vec::new();
-        for observation in &observations {
-            let observation: &Observation = observation;
-            if let Some(term) = observation.view.leader_term
-                && new_terms.last().is_none_or(|&(_, highest)| term > highest)
-            {
-                new_terms.push((observation.at, term));
-            }
-        }
         let mut events: Vec<&Event> = history.events.iter().collect();
         events.sort_by_key(|event| event.at);
+        let leadership_starts = leadership_starts(history, &observations, &events);
 
         let mut faults: Vec<Fault> = Vec::new();
         let mut notes = Vec::new();
@@ -231,7 +226,7 @@ impl<'h> Run<'h> {
             observations,
             events,
             faults,
-            new_terms,
+            leadership_starts,
             notes,
         }
     }
@@ -268,6 +263,38 @@ impl<'h> Run<'h> {
             .copied()
             .filter(move |event| from <= event.at && event.at <= until)
     }
+}
+
+/// See [`Run::leadership_starts`].
+fn leadership_starts(history: &History, observations: &[Observation], events: &[&Event]) -> Vec<Duration> {
+    let mut starts = Vec::new();
+    let mut highest_term = None;
+    for observation in observations {
+        if let Some(term) = observation.view.leader_term
+            && highest_term.is_none_or(|highest| term > highest)
+        {
+            highest_term = Some(term);
+            starts.push(observation.at);
+        }
+    }
+    for event in events {
+        let restarted: Vec<&str> = match &event.kind {
+            EventKind::ReplicaRestarted { replica, .. } => vec![replica.as_str()],
+            EventKind::FullRestart => history.replicas.iter().map(String::as_str).collect(),
+            _ => continue,
+        };
+        let first_leader_named = observations
+            .iter()
+            .filter(|observation| observation.at >= event.at)
+            .find_map(|observation| Some((observation.at, observation.view.leader.as_deref()?)));
+        if let Some((at, leader)) = first_leader_named
+            && restarted.contains(&leader)
+        {
+            starts.push(at);
+        }
+    }
+    starts.sort();
+    starts
 }
 
 /// "1 target", "2 targets".

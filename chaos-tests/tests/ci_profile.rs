@@ -22,8 +22,12 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The release binary, built if needed (a no-op when CI's release build already made it).
+/// The release binary: `$TA_CHAOS_BINARY` as given, else built if needed (a no-op when CI's
+/// release build already made it).
 fn release_binary() -> PathBuf {
+    if let Some(binary) = std::env::var_os("TA_CHAOS_BINARY") {
+        return PathBuf::from(binary);
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut build = Command::new(cargo);
     // The variables cargo sets for this test (`CARGO_PKG_NAME`, …) would reach the build

@@ -11,8 +11,8 @@
 //!
 //! A collector gone past the departure lag plus the grace period holds no targets once the
 //! leader had time to react (the other half of the grace period: it delays moves, it does not
-//! prevent them). A new leader term before the departure was noticed restarts the lag
-//! ([`Run::departure_noticed_by`]).
+//! prevent them). Leadership beginning afresh (a new term, or a restarted leader) before the
+//! departure was noticed restarts the lag ([`Run::departure_noticed_by`]).
 //!
 //! A new target's deadline starts at the workload's change; a fault active before it passes
 //! pushes it to that fault's heal plus the same margin, since the leader may be gone or the

@@ -362,6 +362,43 @@ fn a_new_leader_term_before_a_departure_is_noticed_restarts_the_departure_lag() 
 }
 
 #[test]
+fn a_leader_restarted_in_its_own_term_also_restarts_the_departure_lag() {
+    let (scenario, settled) = Scenario::settled_until_with(6.5, |parameters| {
+        parameters.grace_period = seconds(5.0);
+        parameters.departure_lag = seconds(3.0);
+    });
+    let released = settled
+        .at_revision(11)
+        .assigning("t4", "c1")
+        .assigning("t5", "c1")
+        .assigning("t6", "c1");
+    // A full restart at 6.5 s: `a` leads again in term 1 (its vote was committed), but its
+    // leader loop starts over at 8.5 s and registers c2 afresh.
+    let story = |restart_recorded: bool| {
+        let scenario = scenario
+            .clone()
+            .collectors_left(5.0, &["c2"])
+            .fault(6.5, "full-restart", ALL, false)
+            .unreachable(ALL, 6.5, 8.5);
+        let scenario = if restart_recorded {
+            scenario.full_restart(8.0)
+        } else {
+            scenario
+        };
+        scenario
+            .heal(8.0, "full-restart")
+            .serve(ALL, 8.5, 18.5, &settled)
+            .serve(ALL, 18.5, 25.0, &released)
+            .ends(25.0)
+    };
+
+    let report = check(&story(true));
+    assert!(report.passed(), "{}", report.to_markdown());
+    let report = check(&story(false));
+    assert_kinds(&report, &[ViolationKind::DepartedCollectorKeptTargets]);
+}
+
+#[test]
 fn a_collector_gone_past_the_grace_period_must_lose_its_targets() {
     let (scenario, _) = Scenario::settled_until(40.0);
     // c2 left at 5 s; its targets should have moved by 5 + 30 + 1 s of slack + a reaction.
