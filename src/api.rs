@@ -34,6 +34,7 @@ use serde::Serialize;
 use ta_raft::Replica;
 use tokio::sync::watch;
 
+use crate::kubernetes::collectors::CollectorDiscovery;
 use crate::metrics::Metrics;
 use crate::read_model::Body;
 use crate::read_model::ReadModel;
@@ -59,6 +60,9 @@ pub struct ApiContext {
     pub allow_insecure_auth_secrets: bool,
     /// Set when `collectors.register_on_poll` is on.
     pub polls: Option<Arc<PollLog>>,
+    /// Set when collectors come from Kubernetes: the replica is not ready before their pods
+    /// have been listed.
+    pub collector_discovery: Option<CollectorDiscovery>,
     pub metrics: Arc<Metrics>,
     pub strategy: &'static str,
 }
@@ -345,6 +349,13 @@ async fn job_targets(
 }
 
 async fn readyz(State(context): Api) -> Response {
+    if let Some(reason) = context
+        .collector_discovery
+        .as_ref()
+        .and_then(CollectorDiscovery::not_ready_reason)
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
+    }
     match serving_model(&context, None).await {
         Ok(_) => StatusCode::OK.into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
