@@ -330,23 +330,44 @@ async fn a_dropped_watch_resumes_where_it_was_and_sees_changes_made_meanwhile() 
 async fn an_expired_history_relists_without_dropping_pods_that_stayed() {
     scenario(async {
         let server = FakeApiServer::start().await;
-        server.apply(&collector_pod("collector-0", Some("node-a"), true));
-        server.apply(&collector_pod("collector-1", Some("node-b"), true));
+        // One pod per page: a relist takes several requests, so a set replaced before the
+        // relist is complete would be published short of pods.
+        server.set_page_size(Some(1));
+        for (name, node) in [
+            ("collector-0", "node-a"),
+            ("collector-1", "node-b"),
+            ("collector-2", "node-c"),
+        ] {
+            server.apply(&collector_pod(name, Some(node), true));
+        }
         let mut discovery = Discovery::start(&server);
-        discovery.wait_for("the first list", |view| view.synced).await;
+        let view = discovery.wait_for("the first list", |view| view.synced).await;
+        assert_eq!(names(&view), ["collector-0", "collector-1", "collector-2"]);
 
-        tracing::info!("the history is compacted; meanwhile collector-1 goes and collector-2 comes");
+        tracing::info!("the history is compacted; meanwhile collector-0 goes and collector-3 comes");
         server.expire_history();
-        assert!(server.delete::<Pod>(Some(NAMESPACE), "collector-1"));
-        server.apply(&collector_pod("collector-2", Some("node-c"), true));
+        assert!(server.delete::<Pod>(Some(NAMESPACE), "collector-0"));
+        server.apply(&collector_pod("collector-3", Some("node-d"), true));
 
         let view = discovery
-            .wait_for("the relisted set", |view| names(view) == ["collector-0", "collector-2"])
+            .wait_for("the relisted set", |view| {
+                names(view) == ["collector-1", "collector-2", "collector-3"]
+            })
             .await;
         assert!(view.synced);
         assert_eq!(view.error, None, "an expired watch is routine, not an error");
-        assert_eq!(server.count("list", "pods"), 2, "the 410 led to exactly one relist");
-        discovery.assert_never_lacked("collector-0");
+        let requests = server.requests();
+        assert!(
+            requests.iter().any(|r| r.verb == "watch" && r.status == 410),
+            "the resumed watch was told its version expired: {requests:?}"
+        );
+        let first_pages = requests
+            .iter()
+            .filter(|r| r.verb == "list" && r.continue_token.is_none())
+            .count();
+        assert_eq!(first_pages, 2, "the 410 led to exactly one relist");
+        discovery.assert_never_lacked("collector-1");
+        discovery.assert_never_lacked("collector-2");
     })
     .await;
 }

@@ -16,13 +16,15 @@
 //!   410 `Expired` Status, then the stream ends (what the API server does; kube's watcher
 //!   relists on it);
 //! - a forbidden resource answers 403 with a `Forbidden` Status naming the verb, resource and
-//!   namespace, like RBAC's denials.
+//!   namespace, like RBAC's denials;
+//! - lists are paged by `limit`, or by a smaller page size the test sets (a server may return
+//!   fewer items than asked), with `continue` tokens over a snapshot taken at the first page,
+//!   as the API server's are; a token older than the retained history answers 410 `Expired`.
 //!
 //! Test controls are named methods: [`FakeApiServer::apply`], [`FakeApiServer::delete`],
 //! [`FakeApiServer::drop_watches`], [`FakeApiServer::expire_history`],
 //! [`FakeApiServer::forbid`] / [`FakeApiServer::allow`]; [`FakeApiServer::requests`] tells
-//! what the client asked for. Pagination (`limit`/`continue`) is not implemented: every list
-//! is one page, which a server may do.
+//! what the client asked for; [`FakeApiServer::set_page_size`] splits lists into pages.
 
 #![allow(dead_code)]
 
@@ -94,7 +96,10 @@ pub struct Recorded {
     /// The `resourceVersion` parameter.
     pub resource_version: Option<String>,
     pub label_selector: Option<String>,
-    /// The status answered (a watch answers 200 even when its only event is an ERROR).
+    /// The `continue` parameter of a list.
+    pub continue_token: Option<String>,
+    /// The status answered; for a watch answered with an ERROR event instead of changes
+    /// (HTTP 200), that event's code.
     pub status: u16,
 }
 
@@ -110,6 +115,11 @@ struct Store {
     watches_end: CancellationToken,
     open_watches: usize,
     requests: Vec<Recorded>,
+    /// Most items per list page, whatever the client's `limit`.
+    page_size: Option<usize>,
+    /// The rest of paged lists by continue token: the snapshot's version and its items.
+    pages: BTreeMap<String, (u64, Vec<Value>)>,
+    next_token: u64,
 }
 
 struct Shared {
@@ -149,6 +159,9 @@ impl FakeApiServer {
                 watches_end: CancellationToken::new(),
                 open_watches: 0,
                 requests: Vec::new(),
+                page_size: None,
+                pages: BTreeMap::new(),
+                next_token: 0,
             }),
             changes,
         });
@@ -286,6 +299,11 @@ impl FakeApiServer {
     /// Serve `resource` again.
     pub fn allow(&self, resource: &str) {
         self.shared.store().forbidden.remove(resource);
+    }
+
+    /// Answer lists with at most `items` items per page (`None`: only the client's `limit`).
+    pub fn set_page_size(&self, items: Option<usize>) {
+        self.shared.store().page_size = items;
     }
 
     /// Every request answered so far.
@@ -475,6 +493,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> 
         namespace: target.namespace.clone(),
         resource_version: resource_version.clone(),
         label_selector: label_selector.clone(),
+        continue_token: query_value(query, "continue").filter(|c| !c.is_empty()),
         status: 200,
     };
     let record = |recorded: Recorded| shared.store().requests.push(recorded);
@@ -518,8 +537,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> 
                 .and_then(|t| t.parse::<u64>().ok())
                 .map(Duration::from_secs);
             let bookmarks = query_value(query, "allowWatchBookmarks").is_some_and(|b| b == "true");
-            record(recorded);
-            watch(shared, target, requirements, resource_version, bookmarks, timeout)
+            watch(shared, target, requirements, recorded, bookmarks, timeout)
         }
         "get" => {
             let store = shared.store();
@@ -550,28 +568,81 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> 
             }
         }
         _ => {
-            let store = shared.store();
+            let limit = query_value(query, "limit").and_then(|l| l.parse::<usize>().ok());
+            let (status_code, body) = list(
+                &shared,
+                &target,
+                &requirements,
+                limit,
+                recorded.continue_token.as_deref(),
+            );
+            recorded.status = status_code.as_u16();
+            record(recorded);
+            json_response(status_code, &body)
+        }
+    }
+}
+
+/// One page of a list: the first from the current objects (the rest kept as a snapshot under
+/// a continue token), a later one from its token.
+fn list(
+    shared: &Shared,
+    target: &Target,
+    requirements: &[Requirement],
+    limit: Option<usize>,
+    continue_token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut store = shared.store();
+    let (version, items) = match continue_token {
+        None => {
             let items: Vec<Value> = store
                 .objects
                 .iter()
-                .filter(|(key, object)| within(&target, &requirements, &key.kind, object))
+                .filter(|(key, object)| within(target, requirements, &key.kind, object))
                 .map(|(_, object)| object.clone())
                 .collect();
-            let kind = items
-                .first()
-                .and_then(|item| item["kind"].as_str())
-                .map_or_else(|| "List".to_string(), |kind| format!("{kind}List"));
-            let body = json!({
-                "kind": kind,
-                "apiVersion": target.kind.api_version,
-                "metadata": {"resourceVersion": store.resource_version.to_string()},
-                "items": items,
-            });
-            drop(store);
-            record(recorded);
-            json_response(StatusCode::OK, &body)
+            (store.resource_version, items)
         }
+        Some(token) => match store.pages.remove(token) {
+            Some((version, rest)) if version >= store.oldest_watchable => (version, rest),
+            _ => {
+                let message = "The provided continue parameter is too old to display a consistent list result. \
+                               You can start a new list without the continue parameter.";
+                return (StatusCode::GONE, status(410, "Expired", message));
+            }
+        },
+    };
+    let page_size = match (limit.filter(|l| *l > 0), store.page_size) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let (page, rest) = match page_size {
+        Some(size) if items.len() > size => {
+            let mut page = items;
+            let rest = page.split_off(size);
+            (page, rest)
+        }
+        _ => (items, Vec::new()),
+    };
+    let mut metadata = json!({"resourceVersion": version.to_string()});
+    if !rest.is_empty() {
+        store.next_token += 1;
+        let token = format!("page-{}", store.next_token);
+        metadata["continue"] = json!(token);
+        metadata["remainingItemCount"] = json!(rest.len());
+        store.pages.insert(token, (version, rest));
     }
+    let kind = page
+        .first()
+        .and_then(|item| item["kind"].as_str())
+        .map_or_else(|| "List".to_string(), |kind| format!("{kind}List"));
+    let body = json!({
+        "kind": kind,
+        "apiVersion": target.kind.api_version,
+        "metadata": metadata,
+        "items": page,
+    });
+    (StatusCode::OK, body)
 }
 
 /// The watch event a change is for a watch of `target`, if any.
@@ -606,10 +677,11 @@ fn watch(
     shared: Arc<Shared>,
     target: Target,
     requirements: Vec<Requirement>,
-    from: Option<String>,
+    mut recorded: Recorded,
     bookmarks: bool,
     timeout: Option<Duration>,
 ) -> Response {
+    let from = recorded.resource_version.clone();
     let (mut sender, body) = futures::channel::mpsc::channel::<Result<Bytes, Infallible>>(256);
     // Everything a consistent start needs, taken under one lock.
     let (replay, mut live, ends, current, expired) = {
@@ -636,6 +708,10 @@ fn watch(
                 .collect(),
         };
         store.open_watches += 1;
+        if expired.is_some() {
+            recorded.status = 410;
+        }
+        store.requests.push(recorded);
         (
             replay,
             shared.changes.subscribe(),
@@ -681,7 +757,9 @@ fn watch(
         };
         let mut deadline = std::pin::pin!(deadline);
         loop {
+            // Biased: a stream ended by a control must not deliver changes made after it.
             let change = tokio::select! {
+                biased;
                 () = ends.cancelled() => return,
                 () = &mut deadline => return,
                 change = live.recv() => change,
@@ -731,5 +809,39 @@ mod tests {
         assert!(!check("tier notin (a,b)"));
         assert!(check("!missing"));
         assert!(!check("app=other"));
+    }
+
+    #[tokio::test]
+    async fn a_continue_token_older_than_the_history_is_answered_410() {
+        let server = FakeApiServer::start().await;
+        for name in ["a", "b"] {
+            let pod: k8s_openapi::api::core::v1::Pod =
+                serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns"}})).expect("a pod");
+            server.apply(&pod);
+        }
+        let http = reqwest::Client::new();
+        let pods = format!("{}/api/v1/namespaces/ns/pods", server.url());
+        let first: Value = http
+            .get(format!("{pods}?limit=1"))
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(first["items"].as_array().map(Vec::len), Some(1));
+        let token = first["metadata"]["continue"]
+            .as_str()
+            .expect("a continue token")
+            .to_string();
+        server.expire_history();
+        let expired = http
+            .get(format!("{pods}?limit=1&continue={token}"))
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(expired.status().as_u16(), 410);
+        let body: Value = expired.json().await.expect("a Status");
+        assert_eq!(body["reason"], "Expired");
     }
 }
