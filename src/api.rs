@@ -8,7 +8,8 @@
 //! visible from outside) on every response, an `ETag` honoured by `If-None-Match`, gzip when asked, and
 //! `?consistency=linearizable`. A replica with nothing trustworthy to serve (never
 //! configured, or stale past its lease, I6) answers 503 with a body that is not a YAML
-//! mapping, so a collector keeps its last good config (§11.3).
+//! mapping, so a collector keeps its last good config (§11.3). `/readyz` is also 503 while
+//! collector pods (when collectors come from Kubernetes) have not been listed once.
 
 use std::sync::Arc;
 use std::time::Duration;
