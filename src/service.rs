@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  discovery ─► leader loop (plans on the leader) ─► Replica (Raft, sled) ─► table watch
-//!  collector pods (Kubernetes) ─┘ (and /readyz)
+//!  collector pods (Kubernetes) ─► leader loop, and /readyz until first listed
 //!  polls ─► PollLog ─► forwarder ─► leader's forward handler ─┘               │
 //!                                                    read model task ◄───────┘
 //!                                                          │ watch
@@ -32,6 +32,7 @@ use crate::kubernetes::client::ClientSource;
 use crate::kubernetes::collectors::CollectorDiscovery;
 use crate::kubernetes::collectors::CollectorPods;
 use crate::kubernetes::collectors::CollectorWatcher;
+use crate::kubernetes::watch_error::WatchFailure;
 use crate::leader::LeaderLoop;
 use crate::metrics::Metrics;
 use crate::registration::PollLog;
@@ -138,6 +139,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let mut tasks = tokio::task::JoinSet::new();
     // Every replica watches the collector pods, so a new leader starts with them listed.
     let collector_discovery = kubernetes_client.map(|client| {
+        // Every series exists from the start (at zero), so a rate alert sees the first error.
+        for reason in [WatchFailure::Forbidden, WatchFailure::Expired, WatchFailure::Other] {
+            metrics
+                .kubernetes_watch_errors
+                .with_label_values(&["pods", reason.as_str()]);
+        }
         let (watcher, discovery) = CollectorWatcher::new(
             client,
             CollectorPods::from_config(&config),

@@ -515,6 +515,35 @@ fn collectors_of(assignment: &serde_json::Value) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_kubeconfig_stops_the_replica_at_startup_naming_the_file() {
+    scenario(async {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, "clusters: [").expect("write a broken kubeconfig");
+        let port = api_support::free_ports(1)[0];
+        let document = format!(
+            "listen_addr: 127.0.0.1:{port}\n{}",
+            service_document(&kubeconfig, "30s")
+        );
+        let config = target_allocator::config::parse(
+            "targetallocator.yaml",
+            &document,
+            &target_allocator::config::UpstreamFlags::default(),
+            &|_| None,
+        )
+        .expect("a valid configuration")
+        .config;
+        let error = target_allocator::service::run(config, CancellationToken::new())
+            .await
+            .expect_err("the kubeconfig cannot be used");
+        let text = error.to_string();
+        assert!(text.contains("collector discovery cannot start"), "{text}");
+        assert!(text.contains(&kubeconfig.display().to_string()), "{text}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replica_is_not_ready_until_the_collector_pods_are_listed() {
     scenario(async {
         let server = FakeApiServer::start().await;
