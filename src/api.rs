@@ -8,7 +8,8 @@
 //! visible from outside) on every response, an `ETag` honoured by `If-None-Match`, gzip when asked, and
 //! `?consistency=linearizable`. A replica with nothing trustworthy to serve (never
 //! configured, or stale past its lease, I6) answers 503 with a body that is not a YAML
-//! mapping, so a collector keeps its last good config (§11.3).
+//! mapping, so a collector keeps its last good config (§11.3). `/readyz` is also 503 while
+//! collector pods (when collectors come from Kubernetes) have not been listed once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,7 @@ use serde::Serialize;
 use ta_raft::Replica;
 use tokio::sync::watch;
 
+use crate::kubernetes::collectors::CollectorDiscovery;
 use crate::metrics::Metrics;
 use crate::read_model::Body;
 use crate::read_model::ReadModel;
@@ -59,6 +61,9 @@ pub struct ApiContext {
     pub allow_insecure_auth_secrets: bool,
     /// Set when `collectors.register_on_poll` is on.
     pub polls: Option<Arc<PollLog>>,
+    /// Set when collectors come from Kubernetes: the replica is not ready before their pods
+    /// have been listed.
+    pub collector_discovery: Option<CollectorDiscovery>,
     pub metrics: Arc<Metrics>,
     pub strategy: &'static str,
 }
@@ -345,6 +350,13 @@ async fn job_targets(
 }
 
 async fn readyz(State(context): Api) -> Response {
+    if let Some(reason) = context
+        .collector_discovery
+        .as_ref()
+        .and_then(CollectorDiscovery::not_ready_reason)
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
+    }
     match serving_model(&context, None).await {
         Ok(_) => StatusCode::OK.into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),

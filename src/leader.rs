@@ -11,6 +11,8 @@
 //!   target: an empty list before sync is not "all gone".
 //! - Grace timers live in the table (`AbsentSince`), so a failover neither restarts nor
 //!   forgets them.
+//! - With collectors from Kubernetes, nothing about targets or collectors is planned until
+//!   the collector pods have been listed once: an unlisted collector is unknown, not absent.
 //! - Every decision carries its precondition; a plan made against a table that changed
 //!   (for instance by an old leader's last batch) is rejected whole and re-planned from
 //!   scratch, never half-applied.
@@ -39,6 +41,7 @@ use crate::allocation::planner::Scope;
 use crate::allocation::strategy::Strategy;
 use crate::config::Config;
 use crate::discovery::manager::Discovered;
+use crate::kubernetes::collectors::CollectorView;
 use crate::metrics::Metrics;
 use crate::pipeline::DesiredState;
 use crate::registration::Registry;
@@ -50,6 +53,9 @@ pub struct LeaderLoop {
     pub strategy: Box<dyn Strategy>,
     pub discovery: watch::Receiver<Discovered>,
     pub registrations: mpsc::Receiver<Vec<String>>,
+    /// Collector discovery from Kubernetes; `None` when collectors are static or register
+    /// on poll (the registry then reports them).
+    pub kubernetes_collectors: Option<watch::Receiver<CollectorView>>,
     pub metrics: Arc<Metrics>,
     pub coalesce_window: Duration,
 }
@@ -138,6 +144,7 @@ impl LeaderLoop {
         let mut budget = MoveBudget::default();
         let mut last_observed = None;
         let mut rebalance_pending = false;
+        let mut waiting_for_collectors_logged = false;
         let mut ticker = tokio::time::interval(self.coalesce_window);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -211,7 +218,21 @@ impl LeaderLoop {
             }
 
             // Targets and collectors.
-            let observed = registry.observed(now);
+            let observed = match &self.kubernetes_collectors {
+                None => registry.observed(now),
+                Some(view) => {
+                    let view = view.borrow();
+                    if !view.synced {
+                        // I7: before the first list every collector would look absent.
+                        if !waiting_for_collectors_logged {
+                            tracing::info!(error = ?view.error, "waiting for the collector pods to be listed before planning");
+                            waiting_for_collectors_logged = true;
+                        }
+                        continue;
+                    }
+                    view.collectors.clone()
+                }
+            };
             self.metrics.collectors_discovered.set(observed.len() as f64);
             let table = self.replica.table();
             let absent_collectors = table

@@ -17,6 +17,7 @@ pub mod demo;
 pub mod discovery;
 pub mod go_duration;
 pub mod html;
+pub mod kubernetes;
 pub mod leader;
 pub mod metrics;
 pub mod pipeline;

@@ -50,6 +50,7 @@ pub struct Metrics {
     pub table_revision: IntGauge,
     pub targets_moved: IntCounterVec,
     pub plans: IntCounterVec,
+    pub kubernetes_watch_errors: IntCounterVec,
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -226,6 +227,12 @@ impl Metrics {
                 "target_allocator_plans_total",
                 "Plans proposed by this replica as leader, by outcome.",
                 &["outcome"],
+            ),
+            kubernetes_watch_errors: counter_vec(
+                r,
+                "target_allocator_kubernetes_watch_errors_total",
+                "Failed Kubernetes lists and watches, by resource and reason (forbidden, expired, other).",
+                &["resource", "reason"],
             ),
             registry,
         }

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  discovery ─► leader loop (plans on the leader) ─► Replica (Raft, sled) ─► table watch
+//!  collector pods (Kubernetes) ─► leader loop, and /readyz until first listed
 //!  polls ─► PollLog ─► forwarder ─► leader's forward handler ─┘               │
 //!                                                    read model task ◄───────┘
 //!                                                          │ watch
@@ -27,6 +28,11 @@ use crate::api::ApiContext;
 use crate::config::Config;
 use crate::discovery::manager::DiscoveryManager;
 use crate::discovery::manager::DiscoveryOptions;
+use crate::kubernetes::client::ClientSource;
+use crate::kubernetes::collectors::CollectorDiscovery;
+use crate::kubernetes::collectors::CollectorPods;
+use crate::kubernetes::collectors::CollectorWatcher;
+use crate::kubernetes::watch_error::WatchFailure;
 use crate::leader::LeaderLoop;
 use crate::metrics::Metrics;
 use crate::registration::PollLog;
@@ -53,6 +59,8 @@ pub enum ServiceError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Replica(#[from] ta_raft::StartError),
+    #[error("collector discovery cannot start: {0}")]
+    Kubernetes(#[from] crate::kubernetes::client::ClientError),
 }
 
 /// Upstream's Go-style listen address: `:8080` means every interface.
@@ -79,6 +87,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let strategy =
         crate::allocation::strategy::build(&config.strategy).map_err(|e| ServiceError::Strategy(e.to_string()))?;
     let listen_addr = listen_address(&config.listen_addr)?;
+    // A kubeconfig that cannot be used is a configuration problem: reported before any port
+    // opens. Reaching the API server is the watcher's business (it retries).
+    let kubernetes_client = match config.collectors.uses_kubernetes() {
+        true => {
+            let source = ClientSource::from_kube_config_file_path(&config.kube_config_file_path);
+            tracing::info!(%source, "connecting to Kubernetes for collector discovery");
+            Some(crate::kubernetes::client::build(&source).await?)
+        }
+        false => None,
+    };
     // Certificates are checked before any port opens.
     let https = match config.https.enabled {
         true => Some((
@@ -119,6 +137,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
 
     let inner = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
+    // Every replica watches the collector pods, so a new leader starts with them listed.
+    let collector_discovery = kubernetes_client.map(|client| {
+        // Every series exists from the start (at zero), so a rate alert sees the first error.
+        for reason in [WatchFailure::Forbidden, WatchFailure::Expired, WatchFailure::Other] {
+            metrics
+                .kubernetes_watch_errors
+                .with_label_values(&["pods", reason.as_str()]);
+        }
+        let (watcher, discovery) = CollectorWatcher::new(
+            client,
+            CollectorPods::from_config(&config),
+            Some(metrics.kubernetes_watch_errors.clone()),
+        );
+        tasks.spawn(watcher.run(inner.clone()));
+        discovery
+    });
     tasks.spawn(
         LeaderLoop {
             replica: Arc::clone(&replica),
@@ -126,6 +160,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             strategy,
             discovery: discovery.subscribe(),
             registrations: registrations_in,
+            kubernetes_collectors: collector_discovery.as_ref().map(CollectorDiscovery::subscribe),
             metrics: Arc::clone(&metrics),
             coalesce_window,
         }
@@ -159,6 +194,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         replica_name,
         allow_insecure_auth_secrets: config.allow_insecure_auth_secrets,
         polls,
+        collector_discovery,
         metrics,
         strategy: config.strategy.strategy.as_str(),
     });

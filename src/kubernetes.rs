@@ -1,0 +1,15 @@
+//! Everything that talks to the Kubernetes API server. Each watched resource has one owning
+//! task built on kube-runtime's `watcher` (a lost watch resumes from its `resourceVersion`,
+//! an expired one relists, errors back off), which keeps its own cache and publishes a
+//! complete view on a `watch` channel with a `synced` flag, like discovery's providers: a
+//! consumer never mistakes "not listed yet" for "nothing there" (DESIGN.md I7).
+//!
+//! - [`client`]: which configuration to connect with, and the client.
+//! - [`collector_pod`]: the pure mapping from a pod to a collector (upstream-compat.md §6).
+//! - [`collectors`]: the collector pod watcher and its published view.
+//! - [`watch_error`]: what a watch failure means and how it is reported.
+
+pub mod client;
+pub mod collector_pod;
+pub mod collectors;
+pub mod watch_error;
