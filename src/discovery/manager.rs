@@ -74,6 +74,7 @@ pub fn provider_for(config: &ServiceDiscoveryConfig, options: &DiscoveryOptions)
             Some(Box::new(HttpProvider::new(http.clone(), options.user_agent.clone())))
         }
         ServiceDiscoveryConfig::Dns(dns) => Some(Box::new(DnsProvider::new(dns.clone(), options.nameservers))),
+        ServiceDiscoveryConfig::Kubernetes(_) => None,
         ServiceDiscoveryConfig::Unsupported { .. } => None,
     }
 }
@@ -85,6 +86,7 @@ fn config_key(config: &ServiceDiscoveryConfig) -> &str {
         ServiceDiscoveryConfig::File(_) => "file_sd_configs",
         ServiceDiscoveryConfig::Http(_) => "http_sd_configs",
         ServiceDiscoveryConfig::Dns(_) => "dns_sd_configs",
+        ServiceDiscoveryConfig::Kubernetes(_) => "kubernetes_sd_configs",
         ServiceDiscoveryConfig::Unsupported { key } => key,
     }
 }
