@@ -11,10 +11,15 @@
 //! Not supported yet: `attach_metadata` (accepted, reported, ignored), the HTTP client
 //! settings (authorization, TLS) next to `api_server` (accepted, reported, ignored).
 
+pub mod client;
+pub mod endpoints;
 pub mod endpointslice;
+pub mod ingress;
 pub mod node;
 pub mod pod;
+pub mod provider;
 pub mod service;
+pub mod state;
 
 use std::fmt;
 
@@ -23,6 +28,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::Interner;
 use super::Labels;
 use super::TargetGroup;
+
+pub use provider::KubernetesProvider;
 
 /// The kind of object a `kubernetes_sd_configs` entry turns into targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
