@@ -265,8 +265,193 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::Mutex;
+
+    use axum::body::Body;
+    use axum::body::Bytes;
+    use axum::http::Request;
+    use axum::http::Response;
+    use axum::http::StatusCode;
+    use futures::channel::mpsc;
+    use serde_json::json;
+
     use super::super::RoleSelector;
     use super::*;
+
+    type WatchFeed = mpsc::UnboundedSender<Result<Bytes, Infallible>>;
+
+    /// An API server inside the client's transport (no sockets): answers lists from fixed
+    /// replies and watches from feeds the test writes to (or never, keeping them open).
+    #[derive(Default)]
+    struct FakeApiServer {
+        /// Path → the listed items, or the error status to answer.
+        lists: HashMap<&'static str, Result<serde_json::Value, StatusCode>>,
+        /// Path → the watch stream to answer with (once).
+        watches: Mutex<HashMap<&'static str, mpsc::UnboundedReceiver<Result<Bytes, Infallible>>>>,
+    }
+
+    impl FakeApiServer {
+        fn feed(&mut self, path: &'static str) -> WatchFeed {
+            let (sender, receiver) = mpsc::unbounded();
+            if let Ok(mut watches) = self.watches.lock() {
+                watches.insert(path, receiver);
+            }
+            sender
+        }
+
+        fn answer(&self, request: &Request<kube::client::Body>) -> Response<Body> {
+            let path = request.uri().path();
+            let watching = request.uri().query().unwrap_or_default().contains("watch=true");
+            if watching {
+                let feed = self.watches.lock().ok().and_then(|mut watches| watches.remove(path));
+                let body = match feed {
+                    Some(receiver) => Body::from_stream(receiver),
+                    None => Body::from_stream(futures::stream::pending::<Result<Bytes, Infallible>>()),
+                };
+                return Response::new(body);
+            }
+            let (status, body) = match self.lists.get(path) {
+                Some(Ok(items)) => (
+                    StatusCode::OK,
+                    json!({"metadata": {"resourceVersion": "1"}, "items": items}),
+                ),
+                Some(Err(status)) => (*status, status_body(*status, path)),
+                None => (StatusCode::NOT_FOUND, status_body(StatusCode::NOT_FOUND, path)),
+            };
+            let mut response = Response::new(Body::from(body.to_string()));
+            *response.status_mut() = status;
+            response
+        }
+    }
+
+    fn status_body(status: StatusCode, path: &str) -> serde_json::Value {
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{path} is {}", status.canonical_reason().unwrap_or_default().to_lowercase()),
+            "reason": status.canonical_reason(), "code": status.as_u16()
+        })
+    }
+
+    fn fake_client(server: FakeApiServer) -> Client {
+        let server = Arc::new(server);
+        let service = tower::service_fn(move |request: Request<kube::client::Body>| {
+            let server = Arc::clone(&server);
+            async move { Ok::<_, Infallible>(server.answer(&request)) }
+        });
+        Client::new(service, "default")
+    }
+
+    fn pod_json(name: &str, ip: &str, resource_version: &str) -> serde_json::Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": resource_version},
+            "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 8080, "protocol": "TCP"}]}]},
+            "status": {"podIP": ip}
+        })
+    }
+
+    fn watch_event(kind: &str, object: serde_json::Value) -> Result<Bytes, Infallible> {
+        Ok(Bytes::from(format!("{}\n", json!({"type": kind, "object": object}))))
+    }
+
+    fn addresses(snapshot: &ProviderSnapshot) -> Vec<String> {
+        snapshot
+            .groups
+            .iter()
+            .flat_map(|g| g.targets.iter())
+            .filter_map(|t| t.get("__address__").map(str::to_string))
+            .collect()
+    }
+
+    async fn wait_for(
+        receiver: &mut watch::Receiver<ProviderSnapshot>,
+        what: &str,
+        condition: impl FnMut(&ProviderSnapshot) -> bool,
+    ) -> ProviderSnapshot {
+        let outcome = tokio::time::timeout(Duration::from_secs(10), receiver.wait_for(condition))
+            .await
+            .map(|waited| waited.map(|snapshot| snapshot.clone()));
+        match outcome {
+            Ok(Ok(snapshot)) => snapshot,
+            _ => panic!("timed out waiting for {what}; last: {:?}", *receiver.borrow()),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_provider_lists_then_follows_the_watch() {
+        let mut server = FakeApiServer::default();
+        server
+            .lists
+            .insert("/api/v1/pods", Ok(json!([pod_json("p1", "10.0.0.1", "1")])));
+        let feed = server.feed("/api/v1/pods");
+        let provider =
+            KubernetesProvider::with_client(KubernetesSdConfig::new(KubernetesRole::Pod), fake_client(server));
+        let (publish, mut receiver) = watch::channel(ProviderSnapshot::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(Box::new(provider).run(publish, shutdown.clone()));
+
+        let first = wait_for(&mut receiver, "the initial list", |s| s.synced).await;
+        assert_eq!(addresses(&first), ["10.0.0.1:8080"]);
+        assert_eq!(first.groups[0].source, "pod/ns/p1");
+        assert_eq!(first.last_error, None);
+
+        assert!(
+            feed.unbounded_send(watch_event("ADDED", pod_json("p2", "10.0.0.2", "2")))
+                .is_ok()
+        );
+        wait_for(&mut receiver, "the added pod", |s| {
+            addresses(s) == ["10.0.0.1:8080", "10.0.0.2:8080"]
+        })
+        .await;
+        assert!(
+            feed.unbounded_send(watch_event("DELETED", pod_json("p1", "10.0.0.1", "3")))
+                .is_ok()
+        );
+        let last = wait_for(&mut receiver, "the deleted pod", |s| addresses(s) == ["10.0.0.2:8080"]).await;
+        assert!(last.synced);
+
+        shutdown.cancel();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), task).await.is_ok(),
+            "stops on shutdown"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forbidden_list_is_reported_and_never_counts_as_synced() {
+        let mut server = FakeApiServer::default();
+        server
+            .lists
+            .insert("/apis/discovery.k8s.io/v1/endpointslices", Ok(json!([])));
+        server.lists.insert("/api/v1/services", Ok(json!([])));
+        server.lists.insert("/api/v1/pods", Err(StatusCode::FORBIDDEN));
+        let provider = KubernetesProvider::with_client(
+            KubernetesSdConfig::new(KubernetesRole::EndpointSlice),
+            fake_client(server),
+        );
+        let (publish, mut receiver) = watch::channel(ProviderSnapshot::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(Box::new(provider).run(publish, shutdown.clone()));
+
+        let failed = wait_for(&mut receiver, "the pods list error", |s| s.last_error.is_some()).await;
+        let error = failed.last_error.clone().unwrap_or_default();
+        assert!(error.contains("pod watch in all namespaces"), "{error}");
+        assert!(error.to_lowercase().contains("forbidden"), "{error}");
+        assert!(
+            !failed.synced,
+            "a watch that never listed keeps the source unsynced (I7)"
+        );
+        assert!(failed.groups.is_empty());
+
+        shutdown.cancel();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), task).await.is_ok(),
+            "stops on shutdown"
+        );
+    }
 
     #[test]
     fn namespaces_follow_prometheus() {
