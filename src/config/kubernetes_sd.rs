@@ -265,6 +265,13 @@ fn selectors(node: &Node, role: Option<KubernetesRole>, path: &KeyPath, report: 
             );
             continue;
         }
+        if role == Some(KubernetesRole::Pod) && selector_role == KubernetesRole::Node {
+            report.warn(
+                &item_path.key("role"),
+                role_line,
+                "a node selector only applies with attach_metadata.node, which this build does not support yet; ignored",
+            );
+        }
         if ok {
             selectors.push(RoleSelector {
                 role: selector_role,
@@ -591,6 +598,17 @@ mod tests {
         assert_eq!(
             report.warnings[0].key_path,
             "kubernetes_sd_configs[0].attach_metadata.node"
+        );
+    }
+
+    #[test]
+    fn a_node_selector_on_the_pod_role_is_accepted_and_reported_as_ignored() {
+        let (decoded, report) = decode_text("role: pod\nselectors:\n- role: node\n  label: zone=a\n");
+        assert!(decoded.is_some(), "{:?}", problems(&report));
+        assert_eq!(report.warnings.len(), 1);
+        assert_eq!(
+            report.warnings[0].key_path,
+            "kubernetes_sd_configs[0].selectors[0].role"
         );
     }
 

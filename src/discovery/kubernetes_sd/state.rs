@@ -397,8 +397,16 @@ impl DiscoveryState {
         if changed_pods.is_empty() && changed_services.is_empty() {
             return;
         }
-        let pod_changed =
-            |(namespace, name): (&str, &str)| changed_pods.contains(&(namespace.to_string(), name.to_string()));
+        // Namespace → names, borrowed, so checking each reference allocates nothing.
+        let mut changed_pod_names: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+        for (namespace, name) in &changed_pods {
+            changed_pod_names.entry(namespace).or_default().insert(name);
+        }
+        let pod_changed = |(namespace, name): (&str, &str)| {
+            changed_pod_names
+                .get(namespace)
+                .is_some_and(|names| names.contains(name))
+        };
         match self.role {
             KubernetesRole::EndpointSlice => {
                 for (key, slice) in &self.endpoint_slices.objects {
