@@ -648,6 +648,14 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn selector_checks_never_panic(text in "\\PC{0,40}") {
+            let _ = check_label_selector(&text);
+            let _ = check_field_selector(&text);
+        }
+    }
+
     #[test]
     fn field_selectors_need_an_operator_per_term() {
         assert_eq!(check_field_selector("metadata.name=x,spec.nodeName!=y"), Ok(()));
