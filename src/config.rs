@@ -16,6 +16,7 @@ pub mod check;
 pub mod cluster;
 pub mod decode;
 pub mod flags;
+pub mod kubernetes_sd;
 pub mod problem;
 pub mod prometheus;
 pub mod scrape;

@@ -1,6 +1,6 @@
 //! Service discovery: where targets come from. Each configured source of a job (one entry
-//! of `static_configs`, `file_sd_configs`, `http_sd_configs`, `dns_sd_configs`, and later
-//! Kubernetes) runs as one [`Provider`] task that owns its state and publishes complete
+//! of `static_configs`, `file_sd_configs`, `http_sd_configs`, `dns_sd_configs`,
+//! `kubernetes_sd_configs`) runs as one [`Provider`] task that owns its state and publishes complete
 //! snapshots of its target groups through a `watch` channel, with a flag saying whether its
 //! first full sync is done. The leader must not treat "nothing discovered yet" as "everything
 //! gone" (DESIGN.md I7), so consumers wait for [`ProviderSnapshot::synced`] on every source.
@@ -12,6 +12,7 @@ pub mod dns_sd;
 pub mod file_sd;
 pub mod group_list;
 pub mod http_sd;
+pub mod kubernetes_sd;
 pub mod manager;
 pub mod static_sd;
 
@@ -21,6 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use kubernetes_sd::KubernetesSdConfig;
 pub use ta_raft::intern::Interner;
 pub use ta_raft::intern::Symbol;
 pub use ta_raft::model::Labels;
@@ -59,8 +61,9 @@ pub enum ServiceDiscoveryConfig {
     File(FileSdConfig),
     Http(HttpSdConfig),
     Dns(DnsSdConfig),
+    Kubernetes(KubernetesSdConfig),
     /// A source this build keeps for serving (`/scrape_configs`) but does not run yet, by
-    /// its Prometheus key (`kubernetes_sd_configs`, ...). Reported by `check-config`.
+    /// its Prometheus key (`consul_sd_configs`, ...). Reported by `check-config`.
     Unsupported {
         key: String,
     },

@@ -66,10 +66,7 @@ fn an_operator_file_reports_kubernetes_collectors_and_a_single_replica() {
     );
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "stderr:\n{}", text(&output.stderr));
-    assert!(
-        stdout.contains("kubernetes_sd_configs (not run by this build): 1"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("kubernetes_sd (pod): 1"), "{stdout}");
     assert!(
         stdout.contains("strategy: consistent-hashing (ring layout v1.0.0)"),
         "{stdout}"

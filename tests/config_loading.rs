@@ -15,6 +15,8 @@ use target_allocator::config::Problem;
 use target_allocator::config::UpstreamFlags;
 use target_allocator::discovery::DnsRecordType;
 use target_allocator::discovery::ServiceDiscoveryConfig;
+use target_allocator::discovery::kubernetes_sd::KubernetesRole;
+use target_allocator::discovery::kubernetes_sd::KubernetesSdConfig;
 use target_allocator::targets::FilterStrategy;
 
 fn testdata(name: &str) -> PathBuf {
@@ -120,9 +122,9 @@ fn what_the_operator_writes_loads_with_upstream_meanings() {
     assert_eq!(jobs[1].job.rules[1].replacement, "$1:$2");
     assert_eq!(
         jobs[1].discovery,
-        vec![ServiceDiscoveryConfig::Unsupported {
-            key: "kubernetes_sd_configs".to_string()
-        }]
+        vec![ServiceDiscoveryConfig::Kubernetes(KubernetesSdConfig::new(
+            KubernetesRole::Pod
+        ))]
     );
     // The global interval (30s) is filled in; the global protocols are inherited.
     assert_eq!(jobs[1].job.scrape_interval, Duration::from_secs(30));

@@ -108,6 +108,7 @@ pub fn summary(file: &str, config: &Config) -> String {
                 ServiceDiscoveryConfig::File(_) => ("file_sd".to_string(), 1),
                 ServiceDiscoveryConfig::Http(_) => ("http_sd".to_string(), 1),
                 ServiceDiscoveryConfig::Dns(_) => ("dns_sd".to_string(), 1),
+                ServiceDiscoveryConfig::Kubernetes(kubernetes) => (super::kubernetes_sd::summary_name(kubernetes), 1),
                 ServiceDiscoveryConfig::Unsupported { key } => (format!("{key} (not run by this build)"), 1),
             };
             *sources.entry(kind).or_default() += count;

@@ -1,5 +1,5 @@
 //! The discovery sources of one scrape config (`static_configs`, `file_sd_configs`,
-//! `http_sd_configs`, `dns_sd_configs`, and any other `*_sd_configs` kept as unsupported),
+//! `http_sd_configs`, `dns_sd_configs`, `kubernetes_sd_configs` (in its own module), and any other `*_sd_configs` kept as unsupported),
 //! decoded and checked with Prometheus's rules, each with its rendering for
 //! `/scrape_configs` (Prometheus's defaults filled in).
 
@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::decode;
 use super::decode::Fields;
+use super::kubernetes_sd;
 use super::problem::KeyPath;
 use super::problem::Report;
 use super::yaml::Node;
@@ -80,6 +81,8 @@ pub fn decode(
             "dns_sd_configs" => {
                 dns_sd(item, &item_path, report).map(|(c, j)| (Some(ServiceDiscoveryConfig::Dns(c)), j))
             }
+            "kubernetes_sd_configs" => kubernetes_sd::decode(item, &item_path, report)
+                .map(|(c, j)| (Some(ServiceDiscoveryConfig::Kubernetes(c)), j)),
             other => Some((
                 Some(ServiceDiscoveryConfig::Unsupported { key: other.to_string() }),
                 item.to_json(),

@@ -27,6 +27,7 @@ use super::dns_sd::DnsProvider;
 use super::dns_sd::Nameservers;
 use super::file_sd::FileProvider;
 use super::http_sd::HttpProvider;
+use super::kubernetes_sd::KubernetesProvider;
 use super::static_sd::StaticProvider;
 
 /// What providers need besides their own configuration.
@@ -74,6 +75,7 @@ pub fn provider_for(config: &ServiceDiscoveryConfig, options: &DiscoveryOptions)
             Some(Box::new(HttpProvider::new(http.clone(), options.user_agent.clone())))
         }
         ServiceDiscoveryConfig::Dns(dns) => Some(Box::new(DnsProvider::new(dns.clone(), options.nameservers))),
+        ServiceDiscoveryConfig::Kubernetes(kubernetes) => Some(Box::new(KubernetesProvider::new(kubernetes.clone()))),
         ServiceDiscoveryConfig::Unsupported { .. } => None,
     }
 }
@@ -85,6 +87,7 @@ fn config_key(config: &ServiceDiscoveryConfig) -> &str {
         ServiceDiscoveryConfig::File(_) => "file_sd_configs",
         ServiceDiscoveryConfig::Http(_) => "http_sd_configs",
         ServiceDiscoveryConfig::Dns(_) => "dns_sd_configs",
+        ServiceDiscoveryConfig::Kubernetes(_) => "kubernetes_sd_configs",
         ServiceDiscoveryConfig::Unsupported { key } => key,
     }
 }
