@@ -1,0 +1,14 @@
+//! Prometheus CR discovery (upstream-compat.md §7): ServiceMonitors and PodMonitors
+//! (`monitoring.coreos.com/v1`) turned into scrape jobs named and shaped like
+//! prometheus-operator's, which join the file's jobs.
+//!
+//! - [`spec`]: the monitor fields the generator reads.
+//! - [`selection`]: which monitors are selected (monitor and namespace selectors,
+//!   allow/deny namespaces).
+//! - [`credentials`]: Secret and ConfigMap keys monitors reference, inlined into jobs.
+//! - [`generate`]: the pure generator, and the parse of its output by the file's parser.
+
+pub mod credentials;
+pub mod generate;
+pub mod selection;
+pub mod spec;
