@@ -7,8 +7,10 @@
 //!   allow/deny namespaces).
 //! - [`credentials`]: Secret and ConfigMap keys monitors reference, inlined into jobs.
 //! - [`generate`]: the pure generator, and the parse of its output by the file's parser.
+//! - [`watcher`]: the task watching monitors and publishing the generated jobs.
 
 pub mod credentials;
 pub mod generate;
 pub mod selection;
 pub mod spec;
+pub mod watcher;
