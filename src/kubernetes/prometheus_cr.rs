@@ -8,7 +8,9 @@
 //! - [`credentials`]: Secret and ConfigMap keys monitors reference, inlined into jobs.
 //! - [`generate`]: the pure generator, and the parse of its output by the file's parser.
 //! - [`watcher`]: the task watching monitors and publishing the generated jobs.
+//! - [`combined`]: the file's jobs and the generated ones as one job set and one discovery view.
 
+pub mod combined;
 pub mod credentials;
 pub mod generate;
 pub mod selection;

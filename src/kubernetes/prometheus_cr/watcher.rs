@@ -106,7 +106,10 @@ impl CrSettings {
 /// One list/watch: a monitor kind in a scope, or the namespaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Resource {
-    Monitors { kind: MonitorKind, namespace: Option<String> },
+    Monitors {
+        kind: MonitorKind,
+        namespace: Option<String>,
+    },
     Namespaces,
 }
 
@@ -129,13 +132,18 @@ impl Resource {
     }
 }
 
+type MonitorsByName = BTreeMap<(String, String), Monitor>;
+type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
+/// The keys of a Secret or ConfigMap, decoded.
+type ObjectData = BTreeMap<String, String>;
+
 /// What one list/watch has seen.
 #[derive(Debug, Default)]
 struct Listed {
     /// Objects by namespace/name: monitors, or namespaces' labels.
     monitors: BTreeMap<(String, String), Monitor>,
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
-    relisting: Option<(BTreeMap<(String, String), Monitor>, BTreeMap<String, BTreeMap<String, String>>)>,
+    relisting: Option<(MonitorsByName, NamespaceLabels)>,
     synced: bool,
     error: Option<String>,
 }
@@ -178,7 +186,13 @@ impl PrometheusCrWatcher {
         let scopes: Vec<Option<String>> = if self.settings.selection.allow_namespaces.is_empty() {
             vec![None]
         } else {
-            self.settings.selection.allow_namespaces.iter().cloned().map(Some).collect()
+            self.settings
+                .selection
+                .allow_namespaces
+                .iter()
+                .cloned()
+                .map(Some)
+                .collect()
         };
         let mut resources = Vec::new();
         for kind in [MonitorKind::ServiceMonitor, MonitorKind::PodMonitor] {
@@ -268,7 +282,12 @@ impl PrometheusCrWatcher {
         }
     }
 
-    fn apply(&self, resource: &Resource, state: &mut Listed, result: Result<watcher::Event<DynamicObject>, watcher::Error>) {
+    fn apply(
+        &self,
+        resource: &Resource,
+        state: &mut Listed,
+        result: Result<watcher::Event<DynamicObject>, watcher::Error>,
+    ) {
         let Resource::Monitors { kind, .. } = resource else {
             return;
         };
@@ -300,7 +319,11 @@ impl PrometheusCrWatcher {
                     watcher::Event::InitApply(object) => {
                         let object_key = key(&object);
                         if let Some(monitor) = decode(object) {
-                            state.relisting.get_or_insert_with(Default::default).0.insert(object_key, monitor);
+                            state
+                                .relisting
+                                .get_or_insert_with(Default::default)
+                                .0
+                                .insert(object_key, monitor);
                         }
                     }
                     watcher::Event::InitDone => {
@@ -350,7 +373,11 @@ impl PrometheusCrWatcher {
                     watcher::Event::Init => state.relisting = Some(Default::default()),
                     watcher::Event::InitApply(namespace) => {
                         let (name, labels) = entry(&namespace);
-                        state.relisting.get_or_insert_with(Default::default).1.insert(name, labels);
+                        state
+                            .relisting
+                            .get_or_insert_with(Default::default)
+                            .1
+                            .insert(name, labels);
                     }
                     watcher::Event::InitDone => {
                         if let Some((_, namespaces)) = state.relisting.take() {
@@ -389,7 +416,11 @@ impl PrometheusCrWatcher {
                 resource.plural()
             )
         } else {
-            describe(failure, resource.plural(), if scope.is_empty() { "(all)" } else { scope })
+            describe(
+                failure,
+                resource.plural(),
+                if scope.is_empty() { "(all)" } else { scope },
+            )
         };
         match kind {
             WatchFailure::Expired => {
@@ -448,7 +479,11 @@ impl PrometheusCrWatcher {
             {
                 return false;
             }
-            tracing::info!(jobs = view.jobs.len(), synced = view.synced, "prometheus CR discovery: jobs regenerated");
+            tracing::info!(
+                jobs = view.jobs.len(),
+                synced = view.synced,
+                "prometheus CR discovery: jobs regenerated"
+            );
             *current = PrometheusCrView {
                 generation: current.generation + 1,
                 ..view
@@ -462,7 +497,7 @@ impl PrometheusCrWatcher {
     async fn fetch(&self, wanted: &[CredentialRef]) -> (CredentialValues, Vec<String>) {
         let mut values = CredentialValues::new();
         let mut problems = Vec::new();
-        let mut objects: BTreeMap<(Source, String, String), Result<BTreeMap<String, String>, String>> = BTreeMap::new();
+        let mut objects: BTreeMap<(Source, String, String), Result<ObjectData, String>> = BTreeMap::new();
         for reference in wanted {
             let object_key = (reference.source, reference.namespace.clone(), reference.name.clone());
             if !objects.contains_key(&object_key) {
