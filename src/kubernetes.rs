@@ -7,9 +7,11 @@
 //! - [`client`]: which configuration to connect with, and the client.
 //! - [`collector_pod`]: the pure mapping from a pod to a collector (upstream-compat.md §6).
 //! - [`collectors`]: the collector pod watcher and its published view.
+//! - [`prometheus_cr`]: ServiceMonitors and PodMonitors turned into jobs.
 //! - [`watch_error`]: what a watch failure means and how it is reported.
 
 pub mod client;
 pub mod collector_pod;
 pub mod collectors;
+pub mod prometheus_cr;
 pub mod watch_error;

@@ -40,8 +40,10 @@ use crate::allocation::planner::PlanInput;
 use crate::allocation::planner::Scope;
 use crate::allocation::strategy::Strategy;
 use crate::config::Config;
+use crate::config::scrape::ScrapeConfig;
 use crate::discovery::manager::Discovered;
 use crate::kubernetes::collectors::CollectorView;
+use crate::kubernetes::prometheus_cr::combined::JobSet;
 use crate::metrics::Metrics;
 use crate::pipeline::DesiredState;
 use crate::registration::Registry;
@@ -52,6 +54,9 @@ pub struct LeaderLoop {
     pub config: Arc<Config>,
     pub strategy: Box<dyn Strategy>,
     pub discovery: watch::Receiver<Discovered>,
+    /// Every job: the file's, plus those generated from Prometheus CRs when enabled. The
+    /// job set changes at run time only with Prometheus CRs.
+    pub jobs: watch::Receiver<JobSet>,
     pub registrations: mpsc::Receiver<Vec<String>>,
     /// Collector discovery from Kubernetes; `None` when collectors are static or register
     /// on poll (the registry then reports them).
@@ -60,11 +65,15 @@ pub struct LeaderLoop {
     pub coalesce_window: Duration,
 }
 
-/// The scrape configs the configuration wants in the table, as JSON text by job, and their
+/// The scrape configs the job set wants in the table, as JSON text by job, and their
 /// digest.
-fn wanted_scrape_configs(config: &Config) -> (Vec<(String, String)>, u64) {
-    let mut configs: Vec<(String, String)> = config
-        .scrape_configs()
+///
+/// A job set that is not complete yet (Prometheus CRs not listed) gets another digest than
+/// the same jobs once complete, so that the table is revisited, and stale jobs removed, when
+/// it completes.
+fn wanted_scrape_configs(jobs: &JobSet) -> (Vec<(String, String)>, u64) {
+    let mut configs: Vec<(String, String)> = jobs
+        .configs
         .iter()
         .map(|scrape| (scrape.job.name.clone(), scrape.rendered.to_string()))
         .collect();
@@ -76,6 +85,9 @@ fn wanted_scrape_configs(config: &Config) -> (Vec<(String, String)>, u64) {
         hasher.update(&[0xff]);
         hasher.update(text.as_bytes());
         hasher.update(&[0xff]);
+    }
+    if !jobs.synced {
+        hasher.update(b"incomplete");
     }
     (configs, hasher.digest())
 }
@@ -134,7 +146,8 @@ impl LeaderLoop {
             collectors.register_on_poll.enabled,
             collectors.register_on_poll.ttl,
         );
-        let (wanted_configs, config_digest) = wanted_scrape_configs(&self.config);
+        let mut jobs = self.jobs.borrow_and_update().clone();
+        let (mut wanted_configs, mut config_digest) = wanted_scrape_configs(&jobs);
         let strategy_name = self.config.strategy.strategy.as_str();
         let mut desired = DesiredState::new();
         let mut synced = false;
@@ -157,10 +170,28 @@ impl LeaderLoop {
             while let Ok(ids) = self.registrations.try_recv() {
                 registry.heard(ids, now);
             }
-            if self.discovery.has_changed().unwrap_or(false) {
+            // A changed job set (Prometheus CRs): new wanted scrape configs, the targets of
+            // jobs that left are forgotten, and every job's groups are processed again.
+            let mut jobs_changed = false;
+            if self.jobs.has_changed().unwrap_or(false) {
+                let new_jobs = self.jobs.borrow_and_update().clone();
+                for gone in jobs
+                    .configs
+                    .iter()
+                    .filter(|old| !new_jobs.configs.iter().any(|new| new.job.name == old.job.name))
+                {
+                    pending.extend(desired.remove_job(&gone.job, self.config.filter_strategy));
+                }
+                jobs = new_jobs;
+                (wanted_configs, config_digest) = wanted_scrape_configs(&jobs);
+                jobs_changed = true;
+            }
+            if self.discovery.has_changed().unwrap_or(false) || jobs_changed {
                 let discovered = self.discovery.borrow_and_update().clone();
                 synced = discovered.all_synced;
-                pending.extend(off_the_runtime(|| self.process_discovered(&mut desired, &discovered)));
+                pending.extend(off_the_runtime(|| {
+                    self.process_discovered(&jobs.configs, &mut desired, &discovered)
+                }));
             }
 
             // Leadership.
@@ -199,7 +230,8 @@ impl LeaderLoop {
                         builder.set_scrape_config(job, text.clone());
                     }
                 }
-                if synced {
+                // I7 for jobs too: a job missing from a job set not complete yet stays.
+                if synced && jobs.synced {
                     for job in table.scrape_configs.keys() {
                         if wanted_configs.binary_search_by(|(j, _)| j.as_str().cmp(job)).is_err() {
                             builder.remove_scrape_config(job);
@@ -348,10 +380,15 @@ impl LeaderLoop {
     }
 
     /// Bring the desired targets up to date; returns the ids that changed.
-    fn process_discovered(&self, desired: &mut DesiredState, discovered: &Discovered) -> Vec<TargetId> {
+    fn process_discovered(
+        &self,
+        jobs: &[ScrapeConfig],
+        desired: &mut DesiredState,
+        discovered: &Discovered,
+    ) -> Vec<TargetId> {
         let started = Instant::now();
         let mut changed = Vec::new();
-        for scrape in self.config.scrape_configs() {
+        for scrape in jobs {
             let job = &scrape.job;
             let groups = discovered.jobs.get(&job.name).map(Vec::as_slice).unwrap_or(&[]);
             let job_started = Instant::now();

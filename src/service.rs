@@ -32,6 +32,9 @@ use crate::kubernetes::client::ClientSource;
 use crate::kubernetes::collectors::CollectorDiscovery;
 use crate::kubernetes::collectors::CollectorPods;
 use crate::kubernetes::collectors::CollectorWatcher;
+use crate::kubernetes::prometheus_cr::combined::JobSet;
+use crate::kubernetes::prometheus_cr::watcher::CrSettings;
+use crate::kubernetes::prometheus_cr::watcher::PrometheusCrWatcher;
 use crate::kubernetes::watch_error::WatchFailure;
 use crate::leader::LeaderLoop;
 use crate::metrics::Metrics;
@@ -89,10 +92,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let listen_addr = listen_address(&config.listen_addr)?;
     // A kubeconfig that cannot be used is a configuration problem: reported before any port
     // opens. Reaching the API server is the watcher's business (it retries).
-    let kubernetes_client = match config.collectors.uses_kubernetes() {
+    let kubernetes_client = match config.collectors.uses_kubernetes() || config.prometheus_cr.enabled {
         true => {
             let source = ClientSource::from_kube_config_file_path(&config.kube_config_file_path);
-            tracing::info!(%source, "connecting to Kubernetes for collector discovery");
+            tracing::info!(%source, "connecting to Kubernetes for collector or Prometheus CR discovery");
             Some(crate::kubernetes::client::build(&source).await?)
         }
         false => None,
@@ -138,27 +141,68 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let inner = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     // Every replica watches the collector pods, so a new leader starts with them listed.
-    let collector_discovery = kubernetes_client.map(|client| {
-        // Every series exists from the start (at zero), so a rate alert sees the first error.
-        for reason in [WatchFailure::Forbidden, WatchFailure::Expired, WatchFailure::Other] {
-            metrics
-                .kubernetes_watch_errors
-                .with_label_values(&["pods", reason.as_str()]);
+    // Prometheus CRs: their jobs join the file's (file jobs win on a name clash), with
+    // their own discovery; without them the job set is the file's, fixed.
+    let (jobs, discovery_view) = match (&kubernetes_client, config.prometheus_cr.enabled) {
+        (Some(client), true) => {
+            for resource in ["servicemonitors", "podmonitors", "namespaces"] {
+                for reason in [WatchFailure::Forbidden, WatchFailure::Expired, WatchFailure::Other] {
+                    metrics
+                        .kubernetes_watch_errors
+                        .with_label_values(&[resource, reason.as_str()]);
+                }
+            }
+            let (watcher, view) = PrometheusCrWatcher::new(
+                client.clone(),
+                CrSettings::from_config(&config),
+                Some(metrics.kubernetes_watch_errors.clone()),
+            );
+            tasks.spawn(watcher.run(inner.clone()));
+            let events = metrics.events.with_label_values(&["EventSourcePrometheusCR"]);
+            let (combined, task) = crate::kubernetes::prometheus_cr::combined::spawn(
+                config.scrape_configs().to_vec(),
+                discovery.subscribe(),
+                view,
+                DiscoveryOptions::default(),
+                move || events.inc(),
+                inner.clone(),
+            );
+            tasks.spawn(async move {
+                if let Err(error) = task.await {
+                    tracing::warn!(%error, "the job set task ended abnormally");
+                }
+            });
+            (combined.jobs, combined.discovery)
         }
-        let (watcher, discovery) = CollectorWatcher::new(
-            client,
-            CollectorPods::from_config(&config),
-            Some(metrics.kubernetes_watch_errors.clone()),
-        );
-        tasks.spawn(watcher.run(inner.clone()));
-        discovery
-    });
+        _ => (
+            tokio::sync::watch::channel(JobSet::from_file(config.scrape_configs())).1,
+            discovery.subscribe(),
+        ),
+    };
+    let collector_discovery = kubernetes_client
+        .filter(|_| config.collectors.uses_kubernetes())
+        .map(|client| {
+            // Every series exists from the start (at zero), so a rate alert sees the first error.
+            for reason in [WatchFailure::Forbidden, WatchFailure::Expired, WatchFailure::Other] {
+                metrics
+                    .kubernetes_watch_errors
+                    .with_label_values(&["pods", reason.as_str()]);
+            }
+            let (watcher, discovery) = CollectorWatcher::new(
+                client,
+                CollectorPods::from_config(&config),
+                Some(metrics.kubernetes_watch_errors.clone()),
+            );
+            tasks.spawn(watcher.run(inner.clone()));
+            discovery
+        });
     tasks.spawn(
         LeaderLoop {
             replica: Arc::clone(&replica),
             config: Arc::clone(&config),
             strategy,
-            discovery: discovery.subscribe(),
+            discovery: discovery_view,
+            jobs,
             registrations: registrations_in,
             kubernetes_collectors: collector_discovery.as_ref().map(CollectorDiscovery::subscribe),
             metrics: Arc::clone(&metrics),

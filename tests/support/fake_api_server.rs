@@ -15,6 +15,7 @@
 //! - a watch from a version older than the retained history gets one ERROR event carrying a
 //!   410 `Expired` Status, then the stream ends (what the API server does; kube's watcher
 //!   relists on it);
+//! - a resource made unserved ([`FakeApiServer::unserve`], a CRD not installed) answers 404;
 //! - a forbidden resource answers 403 with a `Forbidden` Status naming the verb, resource and
 //!   namespace, like RBAC's denials;
 //! - lists are paged by `limit`, or by a smaller page size the test sets (a server may return
@@ -111,6 +112,8 @@ struct Store {
     history: Vec<Arc<Change>>,
     /// Resources (plural names) answered with 403.
     forbidden: BTreeSet<String>,
+    /// Resources (plural names) answered with 404, as an API server without their CRD.
+    unserved: BTreeSet<String>,
     /// Cancelled (and replaced) to end every open watch stream.
     watches_end: CancellationToken,
     open_watches: usize,
@@ -156,6 +159,7 @@ impl FakeApiServer {
                 objects: BTreeMap::new(),
                 history: Vec::new(),
                 forbidden: BTreeSet::new(),
+                unserved: BTreeSet::new(),
                 watches_end: CancellationToken::new(),
                 open_watches: 0,
                 requests: Vec::new(),
@@ -204,8 +208,31 @@ impl FakeApiServer {
     where
         K: kube::Resource<DynamicType = ()> + Serialize,
     {
-        let kind = kind_of::<K>();
-        let mut value = serde_json::to_value(object).expect("a serialisable object");
+        let value = serde_json::to_value(object).expect("a serialisable object");
+        self.apply_value(kind_of::<K>(), value)
+    }
+
+    /// [`FakeApiServer::apply`] for an object given as JSON, of any resource (custom
+    /// resources without a Rust type): `api_version` such as `monitoring.coreos.com/v1`,
+    /// `resource` its plural.
+    pub fn apply_json(&self, api_version: &str, resource: &str, object: Value) -> u64 {
+        let kind = Kind {
+            api_version: api_version.to_string(),
+            resource: resource.to_string(),
+        };
+        self.apply_value(kind, object)
+    }
+
+    /// [`FakeApiServer::delete`] for any resource.
+    pub fn delete_json(&self, api_version: &str, resource: &str, namespace: Option<&str>, name: &str) -> bool {
+        let kind = Kind {
+            api_version: api_version.to_string(),
+            resource: resource.to_string(),
+        };
+        self.delete_kind(kind, namespace, name)
+    }
+
+    fn apply_value(&self, kind: Kind, mut value: Value) -> u64 {
         let name = value["metadata"]["name"]
             .as_str()
             .expect("an object to apply has a name")
@@ -237,7 +264,10 @@ impl FakeApiServer {
     where
         K: kube::Resource<DynamicType = ()>,
     {
-        let kind = kind_of::<K>();
+        self.delete_kind(kind_of::<K>(), namespace, name)
+    }
+
+    fn delete_kind(&self, kind: Kind, namespace: Option<&str>, name: &str) -> bool {
         let key = ObjectKey {
             kind: kind.clone(),
             namespace: namespace.map(str::to_string),
@@ -299,6 +329,20 @@ impl FakeApiServer {
     /// Serve `resource` again.
     pub fn allow(&self, resource: &str) {
         self.shared.store().forbidden.remove(resource);
+    }
+
+    /// Answer every request for `resource` with 404 from now on, as an API server on which
+    /// its CRD is not installed; open watches of it end.
+    pub fn unserve(&self, resource: &str) {
+        let mut store = self.shared.store();
+        store.unserved.insert(resource.to_string());
+        store.watches_end.cancel();
+        store.watches_end = CancellationToken::new();
+    }
+
+    /// Serve `resource` again (its CRD installed).
+    pub fn serve(&self, resource: &str) {
+        self.shared.store().unserved.remove(resource);
     }
 
     /// Answer lists with at most `items` items per page (`None`: only the client's `limit`).
@@ -522,6 +566,14 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> 
         let mut body = status(403, "Forbidden", &message);
         body["details"] = json!({"kind": target.kind.resource});
         return json_response(StatusCode::FORBIDDEN, &body);
+    }
+    if shared.store().unserved.contains(&target.kind.resource) {
+        recorded.status = 404;
+        record(recorded);
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &status(404, "NotFound", "the server could not find the requested resource"),
+        );
     }
     let requirements = match label_selector.as_deref().map(parse_selector).transpose() {
         Ok(requirements) => requirements.unwrap_or_default(),
