@@ -62,7 +62,7 @@ pub enum ServiceError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Replica(#[from] ta_raft::StartError),
-    #[error("collector discovery cannot start: {0}")]
+    #[error("Kubernetes discovery (collectors or Prometheus CRs) cannot start: {0}")]
     Kubernetes(#[from] crate::kubernetes::client::ClientError),
 }
 

@@ -537,7 +537,10 @@ async fn an_unusable_kubeconfig_stops_the_replica_at_startup_naming_the_file() {
             .await
             .expect_err("the kubeconfig cannot be used");
         let text = error.to_string();
-        assert!(text.contains("collector discovery cannot start"), "{text}");
+        assert!(
+            text.contains("Kubernetes discovery (collectors or Prometheus CRs) cannot start"),
+            "{text}"
+        );
         assert!(text.contains(&kubeconfig.display().to_string()), "{text}");
     })
     .await;

@@ -125,8 +125,16 @@ async fn a_service_monitor_becomes_a_job_that_follows_changes_and_deletion() {
 
         // `/jobs` lists only jobs with targets (upstream-compat.md §2.2); this one has none
         // until `kubernetes_sd_configs` runs, like any job whose discovery finds nothing.
-        let jobs = cluster.get(0, "/jobs").await.json();
-        assert!(jobs.get(FILE_JOB).is_some(), "{jobs}");
+        // The file job's targets are planned in a batch of their own, possibly a coalescing
+        // window after the scrape configs: wait for them rather than race them.
+        let jobs = api_support::eventually("the file job on /jobs", LIMIT, || async {
+            let jobs = cluster.try_get(0, "/jobs").await?.json();
+            match jobs.get(FILE_JOB) {
+                Some(_) => Ok(jobs),
+                None => Err(jobs.to_string()),
+            }
+        })
+        .await;
         assert!(jobs.get(JOB).is_none(), "{jobs}");
 
         tracing::info!("modified: the job follows");
