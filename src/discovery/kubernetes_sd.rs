@@ -23,6 +23,7 @@ pub mod state;
 
 use std::fmt;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::Interner;
@@ -238,6 +239,20 @@ impl<K: k8s_openapi::Metadata<Ty = ObjectMeta>> ObjectLookup<K> for Vec<K> {
 }
 
 /// The namespace and name of an object, `""` for what is absent.
+/// The pods among object references (an endpoint's `targetRef`), as `(namespace, name)`.
+pub(crate) fn pod_references<'a>(
+    references: impl Iterator<Item = &'a ObjectReference>,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    references
+        .filter(|reference| reference.kind.as_deref() == Some("Pod"))
+        .map(|reference| {
+            (
+                reference.namespace.as_deref().unwrap_or_default(),
+                reference.name.as_deref().unwrap_or_default(),
+            )
+        })
+}
+
 pub(crate) fn namespace_and_name(meta: &ObjectMeta) -> (&str, &str) {
     (
         meta.namespace.as_deref().unwrap_or_default(),

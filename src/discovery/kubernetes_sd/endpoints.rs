@@ -49,15 +49,7 @@ fn all_addresses(endpoints: &Endpoints) -> impl Iterator<Item = &EndpointAddress
 
 /// The pods an Endpoints object's addresses refer to, as `(namespace, name)`.
 pub fn referenced_pods(endpoints: &Endpoints) -> impl Iterator<Item = (&str, &str)> {
-    all_addresses(endpoints)
-        .filter_map(|address| address.target_ref.as_ref())
-        .filter(|reference| reference.kind.as_deref() == Some("Pod"))
-        .map(|reference| {
-            (
-                reference.namespace.as_deref().unwrap_or_default(),
-                reference.name.as_deref().unwrap_or_default(),
-            )
-        })
+    super::pod_references(all_addresses(endpoints).filter_map(|address| address.target_ref.as_ref()))
 }
 
 /// The group of one Endpoints object; `services` and `pods` are what the provider knows.

@@ -60,17 +60,12 @@ pub fn service_name(slice: &EndpointSlice) -> Option<&str> {
 
 /// The pods a slice's endpoints refer to, as `(namespace, name)`.
 pub fn referenced_pods(slice: &EndpointSlice) -> impl Iterator<Item = (&str, &str)> {
-    slice
-        .endpoints
-        .iter()
-        .filter_map(|endpoint| endpoint.target_ref.as_ref())
-        .filter(|reference| reference.kind.as_deref() == Some("Pod"))
-        .map(|reference| {
-            (
-                reference.namespace.as_deref().unwrap_or_default(),
-                reference.name.as_deref().unwrap_or_default(),
-            )
-        })
+    super::pod_references(
+        slice
+            .endpoints
+            .iter()
+            .filter_map(|endpoint| endpoint.target_ref.as_ref()),
+    )
 }
 
 /// The group of one slice; `services` and `pods` are what the provider currently knows.
