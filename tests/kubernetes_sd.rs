@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use api_support::Cluster;
 use axum::http::StatusCode;
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -571,6 +572,76 @@ async fn relabel_configs_apply_to_the_kubernetes_meta_labels() {
         tracing::info!("and dropped once the label goes");
         server.apply(&pod("web-0", "10.1.0.1", json!({"app": "web"})));
         wait_addresses(&cluster, JOB, &["10.1.0.2:8080"]).await;
+        cluster.stop_all().await;
+    })
+    .await;
+}
+
+/// Prometheus's `makeNode`, named `name` with internal IP `ip`.
+fn node(name: &str, ip: &str) -> Node {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {"test-label": "testvalue"},
+            "annotations": {"test-annotation": "testannotationvalue"}
+        },
+        "spec": {"providerID": "aws:///nl-north-7b/i-03149834983492827"},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": ip}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}
+        }
+    }))
+    .expect("a valid Node")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_scoped_nodes_are_served_at_their_kubelet_port() {
+    scenario(async {
+        let server = FakeApiServer::start().await;
+        server.apply(&node("node-a", "10.0.1.1"));
+        let (_dir, kubeconfig) = write_kubeconfig(&server);
+        let mut cluster = start(&service_document(&kubernetes_job("kubelets", "node", &kubeconfig, ""))).await;
+
+        let served = wait_addresses(&cluster, "kubelets", &["10.0.1.1:10250"]).await;
+        assert_eq!(
+            meta(&served["10.0.1.1:10250"]),
+            expected(&[
+                ("__meta_kubernetes_node_name", "node-a"),
+                (
+                    "__meta_kubernetes_node_provider_id",
+                    "aws:///nl-north-7b/i-03149834983492827"
+                ),
+                ("__meta_kubernetes_node_label_test_label", "testvalue"),
+                ("__meta_kubernetes_node_labelpresent_test_label", "true"),
+                (
+                    "__meta_kubernetes_node_annotation_test_annotation",
+                    "testannotationvalue"
+                ),
+                ("__meta_kubernetes_node_annotationpresent_test_annotation", "true"),
+                ("__meta_kubernetes_node_address_InternalIP", "10.0.1.1"),
+            ])
+        );
+        assert_eq!(
+            served["10.0.1.1:10250"].get("instance").map(String::as_str),
+            Some("node-a")
+        );
+        let watched: Vec<_> = server
+            .requests()
+            .into_iter()
+            .filter(|request| request.resource == "nodes")
+            .map(|request| request.namespace)
+            .collect();
+        assert!(
+            !watched.is_empty() && watched.iter().all(Option::is_none),
+            "nodes are read at the cluster scope: {watched:?}"
+        );
+
+        tracing::info!("a node joins, another leaves");
+        server.apply(&node("node-b", "10.0.1.2"));
+        assert!(server.delete::<Node>(None, "node-a"));
+        wait_addresses(&cluster, "kubelets", &["10.0.1.2:10250"]).await;
         cluster.stop_all().await;
     })
     .await;
