@@ -35,6 +35,7 @@ use serde::Serialize;
 use ta_raft::Replica;
 use tokio::sync::watch;
 
+use crate::discovery::manager::Discovered;
 use crate::kubernetes::collectors::CollectorDiscovery;
 use crate::metrics::Metrics;
 use crate::read_model::Body;
@@ -66,6 +67,8 @@ pub struct ApiContext {
     pub collector_discovery: Option<CollectorDiscovery>,
     pub metrics: Arc<Metrics>,
     pub strategy: &'static str,
+    /// This replica's discovery view, for `/debug/status`.
+    pub discovery: watch::Receiver<Discovered>,
 }
 
 type Api = State<Arc<ApiContext>>;
@@ -437,6 +440,45 @@ pub struct ClusterStatus {
     pub unassigned: usize,
     pub balance: Option<f64>,
     pub strategy: String,
+    /// This replica's target discovery (absent in answers from older versions).
+    #[serde(default)]
+    pub discovery: DiscoveryStatus,
+}
+
+/// Whether every discovery source has completed its first round, and which sources' latest
+/// round failed: a source that cannot list (e.g. a 403 from the Kubernetes API) keeps its
+/// last good targets, and removes nothing before its first list (I7), so its error is only
+/// visible here and in the logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DiscoveryStatus {
+    pub synced: bool,
+    pub errors: Vec<DiscoveryError>,
+}
+
+/// A source whose latest round failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DiscoveryError {
+    pub job: String,
+    /// The configuration key and position, e.g. `kubernetes_sd_configs[0]`.
+    pub source: String,
+    pub error: String,
+}
+
+impl DiscoveryStatus {
+    fn of(discovered: &Discovered) -> Self {
+        DiscoveryStatus {
+            synced: discovered.all_synced,
+            errors: discovered
+                .errors
+                .iter()
+                .map(|(job, source, error)| DiscoveryError {
+                    job: job.clone(),
+                    source: source.clone(),
+                    error: error.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One replica's line in the status table.
@@ -493,6 +535,7 @@ async fn status(State(context): Api) -> Response {
         unassigned: model.targets_per_collector.get(&None).copied().unwrap_or(0),
         balance: model.balance(),
         strategy: context.strategy.to_string(),
+        discovery: DiscoveryStatus::of(&context.discovery.borrow()),
     };
     axum::Json(status).into_response()
 }

@@ -241,6 +241,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         collector_discovery,
         metrics,
         strategy: config.strategy.strategy.as_str(),
+        discovery: discovery.subscribe(),
     });
     let http_stop = CancellationToken::new();
     let router = crate::api::router(context);

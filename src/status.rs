@@ -66,5 +66,15 @@ pub fn render(status: &ClusterStatus) -> String {
         "\nstrategy {}: {} collectors, {} targets ({} unassigned), balance max/mean {}\n",
         status.strategy, status.collectors, status.targets, status.unassigned, balance
     ));
+    // Only the replica answering: every replica runs its own discovery.
+    if !status.discovery.synced {
+        out.push_str("discovery: not every source has completed its first round yet\n");
+    }
+    for failing in &status.discovery.errors {
+        out.push_str(&format!(
+            "discovery error: job {} {}: {}\n",
+            failing.job, failing.source, failing.error
+        ));
+    }
     out
 }

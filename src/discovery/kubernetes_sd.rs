@@ -11,7 +11,6 @@
 //! Not supported yet: `attach_metadata` (accepted, reported, ignored), the HTTP client
 //! settings (authorization, TLS) next to `api_server` (accepted, reported, ignored).
 
-pub mod client;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod ingress;

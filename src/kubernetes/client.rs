@@ -1,7 +1,8 @@
-//! Connecting to the Kubernetes API server: which configuration to use (upstream's rule for
-//! `kube_config_file_path`, the in-cluster service account, or an explicit URL for tests)
-//! and building one `kube::Client` from it. Nothing here talks to the API server yet: a
-//! client that cannot reach it is only noticed by the watches using it.
+//! Connecting to the Kubernetes API server, for every Kubernetes watcher (collector discovery
+//! and `kubernetes_sd_configs`): which configuration to use, by each caller's rule (upstream's
+//! for `kube_config_file_path`, Prometheus's for `api_server` / `kubeconfig_file`), and
+//! building one `kube::Client` from it. Nothing here talks to the API server yet: a client
+//! that cannot reach it is only noticed by the watches using it.
 
 use std::path::Path;
 use std::path::PathBuf;
@@ -19,6 +20,10 @@ pub enum ClientSource {
     Kubeconfig(PathBuf),
     /// An API server URL with no credentials (tests, `kubectl proxy`).
     ApiServer(String),
+    /// The in-cluster service account, else the local kubeconfig (`$KUBECONFIG` or
+    /// `~/.kube/config`), so a `kubernetes_sd_configs` entry naming neither works both in a
+    /// pod and on a developer's machine.
+    InClusterOrDefaultKubeconfig,
 }
 
 impl ClientSource {
@@ -32,6 +37,17 @@ impl ClientSource {
             ClientSource::InCluster
         }
     }
+
+    /// The source named by a `kubernetes_sd_configs` entry's `api_server` and
+    /// `kubeconfig_file` (the configuration loader refuses both at once); neither means the
+    /// in-cluster configuration, as Prometheus, else the default kubeconfig.
+    pub fn from_sd_settings(api_server: Option<&str>, kubeconfig_file: Option<&str>) -> Self {
+        match (api_server, kubeconfig_file) {
+            (Some(url), _) => ClientSource::ApiServer(url.to_string()),
+            (None, Some(path)) => ClientSource::Kubeconfig(PathBuf::from(path)),
+            (None, None) => ClientSource::InClusterOrDefaultKubeconfig,
+        }
+    }
 }
 
 impl std::fmt::Display for ClientSource {
@@ -40,6 +56,9 @@ impl std::fmt::Display for ClientSource {
             ClientSource::InCluster => f.write_str("the in-cluster service account"),
             ClientSource::Kubeconfig(path) => write!(f, "kubeconfig {}", path.display()),
             ClientSource::ApiServer(url) => write!(f, "API server {url}"),
+            ClientSource::InClusterOrDefaultKubeconfig => {
+                f.write_str("the in-cluster service account, else the default kubeconfig")
+            }
         }
     }
 }
@@ -60,6 +79,14 @@ pub enum ClientError {
     InCluster {
         #[source]
         source: kube::config::InClusterError,
+    },
+    #[error(
+        "no Kubernetes configuration: not in a cluster ({in_cluster}) and no usable default \
+         kubeconfig ({kubeconfig})"
+    )]
+    NoDefault {
+        in_cluster: kube::config::InClusterError,
+        kubeconfig: kube::config::KubeconfigError,
     },
     #[error("{url:?} is not an API server URL: {reason}")]
     ApiServerUrl { url: String, reason: String },
@@ -102,6 +129,12 @@ pub async fn config(source: &ClientSource) -> Result<kube::Config, ClientError> 
             }
             Ok(kube::Config::new(uri))
         }
+        ClientSource::InClusterOrDefaultKubeconfig => match kube::Config::incluster() {
+            Ok(config) => Ok(config),
+            Err(in_cluster) => kube::Config::from_kubeconfig(&KubeConfigOptions::default())
+                .await
+                .map_err(|kubeconfig| ClientError::NoDefault { in_cluster, kubeconfig }),
+        },
     }
 }
 
@@ -132,6 +165,33 @@ mod tests {
             ClientSource::from_kube_config_file_path(&path),
             ClientSource::Kubeconfig(file.path().to_path_buf())
         );
+    }
+
+    #[test]
+    fn kubernetes_sd_settings_choose_the_source() {
+        assert_eq!(
+            ClientSource::from_sd_settings(None, None),
+            ClientSource::InClusterOrDefaultKubeconfig
+        );
+        assert_eq!(
+            ClientSource::from_sd_settings(Some("http://127.0.0.1:8001"), None),
+            ClientSource::ApiServer("http://127.0.0.1:8001".into())
+        );
+        assert_eq!(
+            ClientSource::from_sd_settings(None, Some("/k")),
+            ClientSource::Kubeconfig(PathBuf::from("/k"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_api_server_url_gives_a_client_for_it_and_a_missing_kubeconfig_is_an_error() {
+        let source = ClientSource::ApiServer("http://127.0.0.1:8001".into());
+        let config = config(&source).await.expect("a valid URL gives a config");
+        assert_eq!(config.cluster_url.to_string(), "http://127.0.0.1:8001/");
+        assert!(build(&source).await.is_ok());
+
+        let missing = super::config(&ClientSource::Kubeconfig("/nonexistent/kubeconfig".into())).await;
+        assert!(matches!(missing, Err(ClientError::Kubeconfig { .. })), "{missing:?}");
     }
 
     #[tokio::test]

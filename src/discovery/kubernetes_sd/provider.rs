@@ -34,13 +34,12 @@ use super::super::error_chain;
 use super::KubernetesRole;
 use super::KubernetesSdConfig;
 use super::NamespaceDiscovery;
-use super::client::ClientSource;
-use super::client::client;
 use super::state::DiscoveryState;
 use super::state::KindEvent;
 use super::state::WatchSpec;
 use super::state::WatchUpdate;
 use super::state::watch_specs;
+use crate::kubernetes::client::ClientSource;
 
 /// First and longest wait between attempts to build the client.
 const CLIENT_RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -85,7 +84,8 @@ async fn run(provider: KubernetesProvider, publish: watch::Sender<ProviderSnapsh
     let client = match provider.client {
         Some(client) => client,
         None => {
-            let source = ClientSource::from_settings(config.api_server.as_deref(), config.kubeconfig_file.as_deref());
+            let source =
+                ClientSource::from_sd_settings(config.api_server.as_deref(), config.kubeconfig_file.as_deref());
             match connect(&source, &publish, &shutdown).await {
                 Some(client) => client,
                 None => return,
@@ -139,7 +139,7 @@ async fn connect(
 ) -> Option<Client> {
     let mut wait = CLIENT_RETRY_FIRST;
     loop {
-        match client(source).await {
+        match crate::kubernetes::client::build(source).await {
             Ok(client) => return Some(client),
             Err(error) => {
                 let message = error_chain(&error);
