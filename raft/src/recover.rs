@@ -66,6 +66,9 @@ pub const BACKUP_PREFIX: &str = "pre-recovery-";
 const IMPORT_FILE: &str = "recovery-import.snap";
 /// sled's flusher thread can hold the file lock briefly after the last handle is dropped.
 const REOPEN_PATIENCE: Duration = Duration::from_secs(10);
+/// How long a held lock on the survivor's directory may last before it counts as a running
+/// replica (see `open_survivor`).
+const LOCK_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Where the new state goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,7 +178,12 @@ pub struct RecoveryReport {
 
 impl fmt::Display for RecoveryReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "Recovered replica {} from {}", self.name, self.survivor_dir.display())?;
+        writeln!(
+            f,
+            "Recovered replica {} from {}",
+            self.name,
+            self.survivor_dir.display()
+        )?;
         writeln!(
             f,
             "  old identity:   node {} of cluster {}",
@@ -281,7 +289,7 @@ pub async fn recover(request: RecoverRequest) -> Result<RecoveryReport, RecoverE
         }
     };
 
-    let old = open_survivor(&data_dir)?;
+    let old = open_survivor(&data_dir).await?;
     let (survivor, old_state_machine) = read_survivor(&old).await?;
 
     let written = write_new_incarnation(&survivor, &old_state_machine, &target).await;
@@ -371,14 +379,23 @@ fn interrupted_recovery_hint(dir: &Path) -> String {
     )
 }
 
-fn open_survivor(dir: &Path) -> Result<DataDir, RecoverError> {
-    DataDir::open(dir).map_err(|e| {
-        if e.is_locked_by_another_process() {
-            RecoverError::ReplicaRunning { dir: dir.to_path_buf() }
-        } else {
-            RecoverError::Storage(e)
+/// Open the survivor's directory. A replica that is running holds sled's lock for as long as
+/// it runs; a process that just exited may hold it for a moment (sled's flusher thread), so a
+/// held lock is retried briefly before it is reported as a running replica.
+async fn open_survivor(dir: &Path) -> Result<DataDir, RecoverError> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match DataDir::open(dir) {
+            Ok(open) => return Ok(open),
+            Err(e) if e.is_locked_by_another_process() => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(RecoverError::ReplicaRunning { dir: dir.to_path_buf() });
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(RecoverError::Storage(e)),
         }
-    })
+    }
 }
 
 type StateMachine = ta_storage::StateMachineStore<crate::types::TypeConfig, TableMachine>;
@@ -468,7 +485,8 @@ async fn write_new_incarnation(
     let import = target.join(IMPORT_FILE);
     let snapshot = old_state_machine.export_snapshot(&meta, &import)?;
 
-    let (mut log, mut state_machine) = ta_storage::open_stores::<crate::types::TypeConfig, _>(&new_dir, TableMachine::new().0)?;
+    let (mut log, mut state_machine) =
+        ta_storage::open_stores::<crate::types::TypeConfig, _>(&new_dir, TableMachine::new().0)?;
     state_machine
         .install_snapshot(&meta, snapshot)
         .await
@@ -498,7 +516,8 @@ async fn finish_log(log: &mut LogStore, survivor: &Survivor, new_id: NodeId) -> 
 /// the sole voter.
 async fn verify(target: &Path, survivor: &Survivor, new_id: NodeId) -> Result<(), RecoverError> {
     let dir = reopen(target).await?;
-    let identity = identity::load(&dir)?.ok_or_else(|| RecoverError::VerificationFailed("no identity written".into()))?;
+    let identity =
+        identity::load(&dir)?.ok_or_else(|| RecoverError::VerificationFailed("no identity written".into()))?;
     let (machine, table) = TableMachine::new();
     let (mut log, mut state_machine) = ta_storage::open_stores::<crate::types::TypeConfig, _>(&dir, machine)?;
     let (applied, membership) = state_machine
@@ -570,4 +589,243 @@ fn swap_in(data_dir: &Path, staging: &Path) -> Result<PathBuf, RecoverError> {
     std::fs::remove_dir_all(staging).map_err(file_error("remove staging", staging))?;
     ta_storage::sync_directory(data_dir)?;
     Ok(backup)
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::entry::RaftEntry;
+    use openraft::storage::IOFlushed;
+    use openraft::type_config::TypeConfigExt;
+    use openraft::vote::RaftLeaderIdExt;
+
+    use super::*;
+    use crate::command::CommandBuilder;
+    use crate::command::Expect;
+    use crate::model::CollectorState;
+    use crate::model::TargetId;
+    use crate::types::Entry;
+    use crate::types::TypeConfig;
+
+    const OTHER_VOTERS: [(NodeId, &str); 2] = [(11, "ta-0"), (12, "ta-2")];
+
+    fn log_id(index: u64) -> LogId {
+        openraft::LogId::new(openraft::alias::LeaderIdOf::<TypeConfig>::new_committed(2, 11), index)
+    }
+
+    fn request(dir: &Path, destination: Destination) -> RecoverRequest {
+        RecoverRequest {
+            data_dir: dir.to_path_buf(),
+            destination,
+            confirmed_new_cluster: true,
+        }
+    }
+
+    /// A stopped replica `ta-1` of a 3-voter cluster whose log holds a membership entry and
+    /// four batches (indexes 1..=5), of which it applied `applied_through` and recorded
+    /// `committed_through` as committed. Returns its identity and applied table.
+    async fn stopped_survivor(
+        dir: &Path,
+        applied_through: u64,
+        committed_through: u64,
+    ) -> (identity::NodeIdentity, Table) {
+        let data_dir = DataDir::open(dir).unwrap();
+        let me = identity::load_or_create(&data_dir, "ta-1").await.unwrap();
+        identity::adopt_cluster_id(&data_dir, ClusterId::random())
+            .await
+            .unwrap();
+        let mut nodes: BTreeMap<NodeId, PeerNode> = OTHER_VOTERS
+            .iter()
+            .map(|(id, name)| {
+                (
+                    *id,
+                    PeerNode {
+                        name: name.to_string(),
+                        url: format!("http://{name}:7400"),
+                    },
+                )
+            })
+            .collect();
+        nodes.insert(
+            me.node_id,
+            PeerNode {
+                name: "ta-1".into(),
+                url: "http://ta-1:7400".into(),
+            },
+        );
+        let voters: BTreeSet<NodeId> = nodes.keys().copied().collect();
+        let mut entries = vec![Entry::new_membership(
+            log_id(1),
+            Membership::new(vec![voters], nodes).unwrap(),
+        )];
+        for index in 2..=5u64 {
+            let mut batch = CommandBuilder::new();
+            batch.set_collector(&format!("collector-{index}"), None, CollectorState::Ready);
+            let address = format!("10.0.0.{index}:9100");
+            batch.upsert_target(
+                TargetId(index),
+                "job",
+                [("__address__", address.as_str())],
+                Some(&format!("collector-{index}")),
+                Expect::Absent,
+            );
+            entries.push(Entry::new_normal(log_id(index), batch.build()));
+        }
+        let (machine, table) = TableMachine::new();
+        let (mut log, mut state_machine) = ta_storage::open_stores::<TypeConfig, _>(&data_dir, machine).unwrap();
+        let (done, flushed) = TypeConfig::oneshot();
+        log.append(entries.clone(), IOFlushed::signal(done)).await.unwrap();
+        flushed.await.unwrap().unwrap();
+        let applied: Vec<_> = entries
+            .into_iter()
+            .take(applied_through as usize)
+            .map(|e| Ok((e, None)))
+            .collect();
+        state_machine.apply(futures::stream::iter(applied)).await.unwrap();
+        log.save_committed(Some(log_id(committed_through))).await.unwrap();
+        let table = table.borrow().clone();
+        (me, table)
+    }
+
+    fn entries_of(dir: &Path) -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refuses_without_the_confirmation_flag_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        stopped_survivor(dir.path(), 5, 5).await;
+        let before = entries_of(dir.path());
+        let output = dir.path().join("out");
+        let mut unconfirmed = request(dir.path(), Destination::NewDirectory(output.clone()));
+        unconfirmed.confirmed_new_cluster = false;
+        let error = recover(unconfirmed).await.unwrap_err();
+        assert!(matches!(error, RecoverError::NotConfirmed), "{error}");
+        assert!(error.to_string().contains(CONFIRMATION_FLAG));
+        assert_eq!(entries_of(dir.path()), before);
+        assert!(!output.exists());
+    }
+
+    #[tokio::test]
+    async fn refuses_a_directory_that_is_not_a_replica_and_does_not_create_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let error = recover(request(&missing, Destination::InPlace)).await.unwrap_err();
+        assert!(matches!(error, RecoverError::NotADataDirectory { .. }), "{error}");
+        assert!(!missing.exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refuses_a_replica_that_applied_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        stopped_survivor(dir.path(), 0, 0).await;
+        let error = recover(request(dir.path(), Destination::NewDirectory(dir.path().join("out"))))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, RecoverError::NothingApplied { .. }), "{error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refuses_while_the_replica_holds_its_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        stopped_survivor(dir.path(), 5, 5).await;
+        let running = reopen(dir.path()).await.unwrap();
+        let error = recover(request(dir.path(), Destination::InPlace)).await.unwrap_err();
+        assert!(matches!(error, RecoverError::ReplicaRunning { .. }), "{error}");
+        assert!(error.to_string().contains("still running"));
+        drop(running);
+        assert!(!dir.path().join(STAGING_DIR).exists() || entries_of(&dir.path().join(STAGING_DIR)).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refuses_an_output_that_is_not_empty_or_is_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        stopped_survivor(dir.path(), 5, 5).await;
+        let output = tempfile::tempdir().unwrap();
+        std::fs::write(output.path().join("something"), b"x").unwrap();
+        let error = recover(request(
+            dir.path(),
+            Destination::NewDirectory(output.path().to_path_buf()),
+        ))
+        .await
+        .unwrap_err();
+        assert!(matches!(error, RecoverError::OutputNotEmpty { .. }), "{error}");
+        let error = recover(request(dir.path(), Destination::NewDirectory(dir.path().to_path_buf())))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, RecoverError::OutputIsDataDirectory { .. }), "{error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recovers_the_applied_table_into_a_new_directory_and_counts_dropped_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, table) = stopped_survivor(dir.path(), 3, 4).await;
+        let before = entries_of(dir.path());
+        let elsewhere = tempfile::tempdir().unwrap();
+        let output = elsewhere.path().join("recovered");
+        let report = recover(request(dir.path(), Destination::NewDirectory(output.clone())))
+            .await
+            .unwrap();
+        assert_eq!(report.applied_index, 3);
+        assert_eq!(report.revision, table.revision);
+        assert_eq!((report.targets, report.collectors), (2, 2));
+        assert_eq!(report.dropped_log_entries, 2);
+        assert_eq!(report.dropped_known_committed, 1);
+        assert_eq!(report.other_replicas, vec!["ta-0".to_string(), "ta-2".to_string()]);
+        assert_ne!(report.new_node_id, old.node_id);
+        assert_eq!(report.written_to, output);
+        assert_eq!(
+            entries_of(dir.path()),
+            before,
+            "the survivor's directory gained or lost entries"
+        );
+        let text = report.to_string();
+        assert!(
+            text.contains("Wipe the data directories (volumes) of ta-0, ta-2"),
+            "{text}"
+        );
+
+        // The survivor's own state is still what it was.
+        let survivor = reopen(dir.path()).await.unwrap();
+        assert_eq!(identity::load(&survivor).unwrap().unwrap(), old);
+        let (machine, survivor_table) = TableMachine::new();
+        let (_, mut state_machine) = ta_storage::open_stores::<TypeConfig, _>(&survivor, machine).unwrap();
+        assert_eq!(state_machine.applied_state().await.unwrap().0, Some(log_id(3)));
+        assert_eq!(survivor_table.borrow().digest(), table.digest());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_place_keeps_the_old_state_in_a_backup_and_leaves_other_entries_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, table) = stopped_survivor(dir.path(), 5, 5).await;
+        std::fs::create_dir(dir.path().join("lost+found")).unwrap();
+        let report = recover(request(dir.path(), Destination::InPlace)).await.unwrap();
+        assert_eq!(report.dropped_log_entries, 0);
+        assert!(report.old_state_at.starts_with(dir.path()));
+        assert!(entries_of(&report.old_state_at).contains("sled"));
+        assert!(dir.path().join("lost+found").is_dir());
+        assert!(!dir.path().join(STAGING_DIR).exists());
+
+        let recovered = reopen(dir.path()).await.unwrap();
+        let identity = identity::load(&recovered).unwrap().unwrap();
+        assert_eq!(identity.name, "ta-1");
+        assert_eq!(identity.node_id, report.new_node_id);
+        assert_ne!(identity.node_id, old.node_id);
+        assert_eq!(identity::cluster_id(&recovered).unwrap(), Some(report.new_cluster_id));
+        let (machine, recovered_table) = TableMachine::new();
+        let (_, mut state_machine) = ta_storage::open_stores::<TypeConfig, _>(&recovered, machine).unwrap();
+        let (applied, membership) = state_machine.applied_state().await.unwrap();
+        assert_eq!(applied, Some(log_id(5)));
+        assert_eq!(
+            membership.membership().voter_ids().collect::<Vec<_>>(),
+            vec![identity.node_id]
+        );
+        assert_eq!(recovered_table.borrow().digest(), table.digest());
+        assert_eq!(recovered_table.borrow().revision, table.revision);
+    }
 }

@@ -333,7 +333,11 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
     /// caller-chosen `meta`, without touching this store (offline quorum-loss recovery: the
     /// survivor's records become the snapshot of a new cluster incarnation whose membership
     /// differs from the one recorded here). The file is fsync'd and renamed into place.
-    pub fn export_snapshot(&self, meta: &SnapshotMetaOf<C>, path: &std::path::Path) -> Result<SnapshotFile, StorageError> {
+    pub fn export_snapshot(
+        &self,
+        meta: &SnapshotMetaOf<C>,
+        path: &std::path::Path,
+    ) -> Result<SnapshotFile, StorageError> {
         // The read lock keeps the tree still while it is copied (sled iterators are not
         // point-in-time).
         let state = self.state.read().expect("state lock poisoned");
