@@ -69,8 +69,14 @@ async fn a_lone_survivor_recovered_offline_leads_a_new_cluster_that_wiped_replic
     let started = Instant::now();
     assert_eq!(cluster.wait_for_leader(&[1], PATIENCE).await, 1);
     println!("recovered replica led after {:?}", started.elapsed());
-    let alone = cluster.table(1, true).await.expect("linearizable read on the lone leader");
-    assert_eq!(alone, before, "the recovered table differs from the one before the loss");
+    let alone = cluster
+        .table(1, true)
+        .await
+        .expect("linearizable read on the lone leader");
+    assert_eq!(
+        alone, before,
+        "the recovered table differs from the one before the loss"
+    );
     let status = cluster.status(1).await.expect("status");
     assert_eq!(status.node_id, report.new_node_id);
     assert_eq!(status.voters.len(), 1);
@@ -85,10 +91,16 @@ async fn a_lone_survivor_recovered_offline_leads_a_new_cluster_that_wiped_replic
             let mut names: Vec<String> = voters.iter().map(|(_, name)| name.clone()).collect();
             names.sort();
             assert_eq!(names, ["ta-0", "ta-1", "ta-2"]);
-            assert!(voters.iter().all(|(id, _)| !old_ids.contains(id)), "an old node id was reused");
+            assert!(
+                voters.iter().all(|(id, _)| !old_ids.contains(id)),
+                "an old node id was reused"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "voters after {REJOIN_PATIENCE:?}: {voters:?}");
+        assert!(
+            Instant::now() < deadline,
+            "voters after {REJOIN_PATIENCE:?}: {voters:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!("three voters again after {:?}", started.elapsed());
