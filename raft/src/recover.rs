@@ -293,12 +293,10 @@ pub async fn recover(request: RecoverRequest) -> Result<RecoveryReport, RecoverE
     let (survivor, old_state_machine) = read_survivor(&old).await?;
 
     let written = write_new_incarnation(&survivor, &old_state_machine, &target).await;
+    // Release the survivor's database before the swap moves its files.
     drop(old_state_machine);
     drop(old);
-    let (new_node_id, new_cluster_id) = match written {
-        Ok(ids) => ids,
-        Err(e) => return Err(e),
-    };
+    let (new_node_id, new_cluster_id) = written?;
     verify(&target, &survivor, new_node_id).await?;
 
     let (written_to, old_state_at) = match &request.destination {
@@ -479,8 +477,8 @@ async fn write_new_incarnation(
     // index stay monotonic for clients. The membership is recorded at that id, as if the
     // applied entry had established it; the new incarnation has no earlier history.
     let meta = SnapshotMeta {
-        last_log_id: Some(survivor.applied.clone()),
-        last_membership: StoredMembership::new(Some(survivor.applied.clone()), membership),
+        last_log_id: Some(survivor.applied),
+        last_membership: StoredMembership::new(Some(survivor.applied), membership),
     };
     let import = target.join(IMPORT_FILE);
     let snapshot = old_state_machine.export_snapshot(&meta, &import)?;
@@ -505,8 +503,8 @@ async fn finish_log(log: &mut LogStore, survivor: &Survivor, new_id: NodeId) -> 
     // first election then moves to a term no old leader ever used.
     let vote = openraft::impls::Vote::new(survivor.vote_term + 1, new_id);
     log.save_vote(&vote).await.map_err(raft_io("save vote"))?;
-    log.purge(survivor.applied.clone()).await.map_err(raft_io("purge"))?;
-    log.save_committed(Some(survivor.applied.clone()))
+    log.purge(survivor.applied).await.map_err(raft_io("purge"))?;
+    log.save_committed(Some(survivor.applied))
         .await
         .map_err(raft_io("save committed"))?;
     Ok(())
