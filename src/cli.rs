@@ -31,6 +31,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Check a configuration file: list every problem (exit 64), or summarise it (exit 0).
     CheckConfig(crate::config::check::CheckConfigArgs),
+    /// OFFLINE quorum-loss recovery: turn a stopped replica's data into the sole member of a
+    /// NEW cluster holding the table it had applied; the other replicas then rejoin with
+    /// empty volumes. See docs/operations.md, "Quorum loss".
+    Recover(RecoverArgs),
     /// Run one bare replica of the replicated table with its development API (for the
     /// storage and Raft test suites; not the allocator).
     #[command(hide = true)]
@@ -60,4 +64,25 @@ pub struct StatusArgs {
     /// Print the raw JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Settings of `target-allocator recover`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RecoverArgs {
+    /// The surviving replica's data directory (its `cluster.data_dir`). The replica must be
+    /// stopped.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Write the new state to this new or empty directory and leave --data-dir untouched
+    /// (the safer choice when the directory can be swapped afterwards).
+    #[arg(long, required_unless_present = "in_place", conflicts_with = "in_place")]
+    pub output: Option<PathBuf>,
+    /// Replace the state inside --data-dir (for a volume's mount point). The old state is
+    /// moved to <data-dir>/pre-recovery-<millis>/, never deleted.
+    #[arg(long)]
+    pub in_place: bool,
+    /// Confirm that this forms a new cluster from this replica alone: the other replicas must
+    /// be wiped, and entries this replica had not applied are lost.
+    #[arg(long)]
+    pub yes_form_a_new_cluster_from_this_replica: bool,
 }

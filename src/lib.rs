@@ -1,7 +1,7 @@
 //! The target allocator service: configuration, discovery, relabeling, allocation
 //! strategies and the planner, the leader loop, the read model and the upstream-compatible
 //! HTTP API, metrics, and the command line (`serve` by default, `demo`, `status`,
-//! `check-config`).
+//! `check-config`, `recover`).
 //!
 //! ```text
 //!  config ─► discovery ─► pipeline (desired targets) ─► leader (planner) ─► ta_raft::Replica
@@ -53,6 +53,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Some(Command::Replica(args)) => ta_raft::dev_api::run_until_signal(args).await,
             Some(Command::CheckConfig(args)) => config::check::run(&args),
             Some(Command::Status(args)) => status::run(&args).await,
+            Some(Command::Recover(args)) => recover(args).await,
             Some(Command::Demo(args)) => match demo::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -62,6 +63,40 @@ pub fn run(cli: Cli) -> ExitCode {
             },
         }
     })
+}
+
+/// `target-allocator recover`: the work is `ta_raft::recover`; this maps its outcome to
+/// output and sysexits-style codes (64 usage, 65 data, 75 try again once the replica stops).
+async fn recover(args: cli::RecoverArgs) -> ExitCode {
+    use ta_raft::recover::Destination;
+    use ta_raft::recover::RecoverError;
+    let request = ta_raft::recover::RecoverRequest {
+        data_dir: args.data_dir,
+        destination: match args.output {
+            Some(output) => Destination::NewDirectory(output),
+            None => Destination::InPlace,
+        },
+        confirmed_new_cluster: args.yes_form_a_new_cluster_from_this_replica,
+    };
+    match ta_raft::recover::recover(request).await {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("target-allocator recover: {error}");
+            ExitCode::from(match error {
+                RecoverError::NotConfirmed
+                | RecoverError::OutputNotEmpty { .. }
+                | RecoverError::OutputIsDataDirectory { .. } => 64,
+                RecoverError::NotADataDirectory { .. }
+                | RecoverError::NoIdentity { .. }
+                | RecoverError::NothingApplied { .. } => 65,
+                RecoverError::ReplicaRunning { .. } => 75,
+                _ => 1,
+            })
+        }
+    }
 }
 
 /// Load the configuration (every problem reported, before any port opens), then run one

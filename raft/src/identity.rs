@@ -84,6 +84,11 @@ pub async fn load_or_create(data_dir: &DataDir, name: &str) -> Result<NodeIdenti
     Ok(identity)
 }
 
+/// The identity recorded in `data_dir`, if it has one (never creates one).
+pub fn load(data_dir: &DataDir) -> Result<Option<NodeIdentity>, StorageError> {
+    data_dir.app_meta(IDENTITY_KEY)
+}
+
 /// The cluster id this replica has adopted, if any.
 pub fn cluster_id(data_dir: &DataDir) -> Result<Option<ClusterId>, StorageError> {
     data_dir.app_meta(CLUSTER_KEY)

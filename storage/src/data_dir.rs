@@ -31,6 +31,15 @@ const CACHE_CAPACITY: u64 = 128 << 20;
 /// sled's background flusher is the only periodic full fsync it does on its own.
 const FLUSH_EVERY_MS: u64 = 500;
 
+/// Every entry `DataDir` creates directly under a data directory. Anything else found there
+/// (a filesystem's `lost+found`, an operator's backup) is not the replica's state.
+pub const DATA_DIR_ENTRIES: [&str; 4] = [
+    "sled",
+    crate::witness::WITNESS_FILE,
+    "snapshots",
+    crate::payloads::DIRECTORY,
+];
+
 pub(crate) const META_TREE: &str = "meta";
 pub(crate) const LOG_TREE: &str = "log";
 pub(crate) const STATE_TREE_PREFIX: &str = "state-";
@@ -166,9 +175,9 @@ impl DataDir {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::file(&dir, "create data directory", e))?;
-        let sled_dir = dir.join("sled");
+        let sled_dir = dir.join(DATA_DIR_ENTRIES[0]);
         let db_path = sled_dir.join("db");
-        let snapshot_dir = dir.join("snapshots");
+        let snapshot_dir = dir.join(DATA_DIR_ENTRIES[2]);
         std::fs::create_dir_all(&snapshot_dir)
             .map_err(|e| StorageError::file(&snapshot_dir, "create snapshot directory", e))?;
         let payload_dir = dir.join(crate::payloads::DIRECTORY);

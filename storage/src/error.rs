@@ -69,6 +69,13 @@ impl StorageError {
         }
     }
 
+    /// True when sled could not take its exclusive file lock: another process (normally the
+    /// replica itself) has this data directory open.
+    pub fn is_locked_by_another_process(&self) -> bool {
+        // sled 0.34 reports a held lock only as an `Io` error with this text (config.rs).
+        matches!(self, Self::Open { source: sled::Error::Io(e), .. } if e.to_string().contains("could not acquire lock"))
+    }
+
     /// True when the data on disk is damaged (as opposed to a transient IO failure).
     pub fn is_corruption(&self) -> bool {
         matches!(self, Self::Corrupted { .. })

@@ -31,6 +31,7 @@ mod snapshot_file;
 mod state_machine;
 mod witness;
 
+pub use data_dir::DATA_DIR_ENTRIES;
 pub use data_dir::DataDir;
 pub use error::StorageError;
 pub use log_store::LogReader;
@@ -42,6 +43,7 @@ pub use state_machine::SnapshotBuilder;
 pub use state_machine::StateMachineLogic;
 pub use state_machine::StateMachineStore;
 pub use witness::WITNESS_FILE;
+pub use witness::sync_directory;
 
 /// Open the log store and state-machine store of `data_dir`, verifying both against the
 /// durability witness.

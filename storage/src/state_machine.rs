@@ -329,6 +329,23 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
         &self.logic
     }
 
+    /// Write the current state's records to a new snapshot file at `path` under a
+    /// caller-chosen `meta`, without touching this store (offline quorum-loss recovery: the
+    /// survivor's records become the snapshot of a new cluster incarnation whose membership
+    /// differs from the one recorded here). The file is fsync'd and renamed into place.
+    pub fn export_snapshot(
+        &self,
+        meta: &SnapshotMetaOf<C>,
+        path: &std::path::Path,
+    ) -> Result<SnapshotFile, StorageError> {
+        // The read lock keeps the tree still while it is copied (sled iterators are not
+        // point-in-time).
+        let state = self.state.read().expect("state lock poisoned");
+        write_snapshot(path, &envelope::encode(meta), read_records(&state.tree, &self.shared))?;
+        drop(state);
+        SnapshotFile::open(path)
+    }
+
     /// Leave the state tree as a crash between the sub-batches of a large apply would.
     /// Fault injection for tests only.
     #[doc(hidden)]
