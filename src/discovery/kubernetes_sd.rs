@@ -252,6 +252,32 @@ pub(crate) fn pod_references<'a>(
         })
 }
 
+/// The pod an endpoint's `targetRef` names, if the provider knows it.
+pub(crate) fn referenced_pod<'p>(
+    reference: Option<&ObjectReference>,
+    pods: &'p dyn ObjectLookup<k8s_openapi::api::core::v1::Pod>,
+) -> Option<&'p k8s_openapi::api::core::v1::Pod> {
+    let (namespace, name) = pod_references(reference.into_iter()).next()?;
+    pods.find(namespace, name)
+}
+
+/// Notes that an endpoint covered `port` of `pod`: the endpoints roles then add targets for
+/// the pod's container ports no endpoint covered, as Prometheus does.
+pub(crate) fn note_covered_port<'p>(
+    seen_pods: &mut Vec<(&'p k8s_openapi::api::core::v1::Pod, Vec<i32>)>,
+    pod: &'p k8s_openapi::api::core::v1::Pod,
+    port: Option<i32>,
+) {
+    let pod_key = namespace_and_name(&pod.metadata);
+    match seen_pods
+        .iter_mut()
+        .find(|(seen, _)| namespace_and_name(&seen.metadata) == pod_key)
+    {
+        Some((_, covered)) => covered.extend(port),
+        None => seen_pods.push((pod, port.into_iter().collect())),
+    }
+}
+
 pub(crate) fn namespace_and_name(meta: &ObjectMeta) -> (&str, &str) {
     (
         meta.namespace.as_deref().unwrap_or_default(),

@@ -94,17 +94,7 @@ pub fn endpoints_group(
                 if let Some(hostname) = address.hostname.as_deref().filter(|h| !h.is_empty()) {
                     target.set(ENDPOINT_HOSTNAME, hostname);
                 }
-                let pod = address
-                    .target_ref
-                    .as_ref()
-                    .filter(|reference| reference.kind.as_deref() == Some("Pod"))
-                    .and_then(|reference| {
-                        pods.find(
-                            reference.namespace.as_deref().unwrap_or_default(),
-                            reference.name.as_deref().unwrap_or_default(),
-                        )
-                    });
-                if let Some(pod) = pod {
+                if let Some(pod) = super::referenced_pod(address.target_ref.as_ref(), pods) {
                     target.merge(&pod::pod_labels(pod));
                     // Unlike the endpointslice role, Prometheus labels the container port
                     // with the endpoint port's protocol here.
@@ -112,14 +102,7 @@ pub fn endpoints_group(
                     if let Some(container) = pod::matching_container_port_labels(pod, port.port, Some(protocol)) {
                         target.merge(&container);
                     }
-                    let pod_key = namespace_and_name(&pod.metadata);
-                    match seen_pods
-                        .iter_mut()
-                        .find(|(seen, _)| namespace_and_name(&seen.metadata) == pod_key)
-                    {
-                        Some((_, covered)) => covered.push(port.port),
-                        None => seen_pods.push((pod, vec![port.port])),
-                    }
+                    super::note_covered_port(&mut seen_pods, pod, Some(port.port));
                 }
                 targets.push(target);
             }

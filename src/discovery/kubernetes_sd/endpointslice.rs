@@ -149,31 +149,14 @@ pub fn endpoint_slice_group(
                     );
                 }
 
-                let pod = endpoint
-                    .target_ref
-                    .as_ref()
-                    .filter(|reference| reference.kind.as_deref() == Some("Pod"))
-                    .and_then(|reference| {
-                        pods.find(
-                            reference.namespace.as_deref().unwrap_or_default(),
-                            reference.name.as_deref().unwrap_or_default(),
-                        )
-                    });
-                if let Some(pod) = pod {
+                if let Some(pod) = super::referenced_pod(endpoint.target_ref.as_ref(), pods) {
                     target.merge(&pod::pod_labels(pod));
                     if let Some(number) = port.port
                         && let Some(container) = pod::matching_container_port_labels(pod, number, None)
                     {
                         target.merge(&container);
                     }
-                    let pod_key = namespace_and_name(&pod.metadata);
-                    match seen_pods
-                        .iter_mut()
-                        .find(|(seen, _)| namespace_and_name(&seen.metadata) == pod_key)
-                    {
-                        Some((_, covered)) => covered.extend(port.port),
-                        None => seen_pods.push((pod, port.port.into_iter().collect())),
-                    }
+                    super::note_covered_port(&mut seen_pods, pod, port.port);
                 }
                 targets.push(target);
             }
