@@ -25,6 +25,11 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 use support::fake_api_server::FakeApiServer;
+use support::kubernetes_objects;
+use support::kubernetes_objects::Served;
+use support::kubernetes_objects::expected;
+use support::kubernetes_objects::meta;
+use support::kubernetes_objects::served_targets;
 
 const NAMESPACE: &str = "default";
 const COLLECTOR: &str = "collector-0";
@@ -71,9 +76,6 @@ fn kubernetes_job(name: &str, role: &str, kubeconfig: &str, extra: &str) -> Stri
     )
 }
 
-/// One served target: its address and its labels (`__address__` excluded, as served).
-type Served = BTreeMap<String, BTreeMap<String, String>>;
-
 /// `/jobs/{job}/targets?collector_id=collector-0`, keyed by address; `Err` while not served.
 async fn try_served(cluster: &Cluster, job: &str) -> Result<Served, String> {
     let fetched = cluster
@@ -82,17 +84,7 @@ async fn try_served(cluster: &Cluster, job: &str) -> Result<Served, String> {
     if fetched.status != StatusCode::OK {
         return Err(format!("{} {}", fetched.status, fetched.text()));
     }
-    let groups: Vec<serde_json::Value> = serde_json::from_slice(&fetched.body).map_err(|e| e.to_string())?;
-    let mut served = Served::new();
-    for group in groups {
-        let labels: BTreeMap<String, String> =
-            serde_json::from_value(group["labels"].clone()).map_err(|e| format!("labels: {e}"))?;
-        for target in group["targets"].as_array().into_iter().flatten() {
-            let address = target.as_str().ok_or("a target is not a string")?.to_string();
-            served.insert(address, labels.clone());
-        }
-    }
-    Ok(served)
+    served_targets(&fetched.body)
 }
 
 /// Wait until the served targets of `job` have exactly `addresses`.
@@ -111,90 +103,14 @@ async fn wait_addresses(cluster: &Cluster, job: &str, addresses: &[&str]) -> Ser
     .await
 }
 
-/// `labels` restricted to the `__meta_kubernetes_*` ones, for comparison with Prometheus's.
-fn meta(labels: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
-    labels
-        .iter()
-        .filter(|(name, _)| name.starts_with("__meta_kubernetes_"))
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect()
-}
-
-fn expected(pairs: &[(&'static str, &'static str)]) -> BTreeMap<&'static str, &'static str> {
-    pairs.iter().copied().collect()
-}
-
-/// A running pod with one container exposing port 8080, labelled `labels`, as in Prometheus's
-/// `makePod` (plus labels).
+/// A running pod of [`NAMESPACE`] (see [`kubernetes_objects::pod`]).
 fn pod(name: &str, ip: &str, labels: serde_json::Value) -> Pod {
-    serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "uid": format!("uid-{name}"),
-            "labels": labels,
-            "annotations": {"test/annotation": "testannotationvalue"},
-            "ownerReferences": [{
-                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d9f", "uid": "rs", "controller": true
-            }]
-        },
-        "spec": {
-            "nodeName": "testnode",
-            "containers": [{
-                "name": "app",
-                "image": "app:1.0",
-                "ports": [{"name": "metrics", "protocol": "TCP", "containerPort": 8080}]
-            }]
-        },
-        "status": {
-            "podIP": ip,
-            "hostIP": "2.3.4.5",
-            "phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True"}],
-            "containerStatuses": [{
-                "name": "app", "containerID": "containerd://c0ffee", "image": "", "imageID": "",
-                "ready": true, "restartCount": 0
-            }]
-        }
-    }))
-    .expect("a valid Pod")
+    kubernetes_objects::pod(NAMESPACE, name, ip, labels)
 }
 
 /// The labels Prometheus gives the target of [`pod`] (`labels` = `{"app": app}`).
-fn pod_target_labels(name: &'static str, ip: &'static str, app: &'static str) -> BTreeMap<&'static str, &'static str> {
-    expected(&[
-        ("__meta_kubernetes_namespace", NAMESPACE),
-        ("__meta_kubernetes_pod_name", name),
-        ("__meta_kubernetes_pod_label_app", app),
-        ("__meta_kubernetes_pod_labelpresent_app", "true"),
-        (
-            "__meta_kubernetes_pod_annotation_test_annotation",
-            "testannotationvalue",
-        ),
-        ("__meta_kubernetes_pod_annotationpresent_test_annotation", "true"),
-        ("__meta_kubernetes_pod_node_name", "testnode"),
-        ("__meta_kubernetes_pod_ip", ip),
-        ("__meta_kubernetes_pod_host_ip", "2.3.4.5"),
-        ("__meta_kubernetes_pod_ready", "true"),
-        ("__meta_kubernetes_pod_phase", "Running"),
-        ("__meta_kubernetes_pod_uid", leak(format!("uid-{name}"))),
-        ("__meta_kubernetes_pod_controller_kind", "ReplicaSet"),
-        ("__meta_kubernetes_pod_controller_name", "web-5d9f"),
-        ("__meta_kubernetes_pod_container_name", "app"),
-        ("__meta_kubernetes_pod_container_image", "app:1.0"),
-        ("__meta_kubernetes_pod_container_port_name", "metrics"),
-        ("__meta_kubernetes_pod_container_port_number", "8080"),
-        ("__meta_kubernetes_pod_container_port_protocol", "TCP"),
-        ("__meta_kubernetes_pod_container_init", "false"),
-        ("__meta_kubernetes_pod_container_id", "containerd://c0ffee"),
-    ])
-}
-
-/// A test's expected values live as long as the test.
-fn leak(text: String) -> &'static str {
-    Box::leak(text.into_boxed_str())
+fn pod_target_labels(name: &str, ip: &str, app: &str) -> BTreeMap<&'static str, &'static str> {
+    kubernetes_objects::pod_target_labels(NAMESPACE, name, ip, app)
 }
 
 /// Start a single replica on `document` and wait until it is ready.
@@ -250,42 +166,12 @@ async fn pods_listed_added_and_deleted_are_served_with_prometheus_labels() {
 
 /// The service `web` selecting the pods of [`pod`] with `app: web`.
 fn web_service() -> Service {
-    serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "web", "namespace": NAMESPACE, "labels": {"app": "web"}},
-        "spec": {"selector": {"app": "web"}, "ports": [{"name": "metrics", "port": 8080, "protocol": "TCP"}]}
-    }))
-    .expect("a valid Service")
+    kubernetes_objects::service(NAMESPACE, "web", ("metrics", 8080))
 }
 
 /// The endpoint slice of [`web_service`] with one ready endpoint per pod `(name, ip)`.
 fn web_slice(pods: &[(&str, &str)]) -> EndpointSlice {
-    let endpoints: Vec<serde_json::Value> = pods
-        .iter()
-        .map(|(name, ip)| {
-            json!({
-                "addresses": [ip],
-                "conditions": {"ready": true, "serving": true, "terminating": false},
-                "nodeName": "testnode",
-                "zone": "zone-a",
-                "targetRef": {"kind": "Pod", "name": name, "namespace": NAMESPACE}
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": "web-abcde",
-            "namespace": NAMESPACE,
-            "labels": {"kubernetes.io/service-name": "web"}
-        },
-        "addressType": "IPv4",
-        "endpoints": endpoints,
-        "ports": [{"name": "metrics", "port": 8080, "protocol": "TCP"}]
-    }))
-    .expect("a valid EndpointSlice")
+    kubernetes_objects::endpoint_slice(NAMESPACE, "web", ("metrics", 8080), pods)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

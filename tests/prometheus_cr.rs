@@ -1,21 +1,34 @@
 //! Prometheus CR discovery end to end: a real single-replica service whose kubeconfig points
-//! at the fake API server (`support::fake_api_server`), ServiceMonitors applied, changed and
-//! deleted there, and the jobs read back from `/scrape_configs` and `/jobs`.
+//! at the fake API server (`support::fake_api_server`), ServiceMonitors and PodMonitors
+//! applied, changed and deleted there, the jobs read back from `/scrape_configs` and `/jobs`,
+//! and the targets their `kubernetes_sd_configs` discover in the same fake server (services,
+//! endpoint slices, pods) read back from `/jobs/{job}/targets?collector_id=…`.
 //!
-//! Generated jobs discover nothing until `kubernetes_sd_configs` runs (another branch); these
-//! tests check the jobs themselves. Every wait is bounded.
+//! Every wait is bounded.
 
 mod api_support;
 mod support;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use api_support::Cluster;
 use axum::http::StatusCode;
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use serde_json::json;
 use support::fake_api_server::FakeApiServer;
+use support::kubernetes_objects::ContainerPort;
+use support::kubernetes_objects::Served;
+use support::kubernetes_objects::endpoint_slice;
+use support::kubernetes_objects::expected;
+use support::kubernetes_objects::leak;
+use support::kubernetes_objects::meta;
+use support::kubernetes_objects::pod_target_labels;
+use support::kubernetes_objects::pod_with_ports;
+use support::kubernetes_objects::served_targets;
+use support::kubernetes_objects::service;
 
 const NAMESPACE: &str = "observability";
 const MONITORING: &str = "monitoring.coreos.com/v1";
@@ -61,6 +74,11 @@ fn secret(namespace: &str) -> k8s_openapi::api::core::v1::Secret {
 /// One replica: static collector, one file job, ServiceMonitors selected by `team: a`
 /// anywhere but in `denied`.
 fn start(server: &FakeApiServer) -> (Cluster, tempfile::TempDir) {
+    start_with(server, "")
+}
+
+/// [`start`] with `extra` (YAML lines indented by two spaces) added to `prometheus_cr`.
+fn start_with(server: &FakeApiServer, extra: &str) -> (Cluster, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig(NAMESPACE)).expect("write the kubeconfig");
@@ -70,6 +88,7 @@ fn start(server: &FakeApiServer) -> (Cluster, tempfile::TempDir) {
          collectors:\n  static: [collector-0]\n\
          prometheus_cr:\n  enabled: true\n  service_monitor_selector:\n    matchLabels:\n      team: a\n  \
          deny_namespaces: [denied]\n\
+         {extra}\
          config:\n  scrape_configs:\n  - job_name: {FILE_JOB}\n    static_configs:\n    - targets: ['10.0.0.1:9100']\n",
         kubeconfig = kubeconfig.display(),
     );
@@ -123,8 +142,8 @@ async fn a_service_monitor_becomes_a_job_that_follows_changes_and_deletion() {
         assert!(rules.contains("$(SHARD);|.+;.+"), "{rules}");
         assert!(rules.contains("__meta_kubernetes_endpointslice_port_name"), "{rules}");
 
-        // `/jobs` lists only jobs with targets (upstream-compat.md §2.2); this one has none
-        // until `kubernetes_sd_configs` runs, like any job whose discovery finds nothing.
+        // `/jobs` lists only jobs with targets (upstream-compat.md §2.2); this one has none,
+        // the fake server holding no endpoint slices, like any job whose discovery finds nothing.
         // The file job's targets are planned in a batch of their own, possibly a coalescing
         // window after the scrape configs: wait for them rather than race them.
         let jobs = api_support::eventually("the file job on /jobs", LIMIT, || async {
@@ -184,6 +203,218 @@ async fn a_missing_crd_is_reported_and_picked_up_once_installed() {
         server.apply_json(MONITORING, "servicemonitors", service_monitor("apps", "web", "http"));
         let configs = scrape_configs_where(&cluster, "the generated job", |c| c.get(JOB).is_some()).await;
         assert!(configs.get(FILE_JOB).is_some(), "{configs}");
+        cluster.stop_all().await;
+    })
+    .await;
+}
+
+const COLLECTOR: &str = "collector-0";
+/// Where the monitored workloads of the scenarios below live.
+const APPS: &str = "apps";
+
+/// The `_link` `/jobs` gives `job`, once `job` has targets.
+async fn job_link(cluster: &Cluster, job: &str) -> String {
+    api_support::eventually(&format!("{job} on /jobs"), LIMIT, || async {
+        let fetched = cluster.try_get(0, "/jobs").await?;
+        if fetched.status != StatusCode::OK {
+            return Err(format!("{} {}", fetched.status, fetched.text()));
+        }
+        let jobs = fetched.json();
+        jobs[job]["_link"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| jobs.to_string())
+    })
+    .await
+}
+
+/// Wait until `link` (a job's `/jobs/{job}/targets`) serves the static collector exactly
+/// `addresses`.
+async fn wait_served(cluster: &Cluster, link: &str, addresses: &[&str]) -> Served {
+    let mut wanted: Vec<&str> = addresses.to_vec();
+    wanted.sort_unstable();
+    let path = format!("{link}?collector_id={COLLECTOR}");
+    api_support::eventually(&format!("{path} serving exactly {wanted:?}"), LIMIT, || async {
+        let fetched = cluster.try_get(0, &path).await?;
+        if fetched.status != StatusCode::OK {
+            return Err(format!("{} {}", fetched.status, fetched.text()));
+        }
+        let served = served_targets(&fetched.body)?;
+        let now: Vec<&str> = served.keys().map(String::as_str).collect();
+        if now == wanted {
+            Ok(served.clone())
+        } else {
+            Err(format!("{now:?}"))
+        }
+    })
+    .await
+}
+
+/// The labels a collector's rules read are served as discovered: `__address__` and
+/// `__meta_kubernetes_*` only, none of what the generated relabelings would write
+/// (`namespace`, `service`, `pod`, `endpoint`, `__tmp_*`...).
+fn assert_discovered_labels_only(served: &Served) {
+    for (address, labels) in served {
+        assert_eq!(labels.get("__address__"), Some(address), "{labels:?}");
+        let others: Vec<&String> = labels
+            .keys()
+            .filter(|name| *name != "__address__" && !name.starts_with("__meta_kubernetes_"))
+            .collect();
+        assert!(others.is_empty(), "{address} is served relabelled labels {others:?}");
+    }
+}
+
+/// The container ports of the monitored pods: the one monitored, and one that is not.
+const WEB_PORTS: &[ContainerPort<'static>] = &[("http", 8080), ("admin", 9090)];
+
+fn apps_pod(name: &str, ip: &str, app: &str) -> Pod {
+    pod_with_ports(APPS, name, ip, json!({"app": app}), WEB_PORTS)
+}
+
+/// The labels Prometheus's endpointslice role gives the target of [`apps_pod`] `name` on the
+/// `http` port of the slice of service `web`.
+fn web_endpoint_labels(name: &str, ip: &str) -> BTreeMap<&'static str, &'static str> {
+    let mut wanted = pod_target_labels(APPS, name, ip, "web");
+    // The endpointslice role has no container id (only the pod role has).
+    wanted.remove("__meta_kubernetes_pod_container_id");
+    wanted.insert("__meta_kubernetes_pod_container_port_name", "http");
+    wanted.extend(expected(&[
+        ("__meta_kubernetes_endpointslice_name", "web-abcde"),
+        ("__meta_kubernetes_endpointslice_address_type", "IPv4"),
+        (
+            "__meta_kubernetes_endpointslice_label_kubernetes_io_service_name",
+            "web",
+        ),
+        (
+            "__meta_kubernetes_endpointslice_labelpresent_kubernetes_io_service_name",
+            "true",
+        ),
+        ("__meta_kubernetes_endpointslice_port", "8080"),
+        ("__meta_kubernetes_endpointslice_port_name", "http"),
+        ("__meta_kubernetes_endpointslice_port_protocol", "TCP"),
+        ("__meta_kubernetes_endpointslice_endpoint_conditions_ready", "true"),
+        ("__meta_kubernetes_endpointslice_endpoint_conditions_serving", "true"),
+        (
+            "__meta_kubernetes_endpointslice_endpoint_conditions_terminating",
+            "false",
+        ),
+        ("__meta_kubernetes_endpointslice_endpoint_node_name", "testnode"),
+        ("__meta_kubernetes_endpointslice_endpoint_zone", "zone-a"),
+        ("__meta_kubernetes_endpointslice_address_target_kind", "Pod"),
+        ("__meta_kubernetes_endpointslice_address_target_name", leak(name)),
+        ("__meta_kubernetes_service_name", "web"),
+        ("__meta_kubernetes_service_label_app", "web"),
+        ("__meta_kubernetes_service_labelpresent_app", "true"),
+    ]));
+    wanted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_monitor_selects_its_service_endpoints_and_they_are_served() {
+    scenario(async {
+        let server = FakeApiServer::start().await;
+        server.apply(&secret(APPS));
+        // `web`, selected by the monitor: two pods behind its slice.
+        server.apply(&service(APPS, "web", ("http", 8080)));
+        server.apply(&apps_pod("web-0", "10.3.0.1", "web"));
+        server.apply(&apps_pod("web-1", "10.3.0.2", "web"));
+        let web = [("web-0", "10.3.0.1"), ("web-1", "10.3.0.2")];
+        server.apply(&endpoint_slice(APPS, "web", ("http", 8080), &web));
+        // `db`, not selected (`app: db`), though its port has the same name.
+        server.apply(&service(APPS, "db", ("http", 8080)));
+        server.apply(&apps_pod("db-0", "10.3.1.1", "db"));
+        server.apply(&endpoint_slice(APPS, "db", ("http", 8080), &[("db-0", "10.3.1.1")]));
+        server.apply_json(MONITORING, "servicemonitors", service_monitor(APPS, "web", "http"));
+        let (mut cluster, _dir) = start(&server);
+
+        tracing::info!("the job's link on /jobs, its name query-escaped");
+        let link = job_link(&cluster, JOB).await;
+        assert_eq!(link, "/jobs/serviceMonitor%2Fapps%2Fweb%2F0/targets");
+
+        tracing::info!("the web pods' http endpoints are served, with their discovered labels");
+        // Neither the db service's endpoints (its service label fails the selector's keep)
+        // nor the pods' uncovered `admin` container port (no slice port name) are.
+        let served = wait_served(&cluster, &link, &["10.3.0.1:8080", "10.3.0.2:8080"]).await;
+        assert_eq!(meta(&served["10.3.0.1:8080"]), web_endpoint_labels("web-0", "10.3.0.1"));
+        assert_eq!(meta(&served["10.3.0.2:8080"]), web_endpoint_labels("web-1", "10.3.0.2"));
+        assert_discovered_labels_only(&served);
+
+        tracing::info!("a pod joins the slice: served");
+        server.apply(&apps_pod("web-2", "10.3.0.3", "web"));
+        let web = [("web-0", "10.3.0.1"), ("web-1", "10.3.0.2"), ("web-2", "10.3.0.3")];
+        server.apply(&endpoint_slice(APPS, "web", ("http", 8080), &web));
+        let served = wait_served(&cluster, &link, &["10.3.0.1:8080", "10.3.0.2:8080", "10.3.0.3:8080"]).await;
+        assert_eq!(meta(&served["10.3.0.3:8080"]), web_endpoint_labels("web-2", "10.3.0.3"));
+
+        tracing::info!("a pod leaves the slice: no longer served");
+        let web = [("web-1", "10.3.0.2"), ("web-2", "10.3.0.3")];
+        server.apply(&endpoint_slice(APPS, "web", ("http", 8080), &web));
+        assert!(server.delete::<Pod>(Some(APPS), "web-0"));
+        wait_served(&cluster, &link, &["10.3.0.2:8080", "10.3.0.3:8080"]).await;
+        cluster.stop_all().await;
+    })
+    .await;
+}
+
+const POD_JOB: &str = "podMonitor/apps/web/0";
+
+/// A PodMonitor `name` in `namespace` selecting the pods labelled `app: <name>`, scraping
+/// their container port named `port`.
+fn pod_monitor(namespace: &str, name: &str, port: &str) -> Value {
+    json!({
+        "apiVersion": MONITORING,
+        "kind": "PodMonitor",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"team": "a"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "podMetricsEndpoints": [{"port": port, "interval": "15s"}]
+        }
+    })
+}
+
+/// The labels Prometheus's pod role gives the target of [`apps_pod`] `name` on its `http`
+/// port.
+fn web_pod_labels(name: &str, ip: &str) -> BTreeMap<&'static str, &'static str> {
+    let mut wanted = pod_target_labels(APPS, name, ip, "web");
+    wanted.insert("__meta_kubernetes_pod_container_port_name", "http");
+    wanted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_monitor_selects_its_pods_by_label_and_port() {
+    scenario(async {
+        let server = FakeApiServer::start().await;
+        server.apply(&apps_pod("web-0", "10.4.0.1", "web"));
+        server.apply(&apps_pod("web-1", "10.4.0.2", "web"));
+        // Not selected: another app, and a web pod that has finished (the running filter).
+        server.apply(&apps_pod("db-0", "10.4.1.1", "db"));
+        let mut finished = apps_pod("web-done", "10.4.0.9", "web");
+        finished.status.as_mut().expect("a pod status").phase = Some("Succeeded".to_string());
+        server.apply(&finished);
+        server.apply_json(MONITORING, "podmonitors", pod_monitor(APPS, "web", "http"));
+        let (mut cluster, _dir) = start_with(&server, "  pod_monitor_selector:\n    matchLabels:\n      team: a\n");
+
+        let link = job_link(&cluster, POD_JOB).await;
+        assert_eq!(link, "/jobs/podMonitor%2Fapps%2Fweb%2F0/targets");
+        let configs = scrape_configs_where(&cluster, "the pod monitor's job", |c| c.get(POD_JOB).is_some()).await;
+        assert_eq!(configs[POD_JOB]["kubernetes_sd_configs"][0]["role"], json!("pod"));
+
+        tracing::info!("the web pods' http ports are served, with their discovered labels");
+        // Not their `admin` ports, nor the db pod, nor the finished pod.
+        let served = wait_served(&cluster, &link, &["10.4.0.1:8080", "10.4.0.2:8080"]).await;
+        assert_eq!(meta(&served["10.4.0.1:8080"]), web_pod_labels("web-0", "10.4.0.1"));
+        assert_eq!(meta(&served["10.4.0.2:8080"]), web_pod_labels("web-1", "10.4.0.2"));
+        assert_discovered_labels_only(&served);
+
+        tracing::info!("a pod added: served");
+        server.apply(&apps_pod("web-2", "10.4.0.3", "web"));
+        let served = wait_served(&cluster, &link, &["10.4.0.1:8080", "10.4.0.2:8080", "10.4.0.3:8080"]).await;
+        assert_eq!(meta(&served["10.4.0.3:8080"]), web_pod_labels("web-2", "10.4.0.3"));
+
+        tracing::info!("a pod deleted, another relabelled out of the selector: neither served");
+        assert!(server.delete::<Pod>(Some(APPS), "web-0"));
+        server.apply(&apps_pod("web-1", "10.4.0.2", "db"));
+        wait_served(&cluster, &link, &["10.4.0.3:8080"]).await;
         cluster.stop_all().await;
     })
     .await;
