@@ -2,20 +2,21 @@
 //! sled store.
 //!
 //! Records: `t` + target id (u64 BE) → target; `c` + name → collector; `j` + job → scrape
-//! config text; `g` → config digest; `r` → revision. Restart rebuilds the table from these records.
+//! config text; `g` → config digest; `r` → revision. Snapshots hold the table as these
+//! records; a restart rebuilds it from the snapshot and re-applies the log after it.
 
 use std::sync::Arc;
 
 use openraft::EntryPayload;
 use serde::Deserialize;
 use serde::Serialize;
-use ta_storage::Changes;
+use ta_storage::Record;
+use ta_storage::SnapshotSource;
 use ta_storage::StateMachineLogic;
 use tokio::sync::watch;
 
 use bincode::Options;
 
-use crate::apply::ChangedKeys;
 use crate::apply::apply_interned;
 use crate::command::Outcome;
 use crate::command::Response;
@@ -77,52 +78,46 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
         .expect("serializing into memory cannot fail")
 }
 
-/// Record the stored form of every changed key of `table`.
-pub fn record_changes(table: &Table, changed: &ChangedKeys, changes: &mut Changes) {
-    for id in &changed.targets {
-        let key = key(TARGET, &id.0.to_be_bytes());
-        match table.targets.get(id) {
-            Some(target) => {
-                let value = encode(&TargetOut {
-                    job: &target.job,
-                    labels: target.labels.iter().collect(),
-                    collector: target.collector.as_deref(),
-                });
-                if changed.created.contains(id) {
-                    changes.put_fresh(key, value);
-                } else {
-                    changes.put(key, value);
-                }
-            }
-            None => changes.delete(key),
-        }
+/// Every record of `table`, the form snapshots hold it in: targets in id order, then
+/// collectors, jobs, the config digest and the revision.
+pub fn table_records(table: &Table) -> impl Iterator<Item = Record> + '_ {
+    let targets = table.targets.iter().map(|(id, target)| {
+        (
+            key(TARGET, &id.0.to_be_bytes()),
+            encode(&TargetOut {
+                job: &target.job,
+                labels: target.labels.iter().collect(),
+                collector: target.collector.as_deref(),
+            }),
+        )
+    });
+    let collectors = table.collectors.iter().map(|(name, collector)| {
+        (
+            key(COLLECTOR, name.as_bytes()),
+            encode(&CollectorRecord {
+                node: collector.node.as_deref().map(str::to_string),
+                state: collector.state,
+            }),
+        )
+    });
+    let jobs = table
+        .scrape_configs
+        .iter()
+        .map(|(job, config)| (key(JOB, job.as_bytes()), config.as_bytes().to_vec()));
+    let digest = table
+        .config_digest
+        .map(|digest| (CONFIG_DIGEST.to_vec(), digest.to_le_bytes().to_vec()));
+    let revision = std::iter::once((REVISION.to_vec(), table.revision.to_le_bytes().to_vec()));
+    targets.chain(collectors).chain(jobs).chain(digest).chain(revision)
+}
+
+/// A table frozen for a snapshot: an O(1) clone of the persistent maps.
+pub struct FrozenTable(pub Table);
+
+impl SnapshotSource for FrozenTable {
+    fn records(&self) -> Box<dyn Iterator<Item = Record> + '_> {
+        Box::new(table_records(&self.0))
     }
-    for name in &changed.collectors {
-        let key = key(COLLECTOR, name.as_bytes());
-        match table.collectors.get(name) {
-            Some(collector) => changes.put(
-                key,
-                encode(&CollectorRecord {
-                    node: collector.node.as_deref().map(str::to_string),
-                    state: collector.state,
-                }),
-            ),
-            None => changes.delete(key),
-        }
-    }
-    for job in &changed.jobs {
-        let key = key(JOB, job.as_bytes());
-        match table.scrape_configs.get(job) {
-            Some(config) => changes.put(key, config.as_bytes()),
-            None => changes.delete(key),
-        }
-    }
-    if changed.config_digest
-        && let Some(digest) = table.config_digest
-    {
-        changes.put(CONFIG_DIGEST, digest.to_le_bytes());
-    }
-    changes.put(REVISION, table.revision.to_le_bytes());
 }
 
 /// Rebuild a table from its records.
@@ -228,7 +223,9 @@ impl TableMachine {
 }
 
 impl StateMachineLogic<TypeConfig> for TableMachine {
-    fn apply(&mut self, entry: &Entry, changes: &mut Changes) -> Response {
+    type Frozen = FrozenTable;
+
+    fn apply(&mut self, entry: &Entry) -> Response {
         let EntryPayload::Normal(command) = &entry.payload else {
             return Response {
                 revision: self.table.revision,
@@ -236,9 +233,6 @@ impl StateMachineLogic<TypeConfig> for TableMachine {
             };
         };
         let transition = apply_interned(&self.table, entry.log_id.index, command, &mut self.interner);
-        if !transition.changed.is_empty() {
-            record_changes(&transition.table, &transition.changed, changes);
-        }
         self.table = transition.table;
         Response {
             revision: self.table.revision,
@@ -246,7 +240,11 @@ impl StateMachineLogic<TypeConfig> for TableMachine {
         }
     }
 
-    fn restore(&mut self, records: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), String> {
+    fn freeze(&self) -> FrozenTable {
+        FrozenTable(self.table.clone())
+    }
+
+    fn restore(&mut self, records: &mut dyn Iterator<Item = Record>) -> Result<(), String> {
         let mut interner = Interner::default();
         self.table = table_from_records(records, &mut interner)?;
         self.interner = interner;
@@ -283,9 +281,7 @@ mod tests {
         b.set_scrape_config("job b", r#"{"job_name":"job b"}"#);
         let transition = crate::apply::apply(&Table::new(), 12, &b.build());
 
-        let mut changes = Changes::default();
-        record_changes(&transition.table, &transition.changed, &mut changes);
-        let mut records = changes.into_records().filter_map(|(k, v)| v.map(|v| (k, v)));
+        let mut records = table_records(&transition.table);
         let restored = table_from_records(&mut records, &mut Interner::default()).unwrap();
         assert_eq!(restored, transition.table);
         assert_eq!(restored.digest(), transition.table.digest());

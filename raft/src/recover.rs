@@ -405,13 +405,16 @@ async fn read_survivor(old: &DataDir) -> Result<(Survivor, StateMachine), Recove
     let cluster_id = identity::cluster_id(old)?;
     let (machine, table) = TableMachine::new();
     let (mut log, mut state_machine) = ta_storage::open_stores::<crate::types::TypeConfig, _>(old, machine)?;
+    let committed = log.read_committed().await.map_err(raft_io("read committed"))?;
+    // The state machine opens at its snapshot; what the survivor applied is that plus the
+    // committed log after it, re-applied as openraft would at start.
+    replay_committed(&mut log, &mut state_machine, committed).await?;
     let (applied, membership) = state_machine
         .applied_state()
         .await
         .map_err(raft_io("read applied state"))?;
     let applied = applied.ok_or(RecoverError::NothingApplied { dir: dir.clone() })?;
     let log_state = log.get_log_state().await.map_err(raft_io("read log state"))?;
-    let committed = log.read_committed().await.map_err(raft_io("read committed"))?;
     let vote = log.read_vote().await.map_err(raft_io("read vote"))?;
     let last_log_index = log_state.last_log_id.map(|l| l.index).unwrap_or(0);
     let committed_index = committed.map(|l| l.index).unwrap_or(0);
@@ -443,6 +446,58 @@ async fn read_survivor(old: &DataDir) -> Result<(Survivor, StateMachine), Recove
         },
         state_machine,
     ))
+}
+
+/// Re-apply the committed log after the state machine's snapshot, in bounded chunks.
+async fn replay_committed(
+    log: &mut LogStore,
+    state_machine: &mut StateMachine,
+    committed: Option<LogId>,
+) -> Result<(), RecoverError> {
+    const CHUNK: u64 = 64;
+    let Some(committed) = committed else {
+        return Ok(());
+    };
+    let (applied, _) = state_machine
+        .applied_state()
+        .await
+        .map_err(raft_io("read applied state"))?;
+    let last_purged = log
+        .get_log_state()
+        .await
+        .map_err(raft_io("read log state"))?
+        .last_purged_log_id;
+    let mut next = applied.map_or(0, |l| l.index + 1).max(last_purged.map_or(0, |l| l.index + 1));
+    let mut reader = log.get_log_reader().await;
+    while next <= committed.index {
+        let end = (next + CHUNK).min(committed.index + 1);
+        let entries = reader
+            .try_get_log_entries(next..end)
+            .await
+            .map_err(raft_io("read committed log"))?;
+        // A log that never held index 0 (openraft's own starts there) begins at its first entry.
+        let first_expected = match (applied, last_purged, entries.first()) {
+            (None, None, Some(first)) if first.log_id.index > next => first.log_id.index,
+            _ => next,
+        };
+        let contiguous = entries
+            .iter()
+            .enumerate()
+            .all(|(i, entry)| entry.log_id.index == first_expected + i as u64);
+        if !contiguous || first_expected + entries.len() as u64 != end {
+            return Err(RecoverError::VerificationFailed(format!(
+                "the committed log has a gap: entries {next}..{end} read {} of them",
+                entries.len()
+            )));
+        }
+        let stream = futures::stream::iter(entries.into_iter().map(|entry| Ok((entry, None))));
+        state_machine
+            .apply(stream)
+            .await
+            .map_err(raft_io("re-apply the committed log"))?;
+        next = end;
+    }
+    Ok(())
 }
 
 /// Write the new incarnation into `target`; returns the new node id and cluster id.
@@ -619,13 +674,10 @@ mod tests {
     }
 
     /// A stopped replica `ta-1` of a 3-voter cluster whose log holds a membership entry and
-    /// four batches (indexes 1..=5), of which it applied `applied_through` and recorded
-    /// `committed_through` as committed. Returns its identity and applied table.
-    async fn stopped_survivor(
-        dir: &Path,
-        applied_through: u64,
-        committed_through: u64,
-    ) -> (identity::NodeIdentity, Table) {
+    /// four batches (indexes 1..=5), of which `committed_through` are committed (and so
+    /// applied: a restart re-applies the committed log). Returns its identity and the table
+    /// it serves.
+    async fn stopped_survivor(dir: &Path, committed_through: u64) -> (identity::NodeIdentity, Table) {
         let data_dir = DataDir::open(dir).unwrap();
         let me = identity::load_or_create(&data_dir, "ta-1").await.unwrap();
         identity::adopt_cluster_id(&data_dir, ClusterId::random())
@@ -675,11 +727,13 @@ mod tests {
         flushed.await.unwrap().unwrap();
         let applied: Vec<_> = entries
             .into_iter()
-            .take(applied_through as usize)
+            .take(committed_through as usize)
             .map(|e| Ok((e, None)))
             .collect();
-        state_machine.apply(futures::stream::iter(applied)).await.unwrap();
-        log.save_committed(Some(log_id(committed_through))).await.unwrap();
+        if committed_through > 0 {
+            log.save_committed(Some(log_id(committed_through))).await.unwrap();
+            state_machine.apply(futures::stream::iter(applied)).await.unwrap();
+        }
         let table = table.borrow().clone();
         (me, table)
     }
@@ -697,7 +751,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn refuses_without_the_confirmation_flag_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        stopped_survivor(dir.path(), 5, 5).await;
+        stopped_survivor(dir.path(), 5).await;
         let before = entries_of(dir.path());
         let output = dir.path().join("out");
         let mut unconfirmed = request(dir.path(), Destination::NewDirectory(output.clone()));
@@ -721,7 +775,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn refuses_a_replica_that_applied_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        stopped_survivor(dir.path(), 0, 0).await;
+        stopped_survivor(dir.path(), 0).await;
         let error = recover(request(dir.path(), Destination::NewDirectory(dir.path().join("out"))))
             .await
             .unwrap_err();
@@ -731,7 +785,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn refuses_while_the_replica_holds_its_data_directory() {
         let dir = tempfile::tempdir().unwrap();
-        stopped_survivor(dir.path(), 5, 5).await;
+        stopped_survivor(dir.path(), 5).await;
         let running = reopen(dir.path()).await.unwrap();
         let error = recover(request(dir.path(), Destination::InPlace)).await.unwrap_err();
         assert!(matches!(error, RecoverError::ReplicaRunning { .. }), "{error}");
@@ -743,7 +797,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn refuses_an_output_that_is_not_empty_or_is_the_data_directory() {
         let dir = tempfile::tempdir().unwrap();
-        stopped_survivor(dir.path(), 5, 5).await;
+        stopped_survivor(dir.path(), 5).await;
         let output = tempfile::tempdir().unwrap();
         std::fs::write(output.path().join("something"), b"x").unwrap();
         let error = recover(request(
@@ -762,7 +816,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn recovers_the_applied_table_into_a_new_directory_and_counts_dropped_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let (old, table) = stopped_survivor(dir.path(), 3, 4).await;
+        let (old, table) = stopped_survivor(dir.path(), 3).await;
         let before = entries_of(dir.path());
         let elsewhere = tempfile::tempdir().unwrap();
         let output = elsewhere.path().join("recovered");
@@ -773,7 +827,7 @@ mod tests {
         assert_eq!(report.revision, table.revision);
         assert_eq!((report.targets, report.collectors), (2, 2));
         assert_eq!(report.dropped_log_entries, 2);
-        assert_eq!(report.dropped_known_committed, 1);
+        assert_eq!(report.dropped_known_committed, 0);
         assert_eq!(report.other_replicas, vec!["ta-0".to_string(), "ta-2".to_string()]);
         assert_ne!(report.new_node_id, old.node_id);
         assert_eq!(report.written_to, output);
@@ -792,7 +846,9 @@ mod tests {
         let survivor = reopen(dir.path()).await.unwrap();
         assert_eq!(identity::load(&survivor).unwrap().unwrap(), old);
         let (machine, survivor_table) = TableMachine::new();
-        let (_, mut state_machine) = ta_storage::open_stores::<TypeConfig, _>(&survivor, machine).unwrap();
+        let (mut log, mut state_machine) = ta_storage::open_stores::<TypeConfig, _>(&survivor, machine).unwrap();
+        let committed = log.read_committed().await.unwrap();
+        replay_committed(&mut log, &mut state_machine, committed).await.unwrap();
         assert_eq!(state_machine.applied_state().await.unwrap().0, Some(log_id(3)));
         assert_eq!(survivor_table.borrow().digest(), table.digest());
     }
@@ -800,7 +856,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn in_place_keeps_the_old_state_in_a_backup_and_leaves_other_entries_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let (old, table) = stopped_survivor(dir.path(), 5, 5).await;
+        let (old, table) = stopped_survivor(dir.path(), 5).await;
         std::fs::create_dir(dir.path().join("lost+found")).unwrap();
         let report = recover(request(dir.path(), Destination::InPlace)).await.unwrap();
         assert_eq!(report.dropped_log_entries, 0);

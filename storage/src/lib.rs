@@ -9,7 +9,7 @@
 //!            ──► SnapshotBuilder (RaftSnapshotBuilder)─┘
 //! ```
 //!
-//! Durability rules (shared/reference/crates.md §2.5), and where each lives:
+//! Durability rules (docs/architecture.md, "Durability rules"), and where each lives:
 //! - one writer: `LogStore` is not `Clone`; openraft drives it from a single task;
 //! - every log write (append, vote, truncate, purge) is flushed and the `sled/db` file
 //!   fsync'd before it returns (`data_dir::Shared::flush_durable`);
@@ -17,7 +17,9 @@
 //! - values are checksummed and versioned (`envelope`), chunked below sled's blob threshold
 //!   (`records`); log entries over 256 KiB live in fsync'd files of their own (`payloads`);
 //! - snapshots are fsync'd files renamed into place (`snapshot_file`);
-//! - state records are written in the same sled batch as the applied log id (`state_machine`);
+//! - the state machine lives in memory; an apply is served only once the committed index
+//!   that makes a restart re-apply it is durable, and a restart loads the current snapshot
+//!   and replays the log after it (`state_machine`);
 //! - sled's silent truncation on a damaged record is caught by the durability witness
 //!   (`witness`), so a damaged replica refuses to start instead of forgetting its log.
 
@@ -38,8 +40,9 @@ pub use log_store::LogReader;
 pub use log_store::LogStore;
 pub use log_store::StorageTypes;
 pub use snapshot_file::SnapshotFile;
-pub use state_machine::Changes;
+pub use state_machine::Record;
 pub use state_machine::SnapshotBuilder;
+pub use state_machine::SnapshotSource;
 pub use state_machine::StateMachineLogic;
 pub use state_machine::StateMachineStore;
 pub use witness::WITNESS_FILE;

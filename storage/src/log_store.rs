@@ -66,6 +66,41 @@ fn plus_one<C: StorageTypes>(log_id: Option<&LogIdOf<C>>) -> u64 {
     log_id.map(|l| l.index() + 1).unwrap_or(0)
 }
 
+/// Raise the stored committed index to at least `applied` (entries are applied only once
+/// committed), so that the next flush makes it durable. Normally openraft has saved it already
+/// and this is a comparison; it never lowers what the log store wrote.
+pub(crate) fn raise_committed<C: StorageTypes>(shared: &Shared, applied: &LogIdOf<C>) -> Result<(), StorageError> {
+    if shared.committed_written.load(Ordering::Acquire) > applied.index() {
+        return Ok(());
+    }
+    let mut undecodable = None;
+    shared
+        .meta
+        .fetch_and_update(COMMITTED_KEY, |current| {
+            let stored: Option<LogIdOf<C>> = match current.map(envelope::decode::<Option<LogIdOf<C>>>) {
+                Some(Ok(stored)) => stored,
+                Some(Err(e)) => {
+                    undecodable = Some(e.to_string());
+                    return current.map(<[u8]>::to_vec);
+                }
+                None => None,
+            };
+            if stored.as_ref() >= Some(applied) {
+                current.map(<[u8]>::to_vec)
+            } else {
+                Some(envelope::encode(&Some(applied.clone())))
+            }
+        })
+        .map_err(shared.sled_error("raise committed"))?;
+    if let Some(detail) = undecodable {
+        return Err(StorageError::corrupted(&shared.db_path, format!("committed: {detail}")));
+    }
+    shared
+        .committed_written
+        .fetch_max(plus_one::<C>(Some(applied)), Ordering::AcqRel);
+    Ok(())
+}
+
 /// The single writer of the Raft log.
 pub struct LogStore<C: StorageTypes> {
     shared: Arc<Shared>,

@@ -13,9 +13,10 @@ use openraft::storage::RaftLogStorage;
 use openraft::testing::log::StoreBuilder;
 use serde::Deserialize;
 use serde::Serialize;
-use ta_storage::Changes;
 use ta_storage::DataDir;
 use ta_storage::LogStore;
+use ta_storage::Record;
+use ta_storage::SnapshotSource;
 use ta_storage::StateMachineLogic;
 use ta_storage::StateMachineStore;
 
@@ -42,24 +43,37 @@ pub struct KvLogic {
     pub map: BTreeMap<String, String>,
 }
 
+/// A frozen copy of the map, for snapshots.
+pub struct FrozenKv(BTreeMap<String, String>);
+
+impl SnapshotSource for FrozenKv {
+    fn records(&self) -> Box<dyn Iterator<Item = Record> + '_> {
+        Box::new(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())),
+        )
+    }
+}
+
 impl StateMachineLogic<KvTypes> for KvLogic {
-    fn apply(&mut self, entry: &Entry, changes: &mut Changes) -> Option<String> {
+    type Frozen = FrozenKv;
+
+    fn apply(&mut self, entry: &Entry) -> Option<String> {
         let EntryPayload::Normal(put) = &entry.payload else {
             return None;
         };
         match &put.value {
-            Some(v) => {
-                changes.put(put.key.as_bytes(), v.as_bytes());
-                self.map.insert(put.key.clone(), v.clone())
-            }
-            None => {
-                changes.delete(put.key.as_bytes());
-                self.map.remove(&put.key)
-            }
+            Some(v) => self.map.insert(put.key.clone(), v.clone()),
+            None => self.map.remove(&put.key),
         }
     }
 
-    fn restore(&mut self, records: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<(), String> {
+    fn freeze(&self) -> FrozenKv {
+        FrozenKv(self.map.clone())
+    }
+
+    fn restore(&mut self, records: &mut dyn Iterator<Item = Record>) -> Result<(), String> {
         let mut map = BTreeMap::new();
         for (k, v) in records {
             let k = String::from_utf8(k).map_err(|e| e.to_string())?;
@@ -88,6 +102,18 @@ pub fn open(dir: &std::path::Path) -> Result<Stores, ta_storage::StorageError> {
             Ok(data_dir) => return ta_storage::open_stores(&data_dir, KvLogic::default()),
         }
     }
+}
+
+/// Open the stores in `dir` and bring them to the state a restarted replica starts from,
+/// with openraft's own start-up code: the snapshot loaded, the committed log re-applied.
+pub async fn restart(dir: &std::path::Path) -> Stores {
+    let (mut log, mut sm) = open(dir).expect("reopen");
+    openraft::StorageHelper::new(&mut log, &mut sm)
+        .with_id(1)
+        .get_initial_state()
+        .await
+        .expect("initial state");
+    (log, sm)
 }
 
 /// Builds a fresh store in its own temporary directory for each conformance case.
