@@ -140,3 +140,41 @@ async fn a_malformed_file_at_start_syncs_with_nothing_and_an_error() {
     assert!(error.contains("bad.yaml") && error.contains("unexpected"), "{error}");
     running.stop().await;
 }
+
+/// A round costs a `stat` for a file whose metadata did not change and a hash for one whose
+/// bytes did not; a write that keeps size and timestamp tick is still seen (the "racy"
+/// window), and so is any real change.
+#[test]
+fn unchanged_files_are_not_parsed_again_and_same_size_rewrites_are_still_seen() {
+    use target_allocator::discovery::file_sd::FileDiscovery;
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = directory.path().join("targets.json");
+    let write_in_place = |text: &str| std::fs::write(&path, text).expect("write the file");
+    write_in_place(r#"[{"targets": ["10.0.0.1:80"], "labels": {"env": "aaaa"}}]"#);
+    let mut discovery = FileDiscovery::new(vec![path.display().to_string()]);
+
+    let (first, error) = discovery.refresh_now();
+    assert_eq!(error, None);
+    assert_eq!(addresses(&first), ["10.0.0.1:80"]);
+
+    // Nothing changed: the very same group.
+    let (again, _) = discovery.refresh_now();
+    assert!(Arc::ptr_eq(&first[0], &again[0]));
+
+    // Rewritten in place at once with other bytes of the same length: inside the racy
+    // window the fingerprint is not trusted, so the change is read.
+    write_in_place(r#"[{"targets": ["10.0.0.1:80"], "labels": {"env": "bbbb"}}]"#);
+    let (changed, _) = discovery.refresh_now();
+    assert_eq!(changed[0].labels.get("env"), Some("bbbb"));
+
+    // Rewritten with identical bytes: read and hashed, not parsed; the same group again.
+    write_in_place(r#"[{"targets": ["10.0.0.1:80"], "labels": {"env": "bbbb"}}]"#);
+    let (same, _) = discovery.refresh_now();
+    assert!(Arc::ptr_eq(&changed[0], &same[0]));
+
+    // A file that became unreadable JSON keeps its last good groups and reports why.
+    write_in_place("[{");
+    let (kept, error) = discovery.refresh_now();
+    assert!(Arc::ptr_eq(&changed[0], &kept[0]));
+    assert!(error.is_some_and(|e| e.contains("targets.json")));
+}

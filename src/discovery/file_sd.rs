@@ -102,8 +102,52 @@ async fn run(config: FileSdConfig, publish: watch::Sender<ProviderSnapshot>, shu
 pub struct FileDiscovery {
     patterns: Vec<String>,
     interner: Interner,
-    /// Groups per file path, in path order (the published order).
-    files: BTreeMap<String, Vec<Arc<TargetGroup>>>,
+    /// Per file path, in path order (the published order): what was read last.
+    files: BTreeMap<String, FileState>,
+}
+
+/// One file as last read: how to tell it is unchanged without reading it, and its groups.
+struct FileState {
+    fingerprint: Fingerprint,
+    /// The file's mtime was so close to when it was read that a later write in the same
+    /// timestamp tick could leave the fingerprint equal ("racy" in git's sense): such a file
+    /// is read (and hashed) again next round instead of trusted by its metadata.
+    racy: bool,
+    content_hash: u64,
+    groups: Vec<Arc<TargetGroup>>,
+}
+
+/// What `stat` says of a file. An atomic rename gives a new inode; an in-place write changes
+/// the size or the modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified_nanos: i128,
+    changed_nanos: i128,
+}
+
+impl Fingerprint {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            len: metadata.len(),
+            modified_nanos: i128::from(metadata.mtime()) * 1_000_000_000 + i128::from(metadata.mtime_nsec()),
+            changed_nanos: i128::from(metadata.ctime()) * 1_000_000_000 + i128::from(metadata.ctime_nsec()),
+        }
+    }
+}
+
+/// A write this close before the read may share the read's timestamp tick.
+const RACY_WINDOW_NANOS: i128 = 2_000_000_000;
+
+fn unix_nanos_now() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
 }
 
 impl FileDiscovery {
@@ -115,37 +159,145 @@ impl FileDiscovery {
         }
     }
 
-    /// One full round: list, read every file, and return all groups plus the round's
+    /// One full round, off the async workers (parsing a large file takes seconds): list,
+    /// read and parse every file that changed, and return all groups plus the round's
     /// problems joined into one message.
     pub async fn refresh(&mut self) -> (Vec<Arc<TargetGroup>>, Option<String>) {
+        let mut this = std::mem::replace(self, Self::new(Vec::new()));
+        match tokio::task::spawn_blocking(move || {
+            let result = this.refresh_now();
+            (this, result)
+        })
+        .await
+        {
+            Ok((this, result)) => {
+                *self = this;
+                result
+            }
+            Err(error) => match error.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Cancelled: only at runtime shutdown, when nobody reads the result.
+                Err(_) => (Vec::new(), Some("file_sd: the refresh was cancelled".into())),
+            },
+        }
+    }
+
+    /// One full round on the calling thread. A file whose metadata is unchanged costs a
+    /// `stat`; one whose bytes are unchanged costs a read and a hash; only a changed file
+    /// is parsed.
+    pub fn refresh_now(&mut self) -> (Vec<Arc<TargetGroup>>, Option<String>) {
         let (paths, mut problems) = list_files(&self.patterns);
         let mut next = BTreeMap::new();
+        let mut parsed_any = false;
         for path in paths {
             let previous = self.files.remove(&path);
-            match read_file(&path, &mut self.interner).await {
-                Ok(groups) => {
-                    let groups = share_unchanged(previous.as_deref().unwrap_or(&[]), groups);
-                    next.insert(path, groups);
+            match self.read_if_changed(&path, previous) {
+                Ok(Some((state, parsed))) => {
+                    parsed_any |= parsed;
+                    next.insert(path, state);
                 }
-                Err(FileSdError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => {
+                Ok(None) => {}
+                Err((error, previous)) => {
                     tracing::warn!(%error, "file_sd: keeping the last good target groups of the file");
                     problems.push(error);
-                    if let Some(groups) = previous {
-                        next.insert(path, groups);
+                    if let Some(previous) = previous {
+                        next.insert(path, previous);
                     }
                 }
             }
         }
+        let files_gone = self.files.len();
         self.files = next;
-        self.interner.collect_garbage();
-        let groups = self.files.values().flatten().cloned().collect();
+        if parsed_any || files_gone > 0 {
+            self.interner.collect_garbage();
+        }
+        let groups = self
+            .files
+            .values()
+            .flat_map(|file| file.groups.iter().cloned())
+            .collect();
         let last_error = if problems.is_empty() {
             None
         } else {
             Some(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
         };
         (groups, last_error)
+    }
+
+    /// The file's state now (`None`: it vanished), and whether it had to be parsed. On an
+    /// error the previous state is handed back, to be kept.
+    #[allow(clippy::type_complexity)]
+    fn read_if_changed(
+        &mut self,
+        path: &str,
+        previous: Option<FileState>,
+    ) -> Result<Option<(FileState, bool)>, (FileSdError, Option<FileState>)> {
+        let read_error = |source: std::io::Error| FileSdError::Read {
+            path: path.into(),
+            source,
+        };
+        let Some(format) = format_of(path) else {
+            return Err((FileSdError::Extension { path: path.into() }, previous));
+        };
+        let now = unix_nanos_now();
+        let metadata = match std::fs::metadata(path) {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err((read_error(e), previous)),
+        };
+        let fingerprint = Fingerprint::of(&metadata);
+        let racy = now - fingerprint.modified_nanos < RACY_WINDOW_NANOS;
+        if let Some(unchanged) = previous.as_ref()
+            && !unchanged.racy
+            && unchanged.fingerprint == fingerprint
+        {
+            return Ok(previous.map(|unchanged| (unchanged, false)));
+        }
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err((read_error(e), previous)),
+        };
+        let content_hash = xxhash_rust::xxh3::xxh3_64(&bytes);
+        if let Some(previous) = previous.as_ref()
+            && previous.content_hash == content_hash
+        {
+            return Ok(Some((
+                FileState {
+                    fingerprint,
+                    racy,
+                    content_hash,
+                    groups: previous.groups.clone(),
+                },
+                false,
+            )));
+        }
+        let raw = match format {
+            Format::Json => group_list::parse_json(&bytes),
+            Format::Yaml => group_list::parse_yaml(&String::from_utf8_lossy(&bytes)),
+        };
+        let raw = match raw {
+            Ok(raw) => raw,
+            Err(source) => {
+                let error = FileSdError::Parse {
+                    path: path.into(),
+                    source,
+                };
+                return Err((error, previous));
+            }
+        };
+        drop(bytes);
+        let groups = group_list::build_groups(raw, path, (FILE_PATH_LABEL, path), &mut self.interner);
+        let groups = share_unchanged(previous.as_ref().map_or(&[][..], |p| &p.groups[..]), groups);
+        Ok(Some((
+            FileState {
+                fingerprint,
+                racy,
+                content_hash,
+                groups,
+            },
+            true,
+        )))
     }
 }
 
@@ -194,23 +346,6 @@ fn format_of(path: &str) -> Option<Format> {
         "yml" | "yaml" => Some(Format::Yaml),
         _ => None,
     }
-}
-
-async fn read_file(path: &str, interner: &mut Interner) -> Result<Vec<TargetGroup>, FileSdError> {
-    let format = format_of(path).ok_or_else(|| FileSdError::Extension { path: path.into() })?;
-    let bytes = tokio::fs::read(path).await.map_err(|source| FileSdError::Read {
-        path: path.into(),
-        source,
-    })?;
-    let raw = match format {
-        Format::Json => group_list::parse_json(&bytes),
-        Format::Yaml => group_list::parse_yaml(&String::from_utf8_lossy(&bytes)),
-    }
-    .map_err(|source| FileSdError::Parse {
-        path: path.into(),
-        source,
-    })?;
-    Ok(group_list::build_groups(raw, path, (FILE_PATH_LABEL, path), interner))
 }
 
 /// A watcher that wakes the provider on any change in a watched directory. Reading a file
