@@ -266,7 +266,7 @@ fn respond(request_headers: &HeaderMap, model: &ReadModel, body: &Arc<Body>, con
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         response
     } else {
-        HttpBody::from(body.bytes.clone()).into_response()
+        HttpBody::from(body.bytes()).into_response()
     };
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -341,8 +341,8 @@ async fn job_targets(
             }
             respond(&headers, &model, model.targets_of(&job, &collector), "application/json")
         }
-        None => match model.job_bodies.get(job.as_str()) {
-            Some(bodies) => respond(&headers, &model, &bodies.all, "application/json"),
+        None => match model.all_targets_of(job.as_str()) {
+            Some(all) => respond(&headers, &model, &all, "application/json"),
             None => {
                 let body = crate::read_model::all_collectors_body(&model.table, &job, |_| None);
                 let body = Arc::new(Body::new(body));

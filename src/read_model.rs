@@ -23,39 +23,90 @@ use tokio::sync::watch;
 
 use crate::url_escape::query_escape;
 
+/// Bodies up to this size keep their plain bytes beside the gzip encoding; larger ones are
+/// kept only gzipped (about 25× smaller on these JSON bodies) and inflated per request for the
+/// rare client that does not ask for gzip (Prometheus and the OpenTelemetry Collector do).
+const KEEP_PLAIN_UP_TO: usize = 64 * 1024;
+
 /// One pre-serialised response body.
 #[derive(Debug)]
 pub struct Body {
-    pub bytes: Bytes,
-    /// Strong validator over the bytes (quoted, as the header carries it).
+    /// The plain bytes, for small bodies (and every body built with [`Body::new`]).
+    plain: Option<Bytes>,
+    /// Strong validator over the plain bytes (quoted, as the header carries it).
     pub etag: String,
     /// The validator of the gzip encoding: a strong ETag names one representation.
     pub etag_gzip: String,
     gzipped: OnceLock<Bytes>,
+    len: usize,
 }
 
 impl Body {
+    /// A body kept as it is; its gzip encoding is made on first use and kept.
     pub fn new(bytes: Vec<u8>) -> Self {
         let digest = xxhash_rust::xxh64::xxh64(&bytes, 0);
         Self {
-            bytes: Bytes::from(bytes),
+            len: bytes.len(),
+            plain: Some(Bytes::from(bytes)),
             etag: format!("\"{digest:016x}\""),
             etag_gzip: format!("\"{digest:016x}-gzip\""),
             gzipped: OnceLock::new(),
         }
     }
 
-    /// The gzip encoding, compressed on first use and kept.
+    /// A body of the read model: above [`KEEP_PLAIN_UP_TO`] only its gzip encoding is kept.
+    pub fn compact(bytes: Vec<u8>) -> Self {
+        if bytes.len() <= KEEP_PLAIN_UP_TO {
+            return Self::new(bytes);
+        }
+        let digest = xxhash_rust::xxh64::xxh64(&bytes, 0);
+        let gzipped = OnceLock::new();
+        let _ = gzipped.set(gzip(&bytes));
+        Self {
+            len: bytes.len(),
+            plain: None,
+            etag: format!("\"{digest:016x}\""),
+            etag_gzip: format!("\"{digest:016x}-gzip\""),
+            gzipped,
+        }
+    }
+
+    /// The plain bytes (inflated from the gzip encoding when only that is kept).
+    pub fn bytes(&self) -> Bytes {
+        if let Some(plain) = &self.plain {
+            return plain.clone();
+        }
+        let mut out = Vec::with_capacity(self.len);
+        let gzipped = self.gzipped();
+        let mut decoder = flate2::read::GzDecoder::new(&gzipped[..]);
+        // Inflating our own encoding from memory cannot fail.
+        let _ = std::io::Read::read_to_end(&mut decoder, &mut out);
+        Bytes::from(out)
+    }
+
+    /// Length of the plain bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty body.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The gzip encoding, compressed on first use (or at build) and kept.
     pub fn gzipped(&self) -> Bytes {
         self.gzipped
-            .get_or_init(|| {
-                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                // Writing into a Vec cannot fail.
-                let _ = encoder.write_all(&self.bytes);
-                Bytes::from(encoder.finish().unwrap_or_default())
-            })
+            .get_or_init(|| gzip(self.plain.as_deref().unwrap_or_default()))
             .clone()
     }
+}
+
+fn gzip(bytes: &[u8]) -> Bytes {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 16), flate2::Compression::fast());
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    Bytes::from(encoder.finish().unwrap_or_default())
 }
 
 /// The bodies of one job.
@@ -63,8 +114,18 @@ impl Body {
 pub struct JobBodies {
     /// `/jobs/{job}/targets?collector_id=C`, per collector that owns targets of the job.
     pub by_collector: imbl::HashMap<Symbol, Arc<Body>>,
-    /// `/jobs/{job}/targets` without a collector: every collector and its groups.
-    pub all: Arc<Body>,
+    /// `/jobs/{job}/targets` without a collector: every collector and its groups. A debugging
+    /// view as large as all of the job's bodies together, so it is built on first request.
+    all: Arc<OnceLock<Arc<Body>>>,
+}
+
+impl JobBodies {
+    fn new(by_collector: imbl::HashMap<Symbol, Arc<Body>>) -> Self {
+        Self {
+            by_collector,
+            all: Arc::new(OnceLock::new()),
+        }
+    }
 }
 
 /// Everything the API serves at one revision.
@@ -89,6 +150,26 @@ pub struct ReadModel {
 }
 
 impl ReadModel {
+    /// `/jobs/{job}/targets` without a collector, `None` for an unknown job. The body is
+    /// reset whenever the job's targets or the collectors change, so building it from this
+    /// model's table gives what a fresh model would hold.
+    pub fn all_targets_of(&self, job: &str) -> Option<Arc<Body>> {
+        let bodies = self.job_bodies.get(job)?;
+        Some(Arc::clone(bodies.all.get_or_init(|| {
+            let mut ids: FxHashMap<Symbol, BTreeSet<TargetId>> = FxHashMap::default();
+            for (id, target) in &self.table.targets {
+                if &*target.job == job
+                    && let Some(collector) = &target.collector
+                {
+                    ids.entry(collector.clone()).or_default().insert(*id);
+                }
+            }
+            Arc::new(Body::compact(all_collectors_body(&self.table, job, |collector| {
+                ids.get(collector)
+            })))
+        })))
+    }
+
     /// The http_sd body for `job` and `collector`.
     pub fn targets_of(&self, job: &str, collector: &str) -> &Arc<Body> {
         self.job_bodies
@@ -186,7 +267,7 @@ impl ReadModelBuilder {
                 Some(ids) if !ids.is_empty() => {
                     bodies
                         .by_collector
-                        .insert(collector.clone(), Arc::new(Body::new(groups_body(table, ids))));
+                        .insert(collector.clone(), Arc::new(Body::compact(groups_body(table, ids))));
                 }
                 _ => {
                     bodies.by_collector.remove(collector);
@@ -199,14 +280,14 @@ impl ReadModelBuilder {
                 model.job_bodies.remove(job);
                 continue;
             }
-            let entry = model.job_bodies.entry(job.clone()).or_insert_with(|| JobBodies {
-                by_collector: imbl::HashMap::new(),
-                all: Arc::clone(&model.empty_list),
-            });
+            let entry = model
+                .job_bodies
+                .entry(job.clone())
+                .or_insert_with(|| JobBodies::new(imbl::HashMap::new()));
             if !jobs_before.contains(job) {
                 entry.by_collector = self.collector_bodies(table, job);
             }
-            entry.all = Arc::new(Body::new(self.all_collectors_body(table, job)));
+            entry.all = Arc::new(OnceLock::new());
         }
         let jobs_after: BTreeSet<Symbol> = model.job_bodies.keys().cloned().collect();
         if jobs_after != jobs_before {
@@ -237,13 +318,7 @@ impl ReadModelBuilder {
         let mut job_bodies = imbl::HashMap::new();
         let jobs: Vec<Symbol> = self.index.keys().cloned().collect();
         for job in &jobs {
-            job_bodies.insert(
-                job.clone(),
-                JobBodies {
-                    by_collector: self.collector_bodies(table, job),
-                    all: Arc::new(Body::new(self.all_collectors_body(table, job))),
-                },
-            );
+            job_bodies.insert(job.clone(), JobBodies::new(self.collector_bodies(table, job)));
         }
         let (masked, with_secrets, by_job) = scrape_config_bodies(table);
         ReadModel {
@@ -291,15 +366,11 @@ impl ReadModelBuilder {
                 if let Some(collector) = collector
                     && !ids.is_empty()
                 {
-                    bodies.insert(collector.clone(), Arc::new(Body::new(groups_body(table, ids))));
+                    bodies.insert(collector.clone(), Arc::new(Body::compact(groups_body(table, ids))));
                 }
             }
         }
         bodies
-    }
-
-    fn all_collectors_body(&self, table: &Table, job: &Symbol) -> Vec<u8> {
-        all_collectors_body(table, job, |collector| self.ids_of(job, Some(collector)))
     }
 
     fn counts(&self) -> BTreeMap<Option<Symbol>, usize> {
@@ -468,15 +539,18 @@ mod tests {
 
     fn bodies(model: &ReadModel) -> BTreeMap<String, Vec<u8>> {
         let mut out = BTreeMap::new();
-        out.insert("/jobs".to_string(), model.jobs.bytes.to_vec());
+        out.insert("/jobs".to_string(), model.jobs.bytes().to_vec());
         out.insert(
             "/scrape_configs".to_string(),
-            model.scrape_configs_with_secrets.bytes.to_vec(),
+            model.scrape_configs_with_secrets.bytes().to_vec(),
         );
         for (job, bodies) in model.job_bodies.iter() {
-            out.insert(format!("{job} all"), bodies.all.bytes.to_vec());
+            out.insert(
+                format!("{job} all"),
+                model.all_targets_of(job).expect("known job").bytes().to_vec(),
+            );
             for (collector, body) in bodies.by_collector.iter() {
-                out.insert(format!("{job} {collector}"), body.bytes.to_vec());
+                out.insert(format!("{job} {collector}"), body.bytes().to_vec());
             }
         }
         out
@@ -567,17 +641,17 @@ mod tests {
         let table = apply(&Table::new(), 1, &batch.build()).table;
         let model = build(&table);
         assert_eq!(
-            std::str::from_utf8(&model.targets_of("my job", "c-0").bytes).unwrap(),
+            std::str::from_utf8(&model.targets_of("my job", "c-0").bytes()).unwrap(),
             "[{\"targets\":[\"h:1\"],\"labels\":{\"__address__\":\"h:1\",\"a\":\"\\\"q\\\"\"}}]\n"
         );
-        assert_eq!(&model.targets_of("my job", "nobody").bytes[..], b"[]\n");
-        assert_eq!(&model.targets_of("other", "c-0").bytes[..], b"[]\n");
+        assert_eq!(&model.targets_of("my job", "nobody").bytes()[..], b"[]\n");
+        assert_eq!(&model.targets_of("other", "c-0").bytes()[..], b"[]\n");
         assert_eq!(
-            std::str::from_utf8(&model.jobs.bytes).unwrap(),
+            std::str::from_utf8(&model.jobs.bytes()).unwrap(),
             "{\"my job\":{\"_link\":\"/jobs/my+job/targets\"}}\n"
         );
         assert_eq!(
-            std::str::from_utf8(&model.scrape_configs_with_secrets.bytes).unwrap(),
+            std::str::from_utf8(&model.scrape_configs_with_secrets.bytes()).unwrap(),
             "{\"my job\":{\"job_name\":\"my job\"}}"
         );
         assert_eq!(
@@ -587,6 +661,24 @@ mod tests {
         let gzipped = model.targets_of("my job", "c-0").gzipped();
         let mut decoded = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut decoded).unwrap();
-        assert_eq!(decoded, model.targets_of("my job", "c-0").bytes.to_vec());
+        assert_eq!(decoded, model.targets_of("my job", "c-0").bytes().to_vec());
+    }
+
+    #[test]
+    fn a_large_body_is_kept_gzipped_and_served_the_same() {
+        let large: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("{{\"n\":{i}}},").into_bytes())
+            .collect();
+        let plain = Body::new(large.clone());
+        let compact = Body::compact(large.clone());
+        assert!(compact.plain.is_none(), "only the gzip encoding is kept");
+        assert_eq!(compact.len(), large.len());
+        assert_eq!(compact.bytes().to_vec(), large);
+        assert_eq!((&compact.etag, &compact.etag_gzip), (&plain.etag, &plain.etag_gzip));
+        let mut inflated = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&compact.gzipped()[..]), &mut inflated).unwrap();
+        assert_eq!(inflated, large);
+        let small = Body::compact(b"[]\n".to_vec());
+        assert!(small.plain.is_some(), "small bodies keep their plain bytes");
     }
 }

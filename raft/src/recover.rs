@@ -467,7 +467,9 @@ async fn replay_committed(
         .await
         .map_err(raft_io("read log state"))?
         .last_purged_log_id;
-    let mut next = applied.map_or(0, |l| l.index + 1).max(last_purged.map_or(0, |l| l.index + 1));
+    let mut next = applied
+        .map_or(0, |l| l.index + 1)
+        .max(last_purged.map_or(0, |l| l.index + 1));
     let mut reader = log.get_log_reader().await;
     while next <= committed.index {
         let end = (next + CHUNK).min(committed.index + 1);
