@@ -638,9 +638,10 @@ impl Http {
         self.terms.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Status, `X-Allocator-Revision` and body; notes the leader and its term.
+    /// Status, `X-Allocator-Revision` and body (asked gzipped, as collectors do); notes the
+    /// leader and its term.
     async fn get(&self, url: &str) -> Result<(u16, Option<String>, Bytes)> {
-        let response = self.client.get(url).send().await?;
+        let response = self.client.get(url).header("accept-encoding", "gzip").send().await?;
         let header = |name: &str| {
             let value = response.headers().get(name).and_then(|v| v.to_str().ok());
             value.filter(|v| !v.is_empty()).map(str::to_string)
@@ -660,8 +661,17 @@ impl Http {
                 (terms.last, terms.expect_new, terms.leader) = (Some(term), false, Some(leader));
             }
         }
-        let status = response.status().as_u16();
-        Ok((status, revision, response.bytes().await?))
+        let (status, gzip) = (
+            response.status().as_u16(),
+            header("content-encoding").as_deref() == Some("gzip"),
+        );
+        let body = response.bytes().await?;
+        if !gzip {
+            return Ok((status, revision, body));
+        }
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain)?;
+        Ok((status, revision, plain.into()))
     }
 
     /// Targets this replica assigns (its `/metrics` gauge), when it answers.
