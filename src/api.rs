@@ -451,6 +451,9 @@ pub struct ClusterStatus {
 /// visible here and in the logs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DiscoveryStatus {
+    /// Discovery runs on the leader only; a follower reports `false` (and not synced).
+    #[serde(default)]
+    pub running: bool,
     pub synced: bool,
     pub errors: Vec<DiscoveryError>,
 }
@@ -467,6 +470,7 @@ pub struct DiscoveryError {
 impl DiscoveryStatus {
     fn of(discovered: &Discovered) -> Self {
         DiscoveryStatus {
+            running: discovered.running,
             synced: discovered.all_synced,
             errors: discovered
                 .errors

@@ -10,6 +10,7 @@
 
 pub mod dns_sd;
 pub mod file_sd;
+pub mod gate;
 pub mod group_list;
 pub mod http_sd;
 pub mod kubernetes_sd;

@@ -1,10 +1,13 @@
 //! The leader loop: discovery and collector membership in, command batches out.
 //!
-//! Every replica keeps its desired targets in step with discovery (so a follower that is
-//! elected starts warm), but only the leader plans and proposes. Changes are coalesced: the
-//! loop wakes once per `coalesce_window` and turns whatever arrived since into one batch.
+//! Discovery runs on the leader only (`discovery/gate.rs`): the loop keeps its desired targets
+//! in step with what discovery publishes, which is nothing on a follower, so a follower holds
+//! no desired state. Only the leader plans and proposes. Changes are coalesced: the loop wakes
+//! once per `coalesce_window` and turns whatever arrived since into one batch. A new leader
+//! starts discovery cold; until it has synced, plans never remove a target, and the table
+//! already holds every assignment, so nothing moves meanwhile.
 //!
-//! Safety rules (DESIGN.md I4, I7):
+//! Safety rules (docs/architecture.md, I4, I7):
 //! - A new leader first waits until it has applied everything committed before its term
 //!   (a linearizable read), then plans the whole table once.
 //! - Until every discovery source has completed its first round, plans never remove a

@@ -26,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiContext;
 use crate::config::Config;
-use crate::discovery::manager::DiscoveryManager;
 use crate::discovery::manager::DiscoveryOptions;
 use crate::kubernetes::client::ClientSource;
 use crate::kubernetes::collectors::CollectorDiscovery;
@@ -126,20 +125,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     metrics.create_leader_series(config.strategy.strategy.as_str());
 
     let models = crate::read_model::spawn(replica.subscribe());
-    let discovery = DiscoveryManager::start(
-        config
-            .scrape_configs()
-            .iter()
-            .map(|scrape| (scrape.job.name.clone(), scrape.discovery.clone()))
-            .collect(),
-        &DiscoveryOptions::default(),
-        &shutdown,
-    );
     let (registrations, registrations_in) = mpsc::channel(256);
     replica.set_forward_handler(crate::registration::forward_handler(registrations));
 
     let inner = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
+    // Discovery runs on the leader only (discovery/gate.rs); it stops with the inner tasks,
+    // after leadership has been handed over.
+    let (leading_publish, leading) = tokio::sync::watch::channel(false);
+    tasks.spawn(follow_leadership(Arc::clone(&replica), leading_publish, inner.clone()));
+    let (discovery, discovery_task) = crate::discovery::gate::spawn(
+        config
+            .scrape_configs()
+            .iter()
+            .map(|scrape| (scrape.job.name.clone(), scrape.discovery.clone()))
+            .collect(),
+        DiscoveryOptions::default(),
+        leading,
+        inner.clone(),
+    );
     // Every replica watches the collector pods, so a new leader starts with them listed.
     // Prometheus CRs: their jobs join the file's (file jobs win on a name clash), with
     // their own discovery; without them the job set is the file's, fixed.
@@ -161,7 +165,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             let events = metrics.events.with_label_values(&["EventSourcePrometheusCR"]);
             let (combined, task) = crate::kubernetes::prometheus_cr::combined::spawn(
                 config.scrape_configs().to_vec(),
-                discovery.subscribe(),
+                discovery.clone(),
                 view,
                 DiscoveryOptions::default(),
                 move || events.inc(),
@@ -176,7 +180,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         }
         _ => (
             tokio::sync::watch::channel(JobSet::from_file(config.scrape_configs())).1,
-            discovery.subscribe(),
+            discovery.clone(),
         ),
     };
     let collector_discovery = kubernetes_client
@@ -241,7 +245,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         collector_discovery,
         metrics,
         strategy: config.strategy.strategy.as_str(),
-        discovery: discovery.subscribe(),
+        discovery,
     });
     let http_stop = CancellationToken::new();
     let router = crate::api::router(context);
@@ -286,7 +290,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             Ok(Ok(())) => {}
         }
         while tasks.join_next().await.is_some() {}
-        discovery.shutdown().await;
+        if let Err(error) = discovery_task.await {
+            tracing::warn!(%error, "the discovery task ended abnormally");
+        }
         replica.shutdown().await;
     };
     if tokio::time::timeout(SHUTDOWN_DEADLINE, stopping).await.is_err() {
@@ -294,6 +300,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Publish whether this replica is the Raft leader, as it changes.
+async fn follow_leadership(replica: Arc<Replica>, publish: tokio::sync::watch::Sender<bool>, shutdown: CancellationToken) {
+    use openraft::async_runtime::watch::WatchReceiver;
+    let mut metrics = replica.raft().metrics();
+    loop {
+        let leading = metrics.borrow_watched().state == openraft::ServerState::Leader;
+        publish.send_if_modified(|current| std::mem::replace(current, leading) != leading);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = metrics.changed() => if changed.is_err() { return },
+        }
+    }
 }
 
 /// A token cancelled by the first SIGTERM or SIGINT.

@@ -64,6 +64,9 @@ pub struct Discovered {
     pub unsupported: Vec<(String, String)>,
     /// Increases with every publication; 0 is the initial, empty view.
     pub generation: u64,
+    /// Whether discovery runs on this replica: only the leader discovers
+    /// ([`crate::discovery::gate`]); a follower's view is empty, unsynced and not running.
+    pub running: bool,
 }
 
 /// The provider for one source, or `None` for a source this build does not run.
@@ -153,6 +156,7 @@ impl DiscoveryManager {
             errors: Vec::new(),
             unsupported: unsupported.clone(),
             generation: 0,
+            running: true,
         };
         let (publish, view) = watch::channel(initial);
         let aggregator = Aggregator {
@@ -283,6 +287,7 @@ impl Aggregator {
             errors,
             unsupported: self.unsupported.clone(),
             generation: self.generation,
+            running: true,
         };
         publish.send_replace(view);
     }

@@ -70,6 +70,7 @@ fn merge_discovered(file: &Discovered, generated: &Discovered, generation: u64) 
         errors: file.errors.iter().chain(&generated.errors).cloned().collect(),
         unsupported: file.unsupported.iter().chain(&generated.unsupported).cloned().collect(),
         generation,
+        running: file.running,
     }
 }
 
