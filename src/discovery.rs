@@ -117,6 +117,11 @@ pub trait Provider: Send + 'static {
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
+/// Rounds that read and parse whole files or bodies at once, across all providers: each
+/// holds its input and the groups it builds, so ten jobs refreshing together would hold ten
+/// inputs. Two keep both cores busy at start.
+pub(crate) static PARSE_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// The label holding a target's address.
 pub const ADDRESS_LABEL: &str = "__address__";
 

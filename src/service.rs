@@ -303,7 +303,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
 }
 
 /// Publish whether this replica is the Raft leader, as it changes.
-async fn follow_leadership(replica: Arc<Replica>, publish: tokio::sync::watch::Sender<bool>, shutdown: CancellationToken) {
+async fn follow_leadership(
+    replica: Arc<Replica>,
+    publish: tokio::sync::watch::Sender<bool>,
+    shutdown: CancellationToken,
+) {
     use openraft::async_runtime::watch::WatchReceiver;
     let mut metrics = replica.raft().metrics();
     loop {

@@ -117,6 +117,18 @@ struct FileState {
     groups: Vec<Arc<TargetGroup>>,
 }
 
+/// What became of one file in a round.
+enum Round {
+    /// Unchanged: its groups are the previous ones.
+    Kept(FileState),
+    /// Changed and parsed.
+    Parsed(FileState),
+    /// No longer there.
+    Gone,
+    /// Could not be used; its previous state, if any, is kept.
+    Failed(FileSdError, Option<FileState>),
+}
+
 /// What `stat` says of a file. An atomic rename gives a new inode; an in-place write changes
 /// the size or the modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +175,8 @@ impl FileDiscovery {
     /// read and parse every file that changed, and return all groups plus the round's
     /// problems joined into one message.
     pub async fn refresh(&mut self) -> (Vec<Arc<TargetGroup>>, Option<String>) {
+        // Never closed, so acquiring cannot fail.
+        let _permit = super::PARSE_PERMITS.acquire().await.ok();
         let mut this = std::mem::replace(self, Self::new(Vec::new()));
         match tokio::task::spawn_blocking(move || {
             let result = this.refresh_now();
@@ -192,12 +206,15 @@ impl FileDiscovery {
         for path in paths {
             let previous = self.files.remove(&path);
             match self.read_if_changed(&path, previous) {
-                Ok(Some((state, parsed))) => {
-                    parsed_any |= parsed;
+                Round::Kept(state) => {
                     next.insert(path, state);
                 }
-                Ok(None) => {}
-                Err((error, previous)) => {
+                Round::Parsed(state) => {
+                    parsed_any = true;
+                    next.insert(path, state);
+                }
+                Round::Gone => {}
+                Round::Failed(error, previous) => {
                     tracing::warn!(%error, "file_sd: keeping the last good target groups of the file");
                     problems.push(error);
                     if let Some(previous) = previous {
@@ -224,26 +241,20 @@ impl FileDiscovery {
         (groups, last_error)
     }
 
-    /// The file's state now (`None`: it vanished), and whether it had to be parsed. On an
-    /// error the previous state is handed back, to be kept.
-    #[allow(clippy::type_complexity)]
-    fn read_if_changed(
-        &mut self,
-        path: &str,
-        previous: Option<FileState>,
-    ) -> Result<Option<(FileState, bool)>, (FileSdError, Option<FileState>)> {
+    /// What became of the file this round.
+    fn read_if_changed(&mut self, path: &str, previous: Option<FileState>) -> Round {
         let read_error = |source: std::io::Error| FileSdError::Read {
             path: path.into(),
             source,
         };
         let Some(format) = format_of(path) else {
-            return Err((FileSdError::Extension { path: path.into() }, previous));
+            return Round::Failed(FileSdError::Extension { path: path.into() }, previous);
         };
         let now = unix_nanos_now();
         let metadata = match std::fs::metadata(path) {
             Ok(metadata) => metadata,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err((read_error(e), previous)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Round::Gone,
+            Err(e) => return Round::Failed(read_error(e), previous),
         };
         let fingerprint = Fingerprint::of(&metadata);
         let racy = now - fingerprint.modified_nanos < RACY_WINDOW_NANOS;
@@ -251,53 +262,47 @@ impl FileDiscovery {
             && !unchanged.racy
             && unchanged.fingerprint == fingerprint
         {
-            return Ok(previous.map(|unchanged| (unchanged, false)));
+            return previous.map_or(Round::Gone, Round::Kept);
         }
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err((read_error(e), previous)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Round::Gone,
+            Err(e) => return Round::Failed(read_error(e), previous),
         };
         let content_hash = xxhash_rust::xxh3::xxh3_64(&bytes);
         if let Some(previous) = previous.as_ref()
             && previous.content_hash == content_hash
         {
-            return Ok(Some((
-                FileState {
-                    fingerprint,
-                    racy,
-                    content_hash,
-                    groups: previous.groups.clone(),
-                },
-                false,
-            )));
+            return Round::Kept(FileState {
+                fingerprint,
+                racy,
+                content_hash,
+                groups: previous.groups.clone(),
+            });
         }
-        let raw = match format {
-            Format::Json => group_list::parse_json(&bytes),
-            Format::Yaml => group_list::parse_yaml(&String::from_utf8_lossy(&bytes)),
+        let parsed = match format {
+            Format::Json => group_list::parse_json_groups(&bytes, path, (FILE_PATH_LABEL, path), &mut self.interner),
+            Format::Yaml => group_list::parse_yaml(&String::from_utf8_lossy(&bytes))
+                .map(|raw| group_list::build_groups(raw, path, (FILE_PATH_LABEL, path), &mut self.interner)),
         };
-        let raw = match raw {
-            Ok(raw) => raw,
+        drop(bytes);
+        let groups = match parsed {
+            Ok(groups) => groups,
             Err(source) => {
                 let error = FileSdError::Parse {
                     path: path.into(),
                     source,
                 };
-                return Err((error, previous));
+                return Round::Failed(error, previous);
             }
         };
-        drop(bytes);
-        let groups = group_list::build_groups(raw, path, (FILE_PATH_LABEL, path), &mut self.interner);
         let groups = share_unchanged(previous.as_ref().map_or(&[][..], |p| &p.groups[..]), groups);
-        Ok(Some((
-            FileState {
-                fingerprint,
-                racy,
-                content_hash,
-                groups,
-            },
-            true,
-        )))
+        Round::Parsed(FileState {
+            fingerprint,
+            racy,
+            content_hash,
+            groups,
+        })
     }
 }
 

@@ -13,9 +13,9 @@
 //! containing `/` at discovery (only `static_configs` are checked, at config load, and scrape
 //! target creation rejects it later), so a target allocator serving discovered labels keeps it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use serde_json::Value;
 use yaml_rust2::parser::Event;
 use yaml_rust2::parser::Parser;
 use yaml_rust2::scanner::TScalarStyle;
@@ -23,6 +23,7 @@ use yaml_rust2::scanner::TScalarStyle;
 use super::ADDRESS_LABEL;
 use super::Interner;
 use super::Labels;
+use super::Symbol;
 use super::TargetGroup;
 use super::is_valid_label_name;
 
@@ -77,93 +78,446 @@ const MAX_YAML_NODES: usize = 4_000_000;
 /// Parse a JSON target-group list (`file_sd` `.json` file or `http_sd` body). Invalid UTF-8 is
 /// replaced, as Go's decoder does, rather than rejected.
 pub fn parse_json(bytes: &[u8]) -> Result<Vec<RawGroup>, GroupListError> {
+    let mut sink = OwnedGroups(Vec::new());
+    stream_json(bytes, &mut sink)?;
+    Ok(sink.0)
+}
+
+/// [`parse_json`] straight into interned [`TargetGroup`]s, as [`build_groups`] would make
+/// them from its result, without materialising the document: each group is interned as soon
+/// as it is read, from strings borrowed from `bytes` where they have no escapes. A file of
+/// 100k targets with 43 labels each would otherwise hold millions of transient `String`s.
+pub fn parse_json_groups(
+    bytes: &[u8],
+    source_prefix: &str,
+    meta_label: (&str, &str),
+    interner: &mut Interner,
+) -> Result<Vec<TargetGroup>, GroupListError> {
+    let mut sink = InternedGroups::new(source_prefix, meta_label, interner);
+    stream_json(bytes, &mut sink)?;
+    Ok(sink.groups)
+}
+
+/// Receives each group as it is parsed (its targets and labels in document order).
+trait GroupSink {
+    fn group(&mut self, targets: &[Cow<'_, str>], labels: &[(Cow<'_, str>, Cow<'_, str>)]);
+}
+
+struct OwnedGroups(Vec<RawGroup>);
+
+impl GroupSink for OwnedGroups {
+    fn group(&mut self, targets: &[Cow<'_, str>], labels: &[(Cow<'_, str>, Cow<'_, str>)]) {
+        // As a JSON object decodes: one value per name (the last), in name order.
+        let mut by_name: Vec<(String, String)> = labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        by_name.reverse();
+        by_name.sort_by(|a, b| a.0.cmp(&b.0));
+        by_name.dedup_by(|later, earlier| later.0 == earlier.0);
+        self.0.push(RawGroup {
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            labels: by_name,
+        });
+    }
+}
+
+struct InternedGroups<'i> {
+    source_prefix: &'i str,
+    meta_label: (&'i str, &'i str),
+    address_name: Symbol,
+    meta: (Symbol, Symbol),
+    interner: &'i mut Interner,
+    groups: Vec<TargetGroup>,
+}
+
+impl<'i> InternedGroups<'i> {
+    fn new(source_prefix: &'i str, meta_label: (&'i str, &'i str), interner: &'i mut Interner) -> Self {
+        Self {
+            source_prefix,
+            meta_label,
+            address_name: interner.intern(ADDRESS_LABEL),
+            meta: (interner.intern(meta_label.0), interner.intern(meta_label.1)),
+            interner,
+            groups: Vec::new(),
+        }
+    }
+}
+
+impl GroupSink for InternedGroups<'_> {
+    fn group(&mut self, targets: &[Cow<'_, str>], labels: &[(Cow<'_, str>, Cow<'_, str>)]) {
+        let targets = targets
+            .iter()
+            .map(|address| Labels::new(vec![(self.address_name.clone(), self.interner.intern(address))]))
+            .collect();
+        let mut pairs: Vec<_> = labels
+            .iter()
+            .filter(|(name, _)| name != self.meta_label.0)
+            .map(|(name, value)| (self.interner.intern(name), self.interner.intern(value)))
+            .collect();
+        pairs.push(self.meta.clone());
+        let index = self.groups.len();
+        self.groups.push(TargetGroup {
+            source: format!("{}:{index}", self.source_prefix),
+            targets,
+            labels: Labels::new(pairs),
+        });
+    }
+}
+
+/// Parse `bytes` as a target-group list, handing each group to `sink`.
+fn stream_json(bytes: &[u8], sink: &mut dyn GroupSink) -> Result<(), GroupListError> {
     let text = String::from_utf8_lossy(bytes);
-    let value: Value = serde_json::from_str(&text).map_err(|e| GroupListError::Json(e.to_string()))?;
-    let items = match value {
-        Value::Null => return Ok(Vec::new()),
-        Value::Array(items) => items,
-        other => {
-            return Err(GroupListError::NotAList {
-                found: json_kind(&other),
-            });
-        }
+    let mut state = StreamState {
+        sink,
+        failure: None,
+        targets: Vec::new(),
+        labels: Vec::new(),
     };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(index, item)| json_group(index, item))
-        .collect()
+    let mut deserializer = serde_json::Deserializer::from_str(&text);
+    let parsed = serde::de::DeserializeSeed::deserialize(ListSeed(&mut state), &mut deserializer)
+        .and_then(|()| deserializer.end());
+    match (parsed, state.failure) {
+        (_, Some(failure)) => Err(failure),
+        (Err(e), None) => Err(GroupListError::Json(e.to_string())),
+        (Ok(()), None) => Ok(()),
+    }
 }
 
-fn json_group(index: usize, item: Value) -> Result<RawGroup, GroupListError> {
-    let fields = match item {
-        Value::Object(fields) => fields,
-        Value::Null => return Err(GroupListError::NullGroup { index }),
-        other => {
-            return Err(GroupListError::NotAGroup {
+/// What the visitors share: the sink, the first semantic error (serde's own error type only
+/// carries text, so the typed error waits here while serde unwinds), and scratch vectors
+/// reused from group to group.
+struct StreamState<'s, 'de> {
+    sink: &'s mut dyn GroupSink,
+    failure: Option<GroupListError>,
+    targets: Vec<Cow<'de, str>>,
+    labels: Vec<(Cow<'de, str>, Cow<'de, str>)>,
+}
+
+impl StreamState<'_, '_> {
+    fn fail<E: serde::de::Error>(&mut self, failure: GroupListError) -> E {
+        let message = failure.to_string();
+        self.failure.get_or_insert(failure);
+        E::custom(message)
+    }
+}
+
+/// The kind of a JSON value, in the words of [`GroupListError`].
+fn kind_of(unexpected: serde::de::Unexpected<'_>) -> &'static str {
+    use serde::de::Unexpected;
+    match unexpected {
+        Unexpected::Bool(_) => "a boolean",
+        Unexpected::Unsigned(_) | Unexpected::Signed(_) | Unexpected::Float(_) => "a number",
+        Unexpected::Str(_) | Unexpected::Char(_) => "a string",
+        Unexpected::Seq => "a list",
+        Unexpected::Map => "an object",
+        Unexpected::Unit | Unexpected::Option => "null",
+        _ => "a value",
+    }
+}
+
+/// Implements the scalar `visit_*` methods of a visitor by handing the value's kind to
+/// `self.other(kind)`.
+macro_rules! scalars_by_kind {
+    () => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            self.other(kind_of(serde::de::Unexpected::Bool(false)))
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            self.other(kind_of(serde::de::Unexpected::Signed(0)))
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            self.other(kind_of(serde::de::Unexpected::Unsigned(0)))
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            self.other(kind_of(serde::de::Unexpected::Float(0.0)))
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            self.other(kind_of(serde::de::Unexpected::Str("")))
+        }
+    };
+}
+
+struct ListSeed<'a, 's, 'de>(&'a mut StreamState<'s, 'de>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ListSeed<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl ListSeed<'_, '_, '_> {
+    fn other<E: serde::de::Error>(self, found: &'static str) -> Result<(), E> {
+        Err(self.0.fail(GroupListError::NotAList { found }))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ListSeed<'_, '_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of target groups")
+    }
+    scalars_by_kind!();
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.other("an object")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while seq
+            .next_element_seed(GroupSeed {
+                state: &mut *self.0,
                 index,
-                found: json_kind(&other),
-            });
+            })?
+            .is_some()
+        {
+            index += 1;
         }
-    };
-    let mut group = RawGroup::default();
-    for (field, value) in fields {
-        if field.eq_ignore_ascii_case("targets") {
-            group.targets = json_targets(index, value)?;
-        } else if field.eq_ignore_ascii_case("labels") {
-            group.labels = json_labels(index, value)?;
-        } else {
-            return Err(GroupListError::UnknownField { index, field });
+        Ok(())
+    }
+}
+
+struct GroupSeed<'a, 's, 'de> {
+    state: &'a mut StreamState<'s, 'de>,
+    index: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for GroupSeed<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl GroupSeed<'_, '_, '_> {
+    fn other<E: serde::de::Error>(self, found: &'static str) -> Result<(), E> {
+        let index = self.index;
+        Err(self.state.fail(GroupListError::NotAGroup { index, found }))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for GroupSeed<'_, '_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a target group")
+    }
+    scalars_by_kind!();
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        let index = self.index;
+        Err(self.state.fail(GroupListError::NullGroup { index }))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.other("a list")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let index = self.index;
+        let state = self.state;
+        state.targets.clear();
+        state.labels.clear();
+        while let Some(field) = map.next_key_seed(StrSeed)? {
+            if field.eq_ignore_ascii_case("targets") {
+                // A repeated field: the last one counts, as when Go decodes into a struct.
+                state.targets.clear();
+                map.next_value_seed(TargetsSeed {
+                    state: &mut *state,
+                    index,
+                })?;
+            } else if field.eq_ignore_ascii_case("labels") {
+                state.labels.clear();
+                map.next_value_seed(LabelsSeed {
+                    state: &mut *state,
+                    index,
+                })?;
+            } else {
+                let field = field.into_owned();
+                return Err(state.fail(GroupListError::UnknownField { index, field }));
+            }
+        }
+        let (targets, labels) = (std::mem::take(&mut state.targets), std::mem::take(&mut state.labels));
+        state.sink.group(&targets, &labels);
+        (state.targets, state.labels) = (targets, labels);
+        Ok(())
+    }
+}
+
+struct TargetsSeed<'a, 's, 'de> {
+    state: &'a mut StreamState<'s, 'de>,
+    index: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TargetsSeed<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl TargetsSeed<'_, '_, '_> {
+    fn other<E: serde::de::Error>(self, _: &'static str) -> Result<(), E> {
+        let index = self.index;
+        Err(self.state.fail(GroupListError::BadTargets { index }))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TargetsSeed<'_, '_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of targets")
+    }
+    scalars_by_kind!();
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.other("an object")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let index = self.index;
+        loop {
+            match seq.next_element_seed(NullableStrSeed)? {
+                Some(Scalar::Str(target)) => self.state.targets.push(target),
+                Some(Scalar::Null) => self.state.targets.push(Cow::Borrowed("")),
+                Some(Scalar::Other) => return Err(self.state.fail(GroupListError::BadTargets { index })),
+                None => return Ok(()),
+            }
         }
     }
-    Ok(group)
 }
 
-fn json_targets(index: usize, value: Value) -> Result<Vec<String>, GroupListError> {
-    let items = match value {
-        Value::Null => return Ok(Vec::new()),
-        Value::Array(items) => items,
-        _ => return Err(GroupListError::BadTargets { index }),
-    };
-    items
-        .into_iter()
-        .map(|item| match item {
-            Value::String(target) => Ok(target),
-            Value::Null => Ok(String::new()),
-            _ => Err(GroupListError::BadTargets { index }),
-        })
-        .collect()
+struct LabelsSeed<'a, 's, 'de> {
+    state: &'a mut StreamState<'s, 'de>,
+    index: usize,
 }
 
-fn json_labels(index: usize, value: Value) -> Result<Vec<(String, String)>, GroupListError> {
-    let entries = match value {
-        Value::Null => return Ok(Vec::new()),
-        Value::Object(entries) => entries,
-        _ => return Err(GroupListError::BadLabels { index }),
-    };
-    let mut labels = Vec::with_capacity(entries.len());
-    for (name, value) in entries {
-        if !is_valid_label_name(&name) {
-            return Err(GroupListError::InvalidLabelName { index, name });
-        }
-        let value = match value {
-            Value::String(value) => value,
-            Value::Null => String::new(),
-            _ => return Err(GroupListError::BadLabelValue { index, name }),
-        };
-        labels.push((name, value));
+impl<'de> serde::de::DeserializeSeed<'de> for LabelsSeed<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
     }
-    Ok(labels)
 }
 
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
+impl LabelsSeed<'_, '_, '_> {
+    fn other<E: serde::de::Error>(self, _: &'static str) -> Result<(), E> {
+        let index = self.index;
+        Err(self.state.fail(GroupListError::BadLabels { index }))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for LabelsSeed<'_, '_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a mapping of label names to strings")
+    }
+    scalars_by_kind!();
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.other("a list")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let index = self.index;
+        while let Some(name) = map.next_key_seed(StrSeed)? {
+            if !is_valid_label_name(&name) {
+                let name = name.into_owned();
+                return Err(self.state.fail(GroupListError::InvalidLabelName { index, name }));
+            }
+            let value = match map.next_value_seed(NullableStrSeed)? {
+                Scalar::Str(value) => value,
+                Scalar::Null => Cow::Borrowed(""),
+                Scalar::Other => {
+                    let name = name.into_owned();
+                    return Err(self.state.fail(GroupListError::BadLabelValue { index, name }));
+                }
+            };
+            self.state.labels.push((name, value));
+        }
+        Ok(())
+    }
+}
+
+/// A string, borrowed from the input when it has no escapes.
+struct StrSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrSeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrSeed {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(text))
+    }
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(text.to_string()))
+    }
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(text))
+    }
+}
+
+/// A string or null where one is expected; anything else is `Other` (skipped), for the
+/// caller to report in its own terms.
+enum Scalar<'de> {
+    Str(Cow<'de, str>),
+    Null,
+    Other,
+}
+
+struct NullableStrSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for NullableStrSeed {
+    type Value = Scalar<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NullableStrSeed {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string or null")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(text)))
+    }
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(text.to_string())))
+    }
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(text)))
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Scalar::Other)
     }
 }
 
@@ -574,8 +928,40 @@ mod tests {
     }
 
     #[test]
+    fn streaming_into_groups_equals_parsing_then_building() {
+        let body = br#"[
+            {"targets": ["a:1", null, "b\u003a2"], "labels": {"env": "prod", "esc\"aped": "v\n", "env": "dup", "__meta_filepath": "spoofed"}},
+            {"Targets": null, "LABELS": null},
+            {"labels": {"only": "labels"}}
+        ]"#;
+        let mut built_interner = Interner::default();
+        let built = build_groups(
+            parse_json(body).unwrap(),
+            "f.json",
+            ("__meta_filepath", "f.json"),
+            &mut built_interner,
+        );
+        let streamed = parse_json_groups(body, "f.json", ("__meta_filepath", "f.json"), &mut Interner::default());
+        assert_eq!(streamed, Ok(built));
+        assert_eq!(
+            parse_json_groups(br#"[{"targets": [1]}]"#, "f", ("m", "f"), &mut Interner::default()),
+            Err(GroupListError::BadTargets { index: 0 })
+        );
+    }
+
+    #[test]
     fn deeply_nested_yaml_is_rejected_without_overflowing_the_stack() {
+        // Group 0 is a list: refused before anything nests further.
         let json = "[".repeat(100_000);
+        assert_eq!(
+            parse_json(json.as_bytes()),
+            Err(GroupListError::NotAGroup {
+                index: 0,
+                found: "a list"
+            })
+        );
+        // Nesting inside a value that is skipped is bounded by the JSON parser's depth limit.
+        let json = format!(r#"[{{"labels": {{"a": {}"#, "[".repeat(100_000));
         assert!(matches!(parse_json(json.as_bytes()), Err(GroupListError::Json(_))));
         let flow = "[".repeat(250);
         assert!(parse_yaml(&flow).is_err());

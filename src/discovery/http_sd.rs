@@ -87,10 +87,12 @@ async fn run(provider: HttpProvider, publish: watch::Sender<ProviderSnapshot>, s
             outcome = poller.poll() => outcome,
         };
         let last_error = match outcome {
-            Ok(fresh) => {
+            Ok(Some(fresh)) => {
                 groups = share_unchanged(&groups, fresh);
                 None
             }
+            // The same body as last time: the same groups, not parsed again.
+            Ok(None) => None,
             Err(error) => {
                 tracing::warn!(%error, "http_sd: keeping the last good target groups");
                 Some(error.to_string())
@@ -109,6 +111,8 @@ struct Poller {
     config: HttpSdConfig,
     client: Result<reqwest::Client, String>,
     interner: Interner,
+    /// xxh3 of the last body parsed successfully.
+    last_body: Option<u64>,
 }
 
 impl Poller {
@@ -122,10 +126,12 @@ impl Poller {
             config,
             client,
             interner: Interner::default(),
+            last_body: None,
         }
     }
 
-    async fn poll(&mut self) -> Result<Vec<TargetGroup>, HttpSdError> {
+    /// The groups of a fresh response, or `None` when its body is the last one's.
+    async fn poll(&mut self) -> Result<Option<Vec<TargetGroup>>, HttpSdError> {
         let url = self.config.url.clone();
         let client = self
             .client
@@ -162,13 +168,30 @@ impl Poller {
             url: url.clone(),
             message: error_chain(&e),
         })?;
-        let raw = group_list::parse_json(&body).map_err(|source| HttpSdError::Parse {
+        let hash = xxhash_rust::xxh3::xxh3_64(&body);
+        if self.last_body == Some(hash) {
+            return Ok(None);
+        }
+        // Parsing a large body takes long enough to stall the async workers.
+        let _permit = super::PARSE_PERMITS.acquire().await.ok();
+        let mut interner = std::mem::take(&mut self.interner);
+        let parse_url = url.clone();
+        let (interner, parsed) = tokio::task::spawn_blocking(move || {
+            let parsed = group_list::parse_json_groups(&body, &parse_url, (URL_LABEL, &parse_url), &mut interner);
+            if parsed.is_ok() {
+                interner.collect_garbage();
+            }
+            (interner, parsed)
+        })
+        .await
+        .map_err(|e| HttpSdError::Body {
             url: url.clone(),
-            source,
+            message: format!("parsing the body failed: {e}"),
         })?;
-        let groups = group_list::build_groups(raw, &url, (URL_LABEL, &url), &mut self.interner);
-        self.interner.collect_garbage();
-        Ok(groups)
+        self.interner = interner;
+        let groups = parsed.map_err(|source| HttpSdError::Parse { url, source })?;
+        self.last_body = Some(hash);
+        Ok(Some(groups))
     }
 }
 
