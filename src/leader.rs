@@ -3,7 +3,8 @@
 //! Discovery runs on the leader only (`discovery/gate.rs`): the loop keeps its desired targets
 //! in step with what discovery publishes, which is nothing on a follower, so a follower holds
 //! no desired state. Only the leader plans and proposes. Changes are coalesced: the loop wakes
-//! once per `coalesce_window` and turns whatever arrived since into one batch. A new leader
+//! once per `coalesce_window`, or at once on a discovery change when no plan went out within
+//! the window, and turns whatever arrived since into one batch. A new leader
 //! starts discovery cold; until it has synced, plans never remove a target, and the table
 //! already holds every assignment, so nothing moves meanwhile.
 //!
@@ -164,11 +165,21 @@ impl LeaderLoop {
         let mut ticker = tokio::time::interval(self.coalesce_window);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+        // The last proposal of targets: a discovery change wakes the loop at once unless one
+        // went out within the coalesce window, so a change arriving alone is planned without
+        // waiting for the next tick, and a stream of changes still makes one batch per window.
+        let mut last_plan: Option<Instant> = None;
+        let mut discovery_open = true;
         loop {
-            tokio::select! {
+            let may_wake = discovery_open && last_plan.is_none_or(|at| at.elapsed() >= self.coalesce_window);
+            let woken_by_discovery = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
+                _ = ticker.tick() => false,
+                changed = self.discovery.changed(), if may_wake => {
+                    discovery_open = changed.is_ok();
+                    discovery_open
+                }
+            };
             let now = Instant::now();
             while let Ok(ids) = self.registrations.try_recv() {
                 registry.heard(ids, now);
@@ -189,12 +200,19 @@ impl LeaderLoop {
                 (wanted_configs, config_digest) = wanted_scrape_configs(&jobs);
                 jobs_changed = true;
             }
-            if self.discovery.has_changed().unwrap_or(false) || jobs_changed {
+            // `changed()` above marked the new view as seen.
+            if woken_by_discovery || self.discovery.has_changed().unwrap_or(false) || jobs_changed {
                 let discovered = self.discovery.borrow_and_update().clone();
                 synced = discovered.all_synced;
-                pending.extend(off_the_runtime(|| {
-                    self.process_discovered(&jobs.configs, &mut desired, &discovered)
-                }));
+                let processing = Instant::now();
+                let changed = off_the_runtime(|| self.process_discovered(&jobs.configs, &mut desired, &discovered));
+                tracing::debug!(
+                    changed = changed.len(),
+                    synced,
+                    elapsed_ms = processing.elapsed().as_millis() as u64,
+                    "discovered targets processed"
+                );
+                pending.extend(changed);
             }
 
             // Leadership.
@@ -334,6 +352,13 @@ impl LeaderLoop {
                 continue;
             }
             let summary = plan.summary.clone();
+            let planned = started.elapsed();
+            // Only target changes count against the window: a new leader's first plan (its
+            // collectors) must not hold back the targets its discovery is about to deliver.
+            if summary.targets_added + summary.targets_removed + summary.targets_moved + summary.labels_refreshed > 0 {
+                last_plan = Some(Instant::now());
+            }
+            let proposed = Instant::now();
             match self.propose(plan.command, &mut leading).await {
                 Some(Outcome::Rejected { conflicts }) => {
                     tracing::info!(
@@ -367,6 +392,8 @@ impl LeaderLoop {
                         collectors_set = summary.collectors_set,
                         collectors_removed = summary.collectors_removed,
                         revision = self.replica.table().revision,
+                        plan_ms = planned.as_millis() as u64,
+                        replicate_and_apply_ms = proposed.elapsed().as_millis() as u64,
                         "plan applied"
                     );
                     last_observed = Some(observed);
