@@ -388,7 +388,7 @@ async fn forbidden_pods_remove_nothing_are_reported_and_are_served_once_allowed(
         wait_addresses(&cluster, JOB, &["10.1.0.1:8080"]).await;
         api_support::eventually("/debug/status synced without errors", LIMIT, || async {
             let status = discovery_status(&cluster).await;
-            (status == json!({"synced": true, "errors": []}))
+            (status == json!({"running": true, "synced": true, "errors": []}))
                 .then_some(())
                 .ok_or(status.to_string())
         })
