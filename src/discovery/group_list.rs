@@ -235,6 +235,24 @@ macro_rules! scalars_by_kind {
     };
 }
 
+/// A seed for one part of group `index`: a visitor of any JSON value, reporting through the
+/// shared state.
+macro_rules! group_part_seed {
+    ($name:ident) => {
+        struct $name<'a, 's, 'de> {
+            state: &'a mut StreamState<'s, 'de>,
+            index: usize,
+        }
+
+        impl<'de> serde::de::DeserializeSeed<'de> for $name<'_, '_, 'de> {
+            type Value = ();
+            fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+                deserializer.deserialize_any(self)
+            }
+        }
+    };
+}
+
 struct ListSeed<'a, 's, 'de>(&'a mut StreamState<'s, 'de>);
 
 impl<'de> serde::de::DeserializeSeed<'de> for ListSeed<'_, '_, 'de> {
@@ -277,17 +295,7 @@ impl<'de> serde::de::Visitor<'de> for ListSeed<'_, '_, 'de> {
     }
 }
 
-struct GroupSeed<'a, 's, 'de> {
-    state: &'a mut StreamState<'s, 'de>,
-    index: usize,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for GroupSeed<'_, '_, 'de> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+group_part_seed!(GroupSeed);
 
 impl GroupSeed<'_, '_, '_> {
     fn other<E: serde::de::Error>(self, found: &'static str) -> Result<(), E> {
@@ -340,17 +348,7 @@ impl<'de> serde::de::Visitor<'de> for GroupSeed<'_, '_, 'de> {
     }
 }
 
-struct TargetsSeed<'a, 's, 'de> {
-    state: &'a mut StreamState<'s, 'de>,
-    index: usize,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for TargetsSeed<'_, '_, 'de> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+group_part_seed!(TargetsSeed);
 
 impl TargetsSeed<'_, '_, '_> {
     fn other<E: serde::de::Error>(self, _: &'static str) -> Result<(), E> {
@@ -384,17 +382,7 @@ impl<'de> serde::de::Visitor<'de> for TargetsSeed<'_, '_, 'de> {
     }
 }
 
-struct LabelsSeed<'a, 's, 'de> {
-    state: &'a mut StreamState<'s, 'de>,
-    index: usize,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for LabelsSeed<'_, '_, 'de> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+group_part_seed!(LabelsSeed);
 
 impl LabelsSeed<'_, '_, '_> {
     fn other<E: serde::de::Error>(self, _: &'static str) -> Result<(), E> {
