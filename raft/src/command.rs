@@ -283,31 +283,18 @@ pub enum ConflictReason {
     Undecodable(String),
 }
 
-/// A shared string keyed by its address: interned label strings repeat as the same `Arc`,
-/// so a pointer lookup finds most of them without hashing their text. The key holds a
-/// clone, so the address cannot be reused while the builder lives.
-struct ByAddress(Symbol);
-
-impl std::hash::Hash for ByAddress {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (Arc::as_ptr(&self.0) as *const u8 as usize).hash(state);
-    }
-}
-
-impl PartialEq for ByAddress {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for ByAddress {}
-
 /// Builds a [`Command`], interning strings into its table.
 #[derive(Default)]
 pub struct CommandBuilder {
     strings: Vec<String>,
     index: FxHashMap<String, StringRef>,
-    by_address: FxHashMap<ByAddress, StringRef>,
+    /// Interned strings by address: the caller's symbols are shared, so the address names
+    /// the text. `held` keeps each one alive, so no address is reused while the builder lives.
+    by_address: FxHashMap<usize, StringRef>,
+    held: Vec<Symbol>,
+    /// Per label position, the last symbol seen there and its reference: consecutive targets
+    /// of a group repeat most of their labels at the same positions.
+    recent: Vec<(usize, StringRef)>,
     decisions: Vec<Decision>,
 }
 
@@ -327,15 +314,32 @@ impl CommandBuilder {
     }
 
     fn shared_string(&mut self, s: &Symbol) -> StringRef {
-        let key = ByAddress(Arc::clone(s));
-        if let Some(&reference) = self.by_address.get(&key) {
+        let address = Arc::as_ptr(s) as *const u8 as usize;
+        if let Some(&reference) = self.by_address.get(&address) {
             return reference;
         }
         // Not hashed by text: a value seen once (a pod name, an IP) is most of a large batch,
         // and an equal string under another address only costs a duplicate table entry.
         let reference = self.strings.len() as StringRef;
         self.strings.push(s.to_string());
-        self.by_address.insert(key, reference);
+        self.by_address.insert(address, reference);
+        self.held.push(Arc::clone(s));
+        reference
+    }
+
+    /// [`CommandBuilder::shared_string`] through the cache of label position `slot`.
+    fn shared_string_at(&mut self, slot: usize, s: &Symbol) -> StringRef {
+        let address = Arc::as_ptr(s) as *const u8 as usize;
+        if let Some(&(seen, reference)) = self.recent.get(slot)
+            && seen == address
+        {
+            return reference;
+        }
+        let reference = self.shared_string(s);
+        if self.recent.len() <= slot {
+            self.recent.resize(slot + 1, (0, 0));
+        }
+        self.recent[slot] = (address, reference);
         reference
     }
 
@@ -353,7 +357,8 @@ impl CommandBuilder {
         let labels = labels
             .pairs()
             .iter()
-            .map(|(n, v)| (self.shared_string(n), self.shared_string(v)))
+            .enumerate()
+            .map(|(i, (n, v))| (self.shared_string_at(2 * i, n), self.shared_string_at(2 * i + 1, v)))
             .collect();
         let collector = collector.map(|c| self.shared_string(c));
         self.push_upsert(id, job, labels, collector, expect)
