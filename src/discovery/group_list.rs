@@ -238,10 +238,19 @@ macro_rules! scalars_by_kind {
 /// A seed for one part of group `index`: a visitor of any JSON value, reporting through the
 /// shared state.
 macro_rules! group_part_seed {
-    ($name:ident) => {
+    ($name:ident, $refusal:expr) => {
         struct $name<'a, 's, 'de> {
             state: &'a mut StreamState<'s, 'de>,
             index: usize,
+        }
+
+        impl $name<'_, '_, '_> {
+            /// Refuse a value of kind `found` where this part expects another.
+            fn other<E: serde::de::Error>(self, found: &'static str) -> Result<(), E> {
+                let refusal: fn(usize, &'static str) -> GroupListError = $refusal;
+                let failure = refusal(self.index, found);
+                Err(self.state.fail(failure))
+            }
         }
 
         impl<'de> serde::de::DeserializeSeed<'de> for $name<'_, '_, 'de> {
@@ -295,14 +304,7 @@ impl<'de> serde::de::Visitor<'de> for ListSeed<'_, '_, 'de> {
     }
 }
 
-group_part_seed!(GroupSeed);
-
-impl GroupSeed<'_, '_, '_> {
-    fn other<E: serde::de::Error>(self, found: &'static str) -> Result<(), E> {
-        let index = self.index;
-        Err(self.state.fail(GroupListError::NotAGroup { index, found }))
-    }
-}
+group_part_seed!(GroupSeed, |index, found| GroupListError::NotAGroup { index, found });
 
 impl<'de> serde::de::Visitor<'de> for GroupSeed<'_, '_, 'de> {
     type Value = ();
@@ -348,14 +350,7 @@ impl<'de> serde::de::Visitor<'de> for GroupSeed<'_, '_, 'de> {
     }
 }
 
-group_part_seed!(TargetsSeed);
-
-impl TargetsSeed<'_, '_, '_> {
-    fn other<E: serde::de::Error>(self, _: &'static str) -> Result<(), E> {
-        let index = self.index;
-        Err(self.state.fail(GroupListError::BadTargets { index }))
-    }
-}
+group_part_seed!(TargetsSeed, |index, _| GroupListError::BadTargets { index });
 
 impl<'de> serde::de::Visitor<'de> for TargetsSeed<'_, '_, 'de> {
     type Value = ();
@@ -382,14 +377,7 @@ impl<'de> serde::de::Visitor<'de> for TargetsSeed<'_, '_, 'de> {
     }
 }
 
-group_part_seed!(LabelsSeed);
-
-impl LabelsSeed<'_, '_, '_> {
-    fn other<E: serde::de::Error>(self, _: &'static str) -> Result<(), E> {
-        let index = self.index;
-        Err(self.state.fail(GroupListError::BadLabels { index }))
-    }
-}
+group_part_seed!(LabelsSeed, |index, _| GroupListError::BadLabels { index });
 
 impl<'de> serde::de::Visitor<'de> for LabelsSeed<'_, '_, 'de> {
     type Value = ();
