@@ -1,4 +1,4 @@
-//! Typed reading of the YAML tree with upstream's decoding rules (upstream-compat.md §1.1):
+//! Typed reading of the YAML tree with upstream's decoding rules (docs/compatibility.md, "Loading the configuration"):
 //! every problem is recorded in the [`Report`] with its key path and line, and reading goes
 //! on, so one pass finds everything. A key whose value is `null` keeps its default (as
 //! `mapstructure` does for the allocator's own fields); keys nobody asked for are warned

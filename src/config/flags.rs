@@ -1,4 +1,4 @@
-//! Upstream's command-line flags (upstream-compat.md §1.3), so the operator's container
+//! Upstream's command-line flags (docs/compatibility.md, "Command-line flags"), so the operator's container
 //! arguments work unchanged. A flag overrides the file and the environment only when it is
 //! given, which is why every setting is an `Option`. Boolean flags read like Go's `pflag`:
 //! `--flag`, `--flag=true`, `--flag=false` (also `1`, `t`, `F`, ...), never `--flag false`.

@@ -1,6 +1,6 @@
 //! What is wrong with a configuration file, and where: [`Problem`]s are collected, never
 //! thrown, so that one run of the loader (or of `check-config`) lists every problem of a
-//! file at once (DESIGN.md I8).
+//! file at once (I8, docs/architecture.md).
 
 use std::fmt;
 

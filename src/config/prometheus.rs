@@ -1,5 +1,5 @@
 //! The Prometheus `config:` block, read with Prometheus's own rules rather than the
-//! allocator's (upstream hands it to Prometheus's unmarshaller, upstream-compat.md §1.1):
+//! allocator's (upstream hands it to Prometheus's unmarshaller, docs/compatibility.md, "Loading the configuration"):
 //! Prometheus durations (`1d` is valid), `global` defaults filled into every scrape config,
 //! `job_name` required and unique. Only `global` and `scrape_configs` matter to the
 //! allocator; the other Prometheus sections are accepted and ignored.

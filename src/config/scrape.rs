@@ -1,7 +1,7 @@
 //! One entry of `config.scrape_configs`, with Prometheus's own rules: global defaults filled
 //! in, the scrape timeout capped by the interval, relabel rules compiled, discovery sources
 //! decoded, and the entry rendered as Prometheus would marshal it for `/scrape_configs`
-//! (upstream-compat.md §2.3). Keys this allocator does not interpret are served as written.
+//! (docs/compatibility.md, "/scrape_configs"). Keys this allocator does not interpret are served as written.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
