@@ -204,15 +204,10 @@ impl LeaderLoop {
             if woken_by_discovery || self.discovery.has_changed().unwrap_or(false) || jobs_changed {
                 let discovered = self.discovery.borrow_and_update().clone();
                 synced = discovered.all_synced;
-                let processing = Instant::now();
-                let changed = off_the_runtime(|| self.process_discovered(&jobs.configs, &mut desired, &discovered));
-                tracing::debug!(
-                    changed = changed.len(),
-                    synced,
-                    elapsed_ms = processing.elapsed().as_millis() as u64,
-                    "discovered targets processed"
-                );
-                pending.extend(changed);
+                // Timed by `process_targets_duration` inside.
+                pending.extend(off_the_runtime(|| {
+                    self.process_discovered(&jobs.configs, &mut desired, &discovered)
+                }));
             }
 
             // Leadership.

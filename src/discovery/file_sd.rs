@@ -1,6 +1,7 @@
 //! `file_sd_configs`: target groups read from JSON or YAML files, as Prometheus's
-//! `discovery/file`. Each configured path may end in a glob; every matching file is read in
-//! full on every round, and a round runs at start, on any file-system notification in the
+//! `discovery/file`. Each configured path may end in a glob; every matching file is looked at
+//! on every round (Prometheus reads each in full; here an unchanged `stat` skips the read and
+//! unchanged bytes skip the parse, see [`FileDiscovery::refresh_now`]), and a round runs at start, on any file-system notification in the
 //! watched directories, and every `refresh_interval` (notifications can be missed: inotify
 //! queue overflow, network file systems, directories created after start).
 //!

@@ -50,14 +50,22 @@ pub fn spawn(
             tracing::info!(jobs = jobs.len(), "leading: starting discovery");
             let manager = DiscoveryManager::start(jobs.clone(), &options, &shutdown);
             let mut inner = manager.subscribe();
+            let mut fresh = true;
             let stop = loop {
-                let current = inner.borrow_and_update().clone();
-                generation += 1;
-                unsupported.clone_from(&current.unsupported);
-                publish.send_replace(Discovered { generation, ..current });
+                if std::mem::take(&mut fresh) {
+                    let current = inner.borrow_and_update().clone();
+                    generation += 1;
+                    unsupported.clone_from(&current.unsupported);
+                    publish.send_replace(Discovered { generation, ..current });
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => break true,
-                    changed = inner.changed() => if changed.is_err() { break true },
+                    changed = inner.changed() => {
+                        if changed.is_err() {
+                            break true;
+                        }
+                        fresh = true;
+                    }
                     changed = leading.changed() => {
                         if changed.is_err() {
                             break true;
