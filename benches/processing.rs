@@ -272,7 +272,7 @@ fn child(targets: usize, relabel_variant: bool, incremental: bool) {
             name.as_str(),
             build_ms + plan_ms
         );
-        full_plans.push((name, plan.command));
+        full_plans.push((name, plan.commands));
     }
     let after_plan = peak_resident_bytes();
     println!(
@@ -287,15 +287,18 @@ fn child(targets: usize, relabel_variant: bool, incremental: bool) {
 
     let original_groups = groups.clone();
     drop(state);
-    for (name, command) in full_plans {
+    for (name, commands) in full_plans {
         if name != StrategyName::ConsistentHashing && name != StrategyName::Balanced {
             continue;
         }
         let strategy = strategy::build(&settings(name)).expect("valid settings");
         let started = Instant::now();
-        let table = ta_raft::apply::apply(&empty, 1, &command).table;
+        let mut table = empty.clone();
+        for command in &commands {
+            table = ta_raft::apply::apply(&table, table.revision + 1, command).table;
+        }
         let apply_ms = ms(started);
-        drop(command);
+        drop(commands);
         // The table holds the original groups' allocation; start from them again.
         let mut groups = original_groups.clone();
         let mut state = DesiredState::new();

@@ -354,7 +354,7 @@ impl LeaderLoop {
                 last_plan = Some(Instant::now());
             }
             let proposed = Instant::now();
-            match self.propose(plan.command, &mut leading).await {
+            match self.propose_entries(plan.commands, &mut leading).await {
                 Some(Outcome::Rejected { conflicts }) => {
                     tracing::info!(
                         conflicts = conflicts.len(),
@@ -435,6 +435,65 @@ impl LeaderLoop {
         changed
     }
 
+    /// Propose a plan's entries in order, keeping up to [`ENTRIES_IN_FLIGHT`] of them
+    /// replicating at once, and wait until all submitted are applied here. Stops submitting at
+    /// the first rejected entry (the later ones were planned on top of it) and returns that
+    /// rejection; otherwise `Applied` with the changes of all. `None` when a proposal failed.
+    async fn propose_entries(&self, commands: Vec<ta_raft::Command>, leading: &mut Leading) -> Option<Outcome> {
+        if commands.len() <= 1 {
+            return match commands.into_iter().next() {
+                Some(command) => self.propose(command, leading).await,
+                None => Some(Outcome::Unchanged),
+            };
+        }
+        let mut waiting = VecDeque::new();
+        let mut commands = commands.into_iter();
+        let mut changes = 0usize;
+        let mut result: Option<Outcome> = None;
+        let mut failed = false;
+        loop {
+            while !failed && result.is_none() && waiting.len() < ENTRIES_IN_FLIGHT {
+                let Some(command) = commands.next() else { break };
+                match self.replica.submit(command).await {
+                    Ok(proposal) => waiting.push_back(proposal),
+                    Err(e) => {
+                        tracing::warn!(%e, "proposal failed");
+                        failed = true;
+                    }
+                }
+            }
+            // Everything submitted is awaited, so the next plan sees the table they make.
+            let Some(proposal) = waiting.pop_front() else { break };
+            match proposal.applied().await {
+                Ok(response) => match response.outcome {
+                    Outcome::Applied { changes: applied } => changes += applied,
+                    Outcome::Unchanged => {}
+                    rejected @ Outcome::Rejected { .. } => {
+                        if result.is_none() {
+                            result = Some(rejected);
+                        }
+                    }
+                },
+                Err(ProposeError::NotLeader { .. }) => {
+                    *leading = Leading::No;
+                    failed = true;
+                }
+                Err(e) => {
+                    tracing::warn!(%e, "proposal failed");
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            return None;
+        }
+        Some(result.unwrap_or(if changes > 0 {
+            Outcome::Applied { changes }
+        } else {
+            Outcome::Unchanged
+        }))
+    }
+
     /// Propose and wait until applied here; `None` when the proposal failed (leadership lost
     /// or Raft unavailable).
     async fn propose(&self, command: ta_raft::Command, leading: &mut Leading) -> Option<Outcome> {
@@ -451,6 +510,10 @@ impl LeaderLoop {
         }
     }
 }
+
+/// Entries of one plan replicating at once: the next is encoded and sent while the previous
+/// is applied, and a follower never has more than this many of a plan's entries queued.
+const ENTRIES_IN_FLIGHT: usize = 4;
 
 /// Run CPU-heavy work (relabeling or planning a large table takes seconds) without stalling
 /// the tasks that share this worker thread, Raft heartbeats among them.

@@ -63,7 +63,12 @@ fn the_old_leaders_in_flight_plan_is_rejected_whole() {
     assert!(!after_new_leader.collectors.contains_key("c-2"));
 
     // The old leader's plan arrives later in the log.
-    let transition = apply(&after_new_leader, after_new_leader.revision + 1, &stale_plan.command);
+    assert_eq!(stale_plan.commands.len(), 1, "a small plan is one entry");
+    let transition = apply(
+        &after_new_leader,
+        after_new_leader.revision + 1,
+        &stale_plan.commands[0],
+    );
     assert!(
         matches!(transition.outcome, Outcome::Rejected { .. }),
         "expected the stale plan to be rejected, got {:?}",

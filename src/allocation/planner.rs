@@ -71,9 +71,17 @@ pub struct PlanSummary {
     pub collectors_removed: usize,
 }
 
-/// A command batch and its summary.
+/// A plan: its command batches, in order, and its summary.
+///
+/// A large plan is cut into several entries of bounded size, so that no single log entry
+/// stalls heartbeats or replication and applying one overlaps replicating the next. Each
+/// entry is a consistent step on its own (every target in it has exactly one owner after it;
+/// collectors are set in the first entry and removed in the last, after every move away from
+/// them), so a reader at any revision between them sees a valid table (docs/architecture.md,
+/// I1). An entry rejected on its preconditions leaves the earlier ones applied and the later
+/// ones unproposed; the leader then re-plans everything.
 pub struct Plan {
-    pub command: Command,
+    pub commands: Vec<Command>,
     pub summary: PlanSummary,
     pub decisions: usize,
 }
@@ -85,8 +93,61 @@ impl Plan {
     }
 }
 
-/// Plan the next batch.
+/// The weight of one entry: label references plus a few per decision. About 11,000 targets of
+/// 43 labels, a few MiB encoded.
+pub const ENTRY_WEIGHT_LIMIT: usize = 1_000_000;
+
+/// Builds a plan's entries, starting a new one whenever the current one reaches the limit.
+struct Entries {
+    done: Vec<Command>,
+    current: CommandBuilder,
+    weight: usize,
+    limit: usize,
+    decisions: usize,
+}
+
+impl Entries {
+    fn new(limit: usize) -> Self {
+        Self {
+            done: Vec::new(),
+            current: CommandBuilder::new(),
+            weight: 0,
+            limit: limit.max(1),
+            decisions: 0,
+        }
+    }
+
+    /// The entry to add the next decision to, given its weight; cuts before it if needed.
+    fn next(&mut self, weight: usize) -> &mut CommandBuilder {
+        if self.weight > 0 && self.weight + weight > self.limit {
+            let full = std::mem::take(&mut self.current);
+            self.decisions += full.len();
+            self.done.push(full.build());
+            self.weight = 0;
+        }
+        self.weight += weight;
+        &mut self.current
+    }
+
+    fn finish(mut self) -> (Vec<Command>, usize) {
+        if !self.current.is_empty() {
+            self.decisions += self.current.len();
+            self.done.push(self.current.build());
+        }
+        (self.done, self.decisions)
+    }
+}
+
+/// Weight of a decision that carries no labels.
+const DECISION_WEIGHT: usize = 4;
+
+/// Plan the next batch, cut into entries of [`ENTRY_WEIGHT_LIMIT`].
 pub fn plan(input: &PlanInput<'_>) -> Plan {
+    plan_in_entries(input, ENTRY_WEIGHT_LIMIT)
+}
+
+/// [`plan`] with another entry size (tests cut small plans into many entries).
+pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan {
     let table = input.table;
     let membership = membership::reconcile(table, input.collectors, input.grace_period, input.now_unix_millis);
 
@@ -170,36 +231,56 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         rebalance_moves,
         ..Default::default()
     };
-    let mut builder = CommandBuilder::new();
+    let mut entries = Entries::new(entry_weight_limit);
     for change in &membership.changes {
         if let CollectorChange::Set { id, node, state } = change {
-            builder.set_collector(id, node.as_deref(), *state);
+            entries.next(DECISION_WEIGHT).set_collector(id, node.as_deref(), *state);
             summary.collectors_set += 1;
         }
     }
-    let mut removed_sorted: Vec<TargetId> = removed.iter().copied().collect();
+    let mut removed_sorted: Vec<(Option<&Symbol>, Option<&Symbol>, TargetId)> = removed
+        .iter()
+        .map(|id| {
+            let target = table.targets.get(id);
+            (target.map(|t| &t.job), target.and_then(|t| t.collector.as_ref()), *id)
+        })
+        .collect();
     removed_sorted.sort_unstable();
-    for id in removed_sorted {
-        builder.remove_target(id, Expect::Present);
+    for (_, _, id) in removed_sorted {
+        entries.next(DECISION_WEIGHT).remove_target(id, Expect::Present);
         summary.targets_removed += 1;
     }
     let mut touched: BTreeSet<TargetId> = decided.keys().copied().collect();
     touched.extend(added.iter().copied());
     touched.extend(relabeled.iter().copied());
-    for id in touched {
+    // In (job, new owner) order: the read model rebuilds the body of each (job, collector)
+    // an entry touches, so an entry of a large plan touches a few bodies instead of all.
+    let mut touched: Vec<(&Symbol, Option<&Symbol>, Option<&Symbol>, TargetId)> = touched
+        .into_iter()
+        .filter_map(|id| {
+            let wanted = input.desired.get(&id)?;
+            let current: Option<&Symbol> = table.targets.get(&id).and_then(|t| t.collector.as_ref());
+            let owner: Option<&Symbol> = match decided.get(&id) {
+                Some(decision) => decision.as_ref(),
+                None => current,
+            };
+            Some((&wanted.job, owner, current, id))
+        })
+        .collect();
+    touched.sort_by(|a, b| (a.0, a.1, a.3).cmp(&(b.0, b.1, b.3)));
+    for (_, owner, current, id) in touched {
         let Some(wanted) = input.desired.get(&id) else {
             continue;
         };
-        let current: Option<&Symbol> = table.targets.get(&id).and_then(|t| t.collector.as_ref());
-        let owner: Option<&Symbol> = match decided.get(&id) {
-            Some(decision) => decision.as_ref(),
-            None => current,
-        };
+        let upsert_weight = DECISION_WEIGHT + 2 * wanted.labels.len();
         if added.contains(&id) {
-            builder.upsert_target_labels(id, &wanted.job, &wanted.labels, owner, Expect::Absent);
+            entries
+                .next(upsert_weight)
+                .upsert_target_labels(id, &wanted.job, &wanted.labels, owner, Expect::Absent);
             summary.targets_added += 1;
             summary.left_unassigned += usize::from(owner.is_none());
         } else if relabeled.contains(&id) {
+            let builder = entries.next(upsert_weight);
             let expect = builder.owned_by(current.map(|c| c.as_ref()));
             builder.upsert_target_labels(id, &wanted.job, &wanted.labels, owner, expect);
             summary.labels_refreshed += 1;
@@ -208,20 +289,23 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 summary.left_unassigned += usize::from(owner.is_none());
             }
         } else if owner != current {
-            builder.move_target(id, current.map(|c| c.as_ref()), owner.map(|o| o.as_ref()));
+            entries
+                .next(DECISION_WEIGHT)
+                .move_target(id, current.map(|c| c.as_ref()), owner.map(|o| o.as_ref()));
             summary.targets_moved += 1;
             summary.left_unassigned += usize::from(owner.is_none());
         }
     }
     for change in &membership.changes {
         if let CollectorChange::Remove { id } = change {
-            builder.remove_collector(id);
+            // In the last entry: by then every move away from it is applied.
+            entries.next(0).remove_collector(id);
             summary.collectors_removed += 1;
         }
     }
-    let decisions = builder.len();
+    let (commands, decisions) = entries.finish();
     Plan {
-        command: builder.build(),
+        commands,
         summary,
         decisions,
     }

@@ -37,6 +37,12 @@ pub struct Simulation {
     pub now_unix_millis: u64,
     /// Targets changed since the last step (for incremental plans).
     changed: Vec<TargetId>,
+    /// Plans are cut into entries of this weight (see [`planner::ENTRY_WEIGHT_LIMIT`]).
+    pub entry_weight_limit: usize,
+    /// Entries applied so far.
+    pub entries_applied: usize,
+    /// Plans that went out as more than one entry.
+    pub plans_split: usize,
 }
 
 /// A plan's effect once applied.
@@ -58,6 +64,9 @@ impl Simulation {
             grace_period,
             now_unix_millis: 1_000_000,
             changed: Vec::new(),
+            entry_weight_limit: planner::ENTRY_WEIGHT_LIMIT,
+            entries_applied: 0,
+            plans_split: 0,
         })
     }
 
@@ -89,25 +98,41 @@ impl Simulation {
         self.now_unix_millis += by.as_millis() as u64;
     }
 
-    /// Plan with `scope` and apply. Panics if the table rejects the plan: a plan made against
-    /// the current table must always apply (this is a test and report harness).
+    /// Plan with `scope` and apply its entries in order. Panics if the table rejects an
+    /// entry, or if a table between two entries breaks I1 (a target owned by a collector the
+    /// table does not hold): a plan made against the current table must always apply, and
+    /// readers may see any revision (this is a test and report harness).
     pub fn step_with(&mut self, scope: Scope<'_>, rebalance_budget: Option<usize>) -> StepReport {
-        let plan = planner::plan(&planner::PlanInput {
-            table: &self.table,
-            desired: &self.desired,
-            scope,
-            collectors: &self.collectors,
-            strategy: self.strategy.as_ref(),
-            grace_period: self.grace_period,
-            now_unix_millis: self.now_unix_millis,
-            rebalance_budget,
-        });
+        let plan = planner::plan_in_entries(
+            &planner::PlanInput {
+                table: &self.table,
+                desired: &self.desired,
+                scope,
+                collectors: &self.collectors,
+                strategy: self.strategy.as_ref(),
+                grace_period: self.grace_period,
+                now_unix_millis: self.now_unix_millis,
+                rebalance_budget,
+            },
+            self.entry_weight_limit,
+        );
         let before = self.table.clone();
-        let transition = ta_raft::apply::apply(&self.table, self.table.revision + 1, &plan.command);
-        if let Outcome::Rejected { conflicts } = &transition.outcome {
-            panic!("a fresh plan was rejected: {conflicts:?}");
+        let mut between = Vec::new();
+        for command in &plan.commands {
+            let transition = ta_raft::apply::apply(&self.table, self.table.revision + 1, command);
+            if let Outcome::Rejected { conflicts } = &transition.outcome {
+                panic!("a fresh plan was rejected: {conflicts:?}");
+            }
+            self.table = transition.table;
+            self.entries_applied += 1;
+            assert_single_owners(&self.table);
+            between.push(self.table.clone());
         }
-        self.table = transition.table;
+        between.pop();
+        self.plans_split += usize::from(plan.commands.len() > 1);
+        for table in &between {
+            assert_between(&before, table, &self.table);
+        }
         let moved = before
             .targets
             .iter()
@@ -349,4 +374,44 @@ pub fn quality_report(
         }
     }
     Ok(out)
+}
+
+/// A revision between two entries of one plan: a target present before and after the plan
+/// is present there too, owned by its owner before or its owner after, so a reader never sees
+/// it vanish or pass through a third owner.
+pub fn assert_between(before: &Table, between: &Table, after: &Table) {
+    for (id, old) in &before.targets {
+        let Some(new) = after.targets.get(id) else {
+            continue;
+        };
+        let seen = between.targets.get(id).unwrap_or_else(|| {
+            panic!(
+                "target {id} is in the table before and after the plan but not at revision {}",
+                between.revision
+            )
+        });
+        assert!(
+            seen.collector == old.collector || seen.collector == new.collector,
+            "target {id} is owned by {:?} at revision {}, neither {:?} before nor {:?} after",
+            seen.collector,
+            between.revision,
+            old.collector,
+            new.collector
+        );
+    }
+}
+
+/// I1 at one revision: every target's owner is a collector the table holds. (The table's
+/// shape gives each target at most one owner; what a split plan could break is an owner that
+/// is already removed, or not yet added.)
+pub fn assert_single_owners(table: &Table) {
+    for (id, target) in &table.targets {
+        if let Some(owner) = &target.collector {
+            assert!(
+                table.collectors.contains_key(owner),
+                "target {id} is owned by {owner:?}, which the table at revision {} does not hold",
+                table.revision
+            );
+        }
+    }
 }

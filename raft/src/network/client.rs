@@ -124,6 +124,48 @@ impl PeerHttp {
     }
 }
 
+/// The most entry bytes one append RPC carries (at least one entry always goes). openraft
+/// batches up to `max_payload_entries` entries; a plan's bounded entries are up to a few MiB
+/// each, so without this a catching-up follower would be sent hundreds of MiB in one request
+/// and its heartbeats would queue behind it.
+const MAX_APPEND_BYTES: usize = 8 << 20;
+
+/// Cut `rpc` to the longest prefix of its entries within `max_bytes` (never empty when it had
+/// entries). Returns the cut request and, when entries were left out, the id of the last one
+/// sent, which a successful reply then acknowledges as a partial success.
+fn bounded_append(
+    mut rpc: AppendEntriesRequest<TypeConfig>,
+    max_bytes: usize,
+) -> (
+    AppendEntriesRequest<TypeConfig>,
+    Option<openraft::alias::LogIdOf<TypeConfig>>,
+) {
+    let mut bytes = 0usize;
+    let mut keep = 0usize;
+    for entry in &rpc.entries {
+        bytes = bytes.saturating_add(entry_bytes(entry));
+        if keep > 0 && bytes > max_bytes {
+            break;
+        }
+        keep += 1;
+    }
+    if keep == rpc.entries.len() {
+        return (rpc, None);
+    }
+    rpc.entries.truncate(keep);
+    let last = rpc.entries.last().map(|entry| entry.log_id);
+    (rpc, last)
+}
+
+/// Approximate wire size of an entry: its command's encoding (membership and blank entries
+/// are small).
+fn entry_bytes(entry: &crate::types::Entry) -> usize {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(command) => command.encoded().len(),
+        _ => 64,
+    }
+}
+
 /// What every outbound client needs to know about the local replica.
 pub struct LocalPeer {
     pub node_id: NodeId,
@@ -273,13 +315,21 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         } else {
             option.soft_ttl().max(self.local.append_timeout)
         };
+        let offered = rpc.entries.len();
+        let (rpc, last_sent) = bounded_append(rpc, MAX_APPEND_BYTES);
         let entries = rpc.entries.len();
         let started = std::time::Instant::now();
         let response = self.call(path::APPEND, rpc, timeout).await;
         if entries > 0 {
-            tracing::debug!(target = self.target, entries, elapsed = ?started.elapsed(), "append RPC");
+            tracing::debug!(target = self.target, entries, offered, elapsed = ?started.elapsed(), "append RPC");
         }
-        Ok(response?)
+        match (response?, last_sent) {
+            // The follower has the prefix that was sent; openraft sends the rest next.
+            (AppendEntriesResponse::Success, Some(last_sent)) => {
+                Ok(AppendEntriesResponse::PartialSuccess(Some(last_sent)))
+            }
+            (response, _) => Ok(response),
+        }
     }
 
     async fn vote(
@@ -317,5 +367,65 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         Ok(self.call(path::TRANSFER_LEADER, req, option.soft_ttl()).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::EntryPayload;
+    use openraft::vote::RaftLeaderIdExt;
+
+    use super::*;
+    use crate::command::CommandBuilder;
+    use crate::types::Entry;
+
+    fn entry(index: u64, targets: usize) -> Entry {
+        let mut builder = CommandBuilder::new();
+        for t in 0..targets {
+            builder.upsert_target(
+                crate::TargetId(t as u64),
+                "job",
+                [("__address__", format!("10.0.{}.{}:80", t / 256, t % 256).as_str())],
+                None,
+                crate::command::Expect::Anything,
+            );
+        }
+        Entry {
+            log_id: openraft::LogId::new(openraft::alias::LeaderIdOf::<TypeConfig>::new_committed(2, 1), index),
+            payload: EntryPayload::Normal(builder.build()),
+        }
+    }
+
+    fn request(entries: Vec<Entry>) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: openraft::Vote::new_committed(2, 1),
+            prev_log_id: None,
+            entries,
+            leader_commit: None,
+        }
+    }
+
+    #[test]
+    fn an_append_is_cut_to_the_byte_budget_and_acknowledges_what_was_sent() {
+        let entries: Vec<Entry> = (1..=5).map(|i| entry(i, 1000)).collect();
+        let one = entry_bytes(&entries[0]);
+        let (cut, last) = bounded_append(request(entries.clone()), 2 * one + one / 2);
+        assert_eq!(cut.entries.len(), 2);
+        assert_eq!(last, Some(entries[1].log_id));
+
+        let (whole, last) = bounded_append(request(entries.clone()), usize::MAX);
+        assert_eq!(whole.entries.len(), 5);
+        assert_eq!(last, None);
+    }
+
+    #[test]
+    fn an_entry_larger_than_the_budget_still_goes_alone() {
+        let entries: Vec<Entry> = (1..=3).map(|i| entry(i, 1000)).collect();
+        let (cut, last) = bounded_append(request(entries.clone()), 10);
+        assert_eq!(cut.entries.len(), 1);
+        assert_eq!(last, Some(entries[0].log_id));
+        let (heartbeat, last) = bounded_append(request(Vec::new()), 10);
+        assert!(heartbeat.entries.is_empty());
+        assert_eq!(last, None);
     }
 }
