@@ -221,6 +221,8 @@ pub struct Job {
     pub name: String,
     pub targets: Vec<String>,
     pub relabel_configs: Option<Value>,
+    /// Labels of the static group (every target of the job carries them).
+    pub labels: Option<Value>,
 }
 
 impl Job {
@@ -229,6 +231,7 @@ impl Job {
             name: name.to_string(),
             targets: targets.into_iter().collect(),
             relabel_configs: None,
+            labels: None,
         }
     }
 
@@ -479,6 +482,9 @@ impl Cluster {
                     "scrape_timeout": "1s",
                     "static_configs": [{ "targets": job.targets }],
                 });
+                if let Some(labels) = &job.labels {
+                    scrape["static_configs"][0]["labels"] = labels.clone();
+                }
                 if let Some(rules) = &job.relabel_configs {
                     scrape["relabel_configs"] = rules.clone();
                 }
@@ -607,6 +613,21 @@ impl Cluster {
         let headers = response.headers().clone();
         let body = response.text().await.map_err(|e| format!("GET {url}: body: {e}"))?;
         Ok((status, headers, body))
+    }
+
+    /// `GET /cluster/status` on replica `i`'s peer port: how quickly its peer server answers.
+    #[allow(dead_code)]
+    pub async fn peer_status(&self, i: usize) -> Result<(), String> {
+        let url = format!("http://127.0.0.1:{}/cluster/status", self.replicas[i].peer_port);
+        let response = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        response.bytes().await.map_err(|e| format!("GET {url}: body: {e}"))?;
+        Ok(())
     }
 
     /// `/debug/status` of replica `i`.
