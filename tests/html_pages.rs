@@ -2,13 +2,13 @@
 //! escaping of user-controlled text and the query escaping of links.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde_json::Value;
 use serde_json::json;
 use ta_raft::CollectorState;
 use ta_raft::Table;
 use ta_raft::TargetId;
+use ta_raft::intern::Symbol;
 use ta_raft::model::Collector;
 use ta_raft::model::Labels;
 use ta_raft::model::Target;
@@ -58,7 +58,7 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels::new(
         pairs
             .iter()
-            .map(|(name, value)| (Arc::from(*name), Arc::from(*value)))
+            .map(|(name, value)| (Symbol::from(*name), Symbol::from(*value)))
             .collect(),
     )
 }
@@ -67,16 +67,16 @@ fn add_target(table: &mut Table, id: u64, job: &str, collector: Option<&str>, pa
     table.targets.insert(
         TargetId(id),
         Target {
-            job: Arc::from(job),
+            job: Symbol::from(job),
             labels: labels(pairs),
-            collector: collector.map(Arc::from),
+            collector: collector.map(Symbol::from),
         },
     );
 }
 
 fn add_collector(table: &mut Table, name: &str) {
     table.collectors.insert(
-        Arc::from(name),
+        Symbol::from(name),
         Collector {
             node: None,
             state: CollectorState::Ready,

@@ -288,13 +288,13 @@ pub enum ConflictReason {
 pub struct CommandBuilder {
     strings: Vec<String>,
     index: FxHashMap<String, StringRef>,
-    /// Interned strings by address: the caller's symbols are shared, so the address names
-    /// the text. `held` keeps each one alive, so no address is reused while the builder lives.
-    by_address: FxHashMap<usize, StringRef>,
+    /// Interned strings by symbol number. `held` keeps each symbol alive, so no number is
+    /// reused for another text while the builder lives.
+    by_symbol: FxHashMap<u32, StringRef>,
     held: Vec<Symbol>,
-    /// Per label position, the last symbol seen there and its reference: consecutive targets
-    /// of a group repeat most of their labels at the same positions.
-    recent: Vec<(usize, StringRef)>,
+    /// Per label position, the last symbol number seen there and its reference: consecutive
+    /// targets of a group repeat most of their labels at the same positions.
+    recent: Vec<(u32, StringRef)>,
     decisions: Vec<Decision>,
 }
 
@@ -314,24 +314,23 @@ impl CommandBuilder {
     }
 
     fn shared_string(&mut self, s: &Symbol) -> StringRef {
-        let address = Arc::as_ptr(s) as *const u8 as usize;
-        if let Some(&reference) = self.by_address.get(&address) {
+        if let Some(&reference) = self.by_symbol.get(&s.id()) {
             return reference;
         }
         // Not hashed by text: a value seen once (a pod name, an IP) is most of a large batch,
-        // and an equal string under another address only costs a duplicate table entry.
+        // and the symbol's number names the text while `held` keeps it.
         let reference = self.strings.len() as StringRef;
         self.strings.push(s.to_string());
-        self.by_address.insert(address, reference);
-        self.held.push(Arc::clone(s));
+        self.by_symbol.insert(s.id(), reference);
+        self.held.push(s.clone());
         reference
     }
 
     /// [`CommandBuilder::shared_string`] through the cache of label position `slot`.
     fn shared_string_at(&mut self, slot: usize, s: &Symbol) -> StringRef {
-        let address = Arc::as_ptr(s) as *const u8 as usize;
+        let id = s.id();
         if let Some(&(seen, reference)) = self.recent.get(slot)
-            && seen == address
+            && seen == id
         {
             return reference;
         }
@@ -339,7 +338,7 @@ impl CommandBuilder {
         if self.recent.len() <= slot {
             self.recent.resize(slot + 1, (0, 0));
         }
-        self.recent[slot] = (address, reference);
+        self.recent[slot] = (id, reference);
         reference
     }
 

@@ -1,19 +1,348 @@
 //! String interning for label names and values: at a million targets most strings repeat
 //! (`__meta_kubernetes_namespace`, node names, job names), so each distinct string is kept
-//! once and shared.
+//! once, in one registry per process, and named everywhere by a 4-byte [`Symbol`].
+//!
+//! A label pair is then 8 bytes instead of the 32 of two `Arc<str>`, which is most of the
+//! memory of a large table, of discovery's desired state and of its target groups
+//! (docs/architecture.md, "Memory layout").
+//!
+//! Lifetimes: a symbol holds a reference count on its string. A string nobody holds is
+//! freed by the next sweep, which runs under the registry lock, once as many strings were
+//! created since the last one as were alive after it. Only interning, which holds that lock
+//! too, can revive a string whose count reached zero, so a sweep never frees a string that a
+//! symbol names.
+//!
+//! The only module allowed `unsafe`: a 4-byte handle that derefs to `&str` needs a registry
+//! whose slots are read without a lock. The three unsafe blocks below each say what holds.
 
+#![allow(unsafe_code)]
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::fmt;
+use std::hash::Hash;
+use std::hash::Hasher;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::sync::OnceLock;
+use std::sync::atomic::AtomicPtr;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering as AtomicOrdering;
 
 use rustc_hash::FxBuildHasher;
 
-/// An interned string.
-pub type Symbol = Arc<str>;
+/// An interned string: 4 bytes, compared for equality by number, ordered and hashed by its
+/// text (so maps keyed by symbols can be searched with a `&str`, and iterate in text order).
+pub struct Symbol(NonZeroU32);
 
-/// A set of shared strings. Interning is an optimisation only: two equal strings compare
-/// equal whether or not they came from the same interner, so it is a cache kept beside the
-/// table, never part of it. FxHash: keys are our own label strings, not attacker-chosen
-/// lookups into a long-lived server map.
+/// One registry slot.
+struct Slot {
+    /// The text, a leaked `Box<str>` (null while the slot is free).
+    text: AtomicPtr<u8>,
+    len: AtomicU32,
+    references: AtomicU32,
+}
+
+/// The first chunk holds `1 << FIRST_CHUNK_BITS` slots; each next one twice as many.
+const FIRST_CHUNK_BITS: u32 = 10;
+const CHUNKS: usize = 22;
+
+struct Registry {
+    /// Slot storage that never moves: chunk `k` holds `1 << (FIRST_CHUNK_BITS + k)` slots.
+    chunks: [AtomicPtr<Slot>; CHUNKS],
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Text → slot number. The keys borrow the slots' leaked texts; a key is removed before
+    /// its text is freed.
+    index: HashMap<&'static str, u32, FxBuildHasher>,
+    free: Vec<u32>,
+    next: u32,
+    created_since_sweep: usize,
+    alive_after_sweep: usize,
+}
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| Registry {
+        chunks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+        state: Mutex::new(State {
+            index: HashMap::default(),
+            free: Vec::new(),
+            next: 0,
+            created_since_sweep: 0,
+            alive_after_sweep: 0,
+        }),
+    })
+}
+
+/// Chunk and offset of slot `n`.
+fn locate(n: u32) -> (usize, usize) {
+    let shifted = n as u64 + (1u64 << FIRST_CHUNK_BITS);
+    let top = 63 - shifted.leading_zeros();
+    let chunk = (top - FIRST_CHUNK_BITS) as usize;
+    (chunk, (shifted - (1u64 << top)) as usize)
+}
+
+impl Registry {
+    fn slot(&self, n: u32) -> &Slot {
+        let (chunk, offset) = locate(n);
+        let base = self.chunks[chunk].load(AtomicOrdering::Acquire);
+        debug_assert!(!base.is_null(), "slot {n} of an unallocated chunk");
+        // SAFETY: a slot number is handed out only after its chunk was allocated (under the
+        // lock, published with Release); chunks are never freed or moved.
+        unsafe { &*base.add(offset) }
+    }
+
+    /// Allocate chunk `chunk` if needed. Called under the state lock.
+    fn ensure_chunk(&self, chunk: usize) {
+        if chunk >= CHUNKS {
+            panic!("more than 4 billion distinct strings interned");
+        }
+        if !self.chunks[chunk].load(AtomicOrdering::Acquire).is_null() {
+            return;
+        }
+        let slots: Box<[Slot]> = (0..1usize << (FIRST_CHUNK_BITS as usize + chunk))
+            .map(|_| Slot {
+                text: AtomicPtr::new(std::ptr::null_mut()),
+                len: AtomicU32::new(0),
+                references: AtomicU32::new(0),
+            })
+            .collect();
+        self.chunks[chunk].store(Box::leak(slots).as_mut_ptr(), AtomicOrdering::Release);
+    }
+
+    fn intern(&self, text: &str) -> Symbol {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(&n) = state.index.get(text) {
+            self.slot(n).references.fetch_add(1, AtomicOrdering::Relaxed);
+            return Symbol(NonZeroU32::new(n + 1).expect("slot numbers are below u32::MAX"));
+        }
+        if state.created_since_sweep > state.alive_after_sweep.max(1 << 16) {
+            self.sweep(&mut state);
+        }
+        let n = match state.free.pop() {
+            Some(n) => n,
+            None => {
+                let n = state.next;
+                assert!(n < u32::MAX - 1, "more than 4 billion distinct strings interned");
+                self.ensure_chunk(locate(n).0);
+                state.next += 1;
+                n
+            }
+        };
+        let len = u32::try_from(text.len()).expect("a label string shorter than 4 GiB");
+        let leaked: &'static mut str = Box::leak(Box::<str>::from(text));
+        let slot = self.slot(n);
+        slot.len.store(len, AtomicOrdering::Relaxed);
+        slot.references.store(1, AtomicOrdering::Relaxed);
+        slot.text.store(leaked.as_mut_ptr(), AtomicOrdering::Release);
+        state.index.insert(leaked, n);
+        state.created_since_sweep += 1;
+        Symbol(NonZeroU32::new(n + 1).expect("slot numbers are below u32::MAX"))
+    }
+
+    /// Free every string no symbol names. Called under the state lock.
+    fn sweep(&self, state: &mut State) {
+        let mut freed = Vec::new();
+        state.index.retain(|_, &mut n| {
+            let slot = self.slot(n);
+            if slot.references.load(AtomicOrdering::Acquire) == 0 {
+                freed.push(n);
+                false
+            } else {
+                true
+            }
+        });
+        for n in freed {
+            let slot = self.slot(n);
+            let text = slot.text.swap(std::ptr::null_mut(), AtomicOrdering::AcqRel);
+            let len = slot.len.load(AtomicOrdering::Relaxed) as usize;
+            // SAFETY: the text was leaked from a `Box<str>` of this length by `intern`, its
+            // index key is gone, and no symbol names it (count zero, and only `intern`, which
+            // holds the lock we hold, can raise a zero count).
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(text, len) as *mut str) });
+            state.free.push(n);
+        }
+        state.created_since_sweep = 0;
+        state.alive_after_sweep = state.index.len();
+    }
+}
+
+impl Symbol {
+    /// The interned copy of `text`, adding it if new.
+    pub fn new(text: &str) -> Self {
+        registry().intern(text)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        let slot = registry().slot(self.0.get() - 1);
+        let text = slot.text.load(AtomicOrdering::Acquire);
+        let len = slot.len.load(AtomicOrdering::Relaxed) as usize;
+        // SAFETY: this symbol holds a reference, so the slot's text is not freed or replaced
+        // while it (and so the returned borrow) lives; it is valid UTF-8 from a `str`.
+        unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(text, len)) }
+    }
+
+    /// The registry's number for this string: equal strings have equal numbers while either
+    /// is held. For caches keyed by symbol, never for anything that outlives the process.
+    pub fn id(&self) -> u32 {
+        self.0.get()
+    }
+}
+
+impl Clone for Symbol {
+    fn clone(&self) -> Self {
+        let previous = registry()
+            .slot(self.0.get() - 1)
+            .references
+            .fetch_add(1, AtomicOrdering::Relaxed);
+        if previous == u32::MAX {
+            // As `Arc` does on overflow: continuing would free a string still named.
+            std::process::abort();
+        }
+        Self(self.0)
+    }
+}
+
+impl Drop for Symbol {
+    fn drop(&mut self) {
+        registry()
+            .slot(self.0.get() - 1)
+            .references
+            .fetch_sub(1, AtomicOrdering::Release);
+    }
+}
+
+impl std::ops::Deref for Symbol {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Symbol {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Borrow<str> for Symbol {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Symbol {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Symbol {}
+
+impl PartialEq<str> for Symbol {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Symbol {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialOrd for Symbol {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Symbol {
+    fn cmp(&self, other: &Self) -> Ordering {
+        if self.0 == other.0 {
+            return Ordering::Equal;
+        }
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl Hash for Symbol {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, which `Borrow<str>` requires.
+        self.as_str().hash(state);
+    }
+}
+
+impl Default for Symbol {
+    fn default() -> Self {
+        Self::new("")
+    }
+}
+
+impl fmt::Debug for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.as_str(), f)
+    }
+}
+
+impl From<&str> for Symbol {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl From<&String> for Symbol {
+    fn from(text: &String) -> Self {
+        Self::new(text)
+    }
+}
+
+impl From<String> for Symbol {
+    fn from(text: String) -> Self {
+        Self::new(&text)
+    }
+}
+
+impl From<Box<str>> for Symbol {
+    fn from(text: Box<str>) -> Self {
+        Self::new(&text)
+    }
+}
+
+impl From<&Symbol> for Symbol {
+    fn from(symbol: &Symbol) -> Self {
+        symbol.clone()
+    }
+}
+
+impl serde::Serialize for Symbol {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Symbol {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Ok(Self::new(&text))
+    }
+}
+
+/// A local cache of symbols in front of the process registry: a parser or an applier that
+/// sees the same strings again and again finds them here without taking the registry lock.
+/// It holds a reference to each symbol it returned until [`Interner::collect_garbage`].
 #[derive(Default)]
 pub struct Interner {
     strings: HashSet<Symbol, FxBuildHasher>,
@@ -23,16 +352,17 @@ impl Interner {
     /// The shared copy of `s`, adding it if new.
     pub fn intern(&mut self, s: &str) -> Symbol {
         if let Some(existing) = self.strings.get(s) {
-            return Arc::clone(existing);
+            return existing.clone();
         }
-        let symbol: Symbol = Arc::from(s);
-        self.strings.insert(Arc::clone(&symbol));
+        let symbol = Symbol::new(s);
+        self.strings.insert(symbol.clone());
         symbol
     }
 
-    /// Forget strings nobody but the interner holds. Cheap enough to run after large removals.
+    /// Forget strings nobody but this cache holds. Cheap enough to run after large removals.
     pub fn collect_garbage(&mut self) {
-        self.strings.retain(|s| Arc::strong_count(s) > 1);
+        self.strings
+            .retain(|s| registry().slot(s.0.get() - 1).references.load(AtomicOrdering::Relaxed) > 1);
     }
 
     /// Number of distinct strings held.
@@ -51,12 +381,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn equal_strings_share_one_allocation() {
+    fn equal_strings_are_one_symbol() {
         let mut interner = Interner::default();
         let a = interner.intern("node-a");
         let b = interner.intern("node-a");
-        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.id(), b.id());
+        assert_eq!(Symbol::from("node-a"), a);
         assert_eq!(interner.len(), 1);
+        assert_eq!(std::mem::size_of::<Option<Symbol>>(), 4);
     }
 
     #[test]
@@ -67,5 +399,55 @@ mod tests {
         interner.collect_garbage();
         assert_eq!(interner.len(), 1);
         assert_eq!(interner.intern("kept").as_ref(), kept.as_ref());
+    }
+
+    #[test]
+    fn symbols_order_and_hash_as_their_text() {
+        let (b, a) = (Symbol::from("b-order"), Symbol::from("a-order"));
+        assert!(a < b);
+        let mut map = std::collections::BTreeMap::new();
+        map.insert(b.clone(), 2);
+        map.insert(a.clone(), 1);
+        assert_eq!(map.get("a-order"), Some(&1));
+        let hashed: HashSet<Symbol> = [a, b].into_iter().collect();
+        assert!(hashed.contains("b-order"));
+    }
+
+    #[test]
+    fn slots_are_located_across_chunks() {
+        assert_eq!(locate(0), (0, 0));
+        assert_eq!(locate(1023), (0, 1023));
+        assert_eq!(locate(1024), (1, 0));
+        assert_eq!(locate(3071), (1, 2047));
+        assert_eq!(locate(3072), (2, 0));
+    }
+
+    #[test]
+    fn swept_strings_are_freed_and_their_slots_reused_while_held_ones_survive() {
+        // Many short-lived strings from several threads, with some held throughout.
+        let held: Vec<Symbol> = (0..1000).map(|i| Symbol::from(format!("held-{i}"))).collect();
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                scope.spawn(move || {
+                    for round in 0..50_000 {
+                        let s = Symbol::from(format!("churn-{t}-{round}"));
+                        assert_eq!(s.as_str(), format!("churn-{t}-{round}"));
+                        let again = s.clone();
+                        drop(s);
+                        assert_eq!(&*again, format!("churn-{t}-{round}"));
+                    }
+                });
+            }
+        });
+        for (i, symbol) in held.iter().enumerate() {
+            assert_eq!(symbol.as_str(), format!("held-{i}"));
+        }
+        let state = registry().state.lock().unwrap();
+        // 200k strings were created; sweeps keep the registry near what is alive.
+        assert!(
+            (state.next as usize) < 150_000,
+            "slots were not reused: {} allocated",
+            state.next
+        );
     }
 }

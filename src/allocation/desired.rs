@@ -49,12 +49,16 @@ pub fn node_of(labels: &Labels) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        Labels::new(pairs.iter().map(|(n, v)| (Arc::from(*n), Arc::from(*v))).collect())
+        Labels::new(
+            pairs
+                .iter()
+                .map(|(n, v)| (Symbol::from(*n), Symbol::from(*v)))
+                .collect(),
+        )
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! planner's property tests and the allocation-quality report.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -217,11 +216,7 @@ pub fn synthetic_targets(count: usize, jobs: usize, nodes: usize, seed: u64) -> 
 
 /// A target's labels changed (a pod relabeled): same identity, new served labels.
 pub fn relabeled(target: &DesiredTarget, generation: u64) -> DesiredTarget {
-    let mut pairs: Vec<(Symbol, Symbol)> = target
-        .labels
-        .iter()
-        .map(|(n, v)| (Arc::from(n), Arc::from(v)))
-        .collect();
+    let mut pairs: Vec<(Symbol, Symbol)> = target.labels.pairs().to_vec();
     pairs.push((Symbol::from("__meta_generation"), Symbol::from(generation.to_string())));
     DesiredTarget {
         labels: Labels::new(pairs),
