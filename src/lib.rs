@@ -19,6 +19,7 @@ pub mod go_duration;
 pub mod html;
 pub mod kubernetes;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod prometheus_duration;
@@ -39,6 +40,7 @@ use cli::Command;
 
 /// Run the command line `cli`.
 pub fn run(cli: Cli) -> ExitCode {
+    memory::tune_allocator();
     ta_raft::dev_api::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

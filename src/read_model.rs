@@ -200,7 +200,14 @@ pub struct ReadModelBuilder {
     /// job → collector (`None`: unassigned) → target ids, in id order.
     index: FxHashMap<Symbol, FxHashMap<Option<Symbol>, BTreeSet<TargetId>>>,
     model: Option<ReadModel>,
+    /// Targets added, changed or removed since memory was last given back.
+    rebuilt_since_trim: usize,
 }
+
+/// Give freed memory back after this many targets changed (`memory::release_free_memory`):
+/// often enough that a cold start's transients do not stay resident, rare enough to cost
+/// nothing at rest.
+const TRIM_AFTER_REBUILT_TARGETS: usize = 50_000;
 
 impl Default for ReadModelBuilder {
     fn default() -> Self {
@@ -213,18 +220,21 @@ impl ReadModelBuilder {
         Self {
             index: FxHashMap::default(),
             model: None,
+            rebuilt_since_trim: 0,
         }
     }
 
     /// The model for `table`, rebuilding only what differs from the previous table.
     pub fn update(&mut self, table: &Table) -> ReadModel {
         let Some(previous) = self.model.take() else {
+            self.rebuilt_since_trim += table.targets.len();
             let model = self.build_from_scratch(table);
             self.model = Some(model.clone());
             return model;
         };
         let mut dirty: BTreeSet<(Symbol, Option<Symbol>)> = BTreeSet::new();
         for item in previous.table.targets.diff(&table.targets) {
+            self.rebuilt_since_trim += 1;
             match item {
                 imbl::ordmap::DiffItem::Add(id, target) => {
                     self.index_insert(*id, target);
@@ -501,6 +511,11 @@ pub fn spawn(mut tables: watch::Receiver<Table>) -> watch::Receiver<Arc<ReadMode
             // Large rebuilds would stall the runtime thread serving requests.
             let (returned, model) = match tokio::task::spawn_blocking(move || {
                 let model = builder.update(&table);
+                if builder.rebuilt_since_trim > TRIM_AFTER_REBUILT_TARGETS {
+                    // A large apply and rebuild just freed its transients.
+                    builder.rebuilt_since_trim = 0;
+                    crate::memory::release_free_memory();
+                }
                 (builder, model)
             })
             .await
