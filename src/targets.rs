@@ -86,7 +86,8 @@ pub fn served_labels(group_labels: &Labels, target_labels: &Labels) -> Labels {
             (None, None) => break,
         }
     }
-    Labels::new(merged)
+    // Shared with the table's copy once applied (on the leader).
+    Labels::shared(merged)
 }
 
 /// Build the allocatable targets of `job` from one discovered group. Targets that collapse

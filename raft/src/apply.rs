@@ -222,7 +222,7 @@ impl<'c, 'i> BatchApplier<'c, 'i> {
                 }
                 let target = Target {
                     job: self.symbol(*job)?,
-                    labels: Labels::new(pairs),
+                    labels: Labels::shared(pairs),
                     collector: collector.map(|c| self.symbol(c)).transpose()?,
                 };
                 match self.working.targets.get(id) {

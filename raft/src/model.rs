@@ -4,10 +4,15 @@
 //! a time), and per-job scrape configs (opaque JSON text here). Maps are persistent
 //! (`imbl`), so publishing the table to readers after each apply is an O(1) clone.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hasher;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::OnceLock;
 
 use imbl::OrdMap;
+use rustc_hash::FxBuildHasher;
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -46,8 +51,65 @@ impl fmt::Display for TargetId {
 }
 
 /// A label set sorted by name, with interned names and values (most repeat across targets).
+///
+/// Sets made with [`Labels::shared`] are one allocation per distinct set while any holds it
+/// ([`LabelSets`]): on the leader, the desired state and the applied table share every
+/// target's labels instead of holding a copy each. Short-lived sets use [`Labels::new`] and
+/// never enter the registry.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Labels(Arc<[(Symbol, Symbol)]>);
+
+/// The process's label sets, by a hash of their symbol numbers. A set only this registry
+/// holds is dropped by the next sweep, once as many sets were created since the last one
+/// as were alive after it.
+#[derive(Default)]
+struct LabelSets {
+    by_hash: HashMap<u64, SmallSets, FxBuildHasher>,
+    created_since_sweep: usize,
+    alive_after_sweep: usize,
+}
+
+/// The sets of one hash (almost always one).
+type SmallSets = Vec<Arc<[(Symbol, Symbol)]>>;
+
+fn label_sets() -> &'static Mutex<LabelSets> {
+    static SETS: OnceLock<Mutex<LabelSets>> = OnceLock::new();
+    SETS.get_or_init(Mutex::default)
+}
+
+/// Hash of a set by symbol numbers: equal sets have equal numbers while either is held.
+fn set_hash(pairs: &[(Symbol, Symbol)]) -> u64 {
+    let mut hasher = rustc_hash::FxHasher::default();
+    for (name, value) in pairs {
+        hasher.write_u32(name.id());
+        hasher.write_u32(value.id());
+    }
+    hasher.finish()
+}
+
+impl LabelSets {
+    fn share(&mut self, pairs: Arc<[(Symbol, Symbol)]>) -> Arc<[(Symbol, Symbol)]> {
+        let hash = set_hash(&pairs);
+        if let Some(existing) = self
+            .by_hash
+            .get(&hash)
+            .and_then(|sets| sets.iter().find(|set| set[..] == pairs[..]))
+        {
+            return Arc::clone(existing);
+        }
+        if self.created_since_sweep > self.alive_after_sweep.max(1 << 16) {
+            self.by_hash.retain(|_, sets| {
+                sets.retain(|set| Arc::strong_count(set) > 1);
+                !sets.is_empty()
+            });
+            self.created_since_sweep = 0;
+            self.alive_after_sweep = self.by_hash.values().map(Vec::len).sum();
+        }
+        self.by_hash.entry(hash).or_default().push(Arc::clone(&pairs));
+        self.created_since_sweep += 1;
+        pairs
+    }
+}
 
 impl Labels {
     /// Build from pairs; sorts by name and keeps the last value of a repeated name.
@@ -65,6 +127,17 @@ impl Labels {
             }
         });
         Self(pairs.into())
+    }
+
+    /// [`Labels::new`], sharing the allocation with any equal set made this way: for sets
+    /// that live as long as a target does (the desired state's, the table's).
+    pub fn shared(pairs: Vec<(Symbol, Symbol)>) -> Self {
+        let labels = Self::new(pairs);
+        if labels.is_empty() {
+            return labels;
+        }
+        let mut sets = label_sets().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Self(sets.share(labels.0))
     }
 
     /// Iterate `(name, value)` in name order.
@@ -241,6 +314,17 @@ mod tests {
         let with_meta = TargetId::compute("j", [("__address__", "a:1"), ("__meta_pod", "p")]);
         assert_eq!(plain, with_meta);
         assert_ne!(plain, TargetId::compute("other", [("__address__", "a:1")]));
+    }
+
+    #[test]
+    fn equal_label_sets_share_one_allocation() {
+        let s = |x: &str| Symbol::from(x);
+        let a = Labels::shared(vec![(s("job"), s("x")), (s("__address__"), s("share-1:80"))]);
+        let b = Labels::shared(vec![(s("__address__"), s("share-1:80")), (s("job"), s("x"))]);
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        let c = Labels::shared(vec![(s("__address__"), s("share-2:80"))]);
+        assert!(!Arc::ptr_eq(&a.0, &c.0));
+        assert_eq!(a, b);
     }
 
     #[test]
