@@ -11,6 +11,7 @@
 //! mapping, so a collector keeps its last good config (§11.3). `/readyz` is also 503 while
 //! collector pods (when collectors come from Kubernetes) have not been listed once.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
@@ -69,6 +70,18 @@ pub struct ApiContext {
     pub strategy: &'static str,
     /// This replica's discovery view, for `/debug/status`.
     pub discovery: watch::Receiver<Discovered>,
+    /// What the limits refuse, as the leader loop last saw it, for `/debug/status`.
+    pub refusals: Arc<ArcSwap<Refusals>>,
+}
+
+/// What `limits:` refuses right now (docs/compatibility.md); empty on a follower.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Refusals {
+    /// `(desired targets, limits.max_targets)` while discovery wants more targets than the
+    /// limit: no target change is planned and the last good assignment is served.
+    pub max_targets: Option<(usize, usize)>,
+    /// Per job, discovered targets refused by `max_label_bytes` or `max_labels_per_target`.
+    pub targets_by_job: BTreeMap<String, usize>,
 }
 
 type Api = State<Arc<ApiContext>>;
@@ -443,6 +456,9 @@ pub struct ClusterStatus {
     /// This replica's target discovery (absent in answers from older versions).
     #[serde(default)]
     pub discovery: DiscoveryStatus,
+    /// What the limits refuse on this replica (absent in answers from older versions).
+    #[serde(default)]
+    pub refused: Refusals,
 }
 
 /// Whether every discovery source has completed its first round, and which sources' latest
@@ -540,6 +556,7 @@ async fn status(State(context): Api) -> Response {
         balance: model.balance(),
         strategy: context.strategy.to_string(),
         discovery: DiscoveryStatus::of(&context.discovery.borrow()),
+        refused: Refusals::clone(&context.refusals.load()),
     };
     axum::Json(status).into_response()
 }

@@ -85,8 +85,38 @@ pub struct Config {
     /// `cluster:`; `None` means a single replica (see [`Config::cluster_or_single`]).
     pub cluster: Option<ClusterConfig>,
     pub collectors: CollectorsConfig,
+    /// Ours: `limits:`, ceilings on what discovery may deliver.
+    pub limits: LimitsConfig,
     /// The host name, the default replica name.
     pub host_name: String,
+}
+
+/// `limits:` (ours, docs/compatibility.md): what discovery may deliver before it is refused.
+/// The defaults fit a million targets with room to spare; they exist so that a source gone
+/// wrong (ten times its targets, a 2 GB file, a 1 MB label value) is refused with a clear
+/// reason while the last good assignment keeps being served, instead of exhausting memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Desired targets over all jobs; above it no target change is planned.
+    pub max_targets: usize,
+    /// One file_sd file or one http_sd response body; a larger one is not read, and its
+    /// last good target groups are kept.
+    pub max_source_bytes: u64,
+    /// One label name or value of a target; a target with a longer one is refused.
+    pub max_label_bytes: usize,
+    /// Labels of one target, discovered ones included; a target with more is refused.
+    pub max_labels_per_target: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_targets: 2_000_000,
+            max_source_bytes: 256 << 20,
+            max_label_bytes: 16 << 10,
+            max_labels_per_target: 256,
+        }
+    }
 }
 
 /// `prometheus_cr:`.
@@ -219,6 +249,7 @@ impl Config {
             allow_insecure_auth_secrets: false,
             cluster: None,
             collectors: CollectorsConfig::default(),
+            limits: LimitsConfig::default(),
             host_name: host_name(env),
         }
     }
@@ -389,7 +420,7 @@ fn validate(config: &Config, root: &Node, report: &mut Report) {
 }
 
 /// Every key the top level of the file may hold (others are ignored with a warning).
-pub const TOP_LEVEL_KEYS: [&str; 18] = [
+pub const TOP_LEVEL_KEYS: [&str; 19] = [
     "listen_addr",
     "kube_config_file_path",
     "collector_selector",
@@ -408,6 +439,7 @@ pub const TOP_LEVEL_KEYS: [&str; 18] = [
     "balanced",
     "consistent_hashing",
     "coalesce_window",
+    "limits",
 ];
 
 fn decode_file(root: &Node, config: &mut Config, report: &mut Report) {
@@ -479,6 +511,9 @@ fn decode_file(root: &Node, config: &mut Config, report: &mut Report) {
     }
     if let Some(node) = fields.take("collectors") {
         decode_collectors(node, &root_path.key("collectors"), &mut config.collectors, report);
+    }
+    if let Some(node) = fields.take("limits") {
+        decode_limits(node, &root_path.key("limits"), &mut config.limits, report);
     }
     fields.accept(&TOP_LEVEL_KEYS);
     fields.finish(report);
@@ -661,6 +696,37 @@ fn decode_https(node: &Node, path: &KeyPath, https: &mut HttpsConfig, report: &m
         if let Some(value) = fields.string(key, report) {
             *slot = value;
         }
+    }
+    fields.finish(report);
+}
+
+fn decode_limits(node: &Node, path: &KeyPath, limits: &mut LimitsConfig, report: &mut Report) {
+    let Some(mut fields) = Fields::of(node, path, report) else {
+        return;
+    };
+    let positive = |key: &str, fields: &mut Fields, report: &mut Report| -> Option<u64> {
+        let value = fields.unsigned(key, report)?;
+        if value == 0 {
+            report.error(
+                &path.key(key),
+                Some(fields.line_of(key)),
+                format!("{key} must be positive"),
+            );
+            return None;
+        }
+        Some(value)
+    };
+    if let Some(value) = positive("max_targets", &mut fields, report) {
+        limits.max_targets = usize::try_from(value).unwrap_or(usize::MAX);
+    }
+    if let Some(value) = positive("max_source_bytes", &mut fields, report) {
+        limits.max_source_bytes = value;
+    }
+    if let Some(value) = positive("max_label_bytes", &mut fields, report) {
+        limits.max_label_bytes = usize::try_from(value).unwrap_or(usize::MAX);
+    }
+    if let Some(value) = positive("max_labels_per_target", &mut fields, report) {
+        limits.max_labels_per_target = usize::try_from(value).unwrap_or(usize::MAX);
     }
     fields.finish(report);
 }

@@ -27,6 +27,7 @@ use std::time::Duration;
 use std::time::Instant;
 use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use openraft::ServerState;
 use openraft::async_runtime::watch::WatchReceiver;
 use ta_raft::CommandBuilder;
@@ -43,6 +44,7 @@ use crate::allocation::planner;
 use crate::allocation::planner::PlanInput;
 use crate::allocation::planner::Scope;
 use crate::allocation::strategy::Strategy;
+use crate::api::Refusals;
 use crate::config::Config;
 use crate::config::scrape::ScrapeConfig;
 use crate::discovery::manager::Discovered;
@@ -50,6 +52,7 @@ use crate::kubernetes::collectors::CollectorView;
 use crate::kubernetes::prometheus_cr::combined::JobSet;
 use crate::metrics::Metrics;
 use crate::pipeline::DesiredState;
+use crate::pipeline::TargetLimits;
 use crate::registration::Registry;
 
 /// What the loop needs.
@@ -67,6 +70,8 @@ pub struct LeaderLoop {
     pub kubernetes_collectors: Option<watch::Receiver<CollectorView>>,
     pub metrics: Arc<Metrics>,
     pub coalesce_window: Duration,
+    /// What `limits:` refuses, published for `/debug/status`.
+    pub refusals: Arc<ArcSwap<Refusals>>,
 }
 
 /// The scrape configs the job set wants in the table, as JSON text by job, and their
@@ -153,7 +158,12 @@ impl LeaderLoop {
         let mut jobs = self.jobs.borrow_and_update().clone();
         let (mut wanted_configs, mut config_digest) = wanted_scrape_configs(&jobs);
         let strategy_name = self.config.strategy.strategy.as_str();
-        let mut desired = DesiredState::new();
+        let limits = self.config.limits;
+        let mut desired = DesiredState::with_limits(TargetLimits {
+            max_label_bytes: limits.max_label_bytes,
+            max_labels_per_target: limits.max_labels_per_target,
+        });
+        let mut refusals = Refusals::default();
         let mut synced = false;
         let mut pending: Vec<TargetId> = Vec::new();
         let mut full_plan_needed = true;
@@ -208,6 +218,7 @@ impl LeaderLoop {
                 pending.extend(off_the_runtime(|| {
                     self.process_discovered(&jobs.configs, &mut desired, &discovered)
                 }));
+                self.publish_refusals(&mut refusals, &desired, limits.max_targets);
             }
 
             // Leadership.
@@ -290,6 +301,11 @@ impl LeaderLoop {
             let observed_changed = last_observed.as_ref() != Some(&observed);
             if !full_plan_needed && pending.is_empty() && !observed_changed && !absent_collectors && !rebalance_pending
             {
+                continue;
+            }
+            // limits.max_targets: a source gone wrong must not replace the table; the last
+            // good assignment stays served until discovery is back under the limit.
+            if refusals.max_targets.is_some() {
                 continue;
             }
             let everything: Vec<TargetId>;
@@ -402,6 +418,55 @@ impl LeaderLoop {
                 }
             }
         }
+    }
+
+    /// Log, count and publish what the limits refuse now, when it changed.
+    fn publish_refusals(&self, refusals: &mut Refusals, desired: &DesiredState, max_targets: usize) {
+        let wanted = desired.desired().len();
+        let now = Refusals {
+            max_targets: (wanted > max_targets).then_some((wanted, max_targets)),
+            targets_by_job: desired.refused(),
+        };
+        if now == *refusals {
+            return;
+        }
+        match now.max_targets {
+            Some((wanted, max)) => tracing::error!(
+                wanted,
+                max,
+                "discovery wants more targets than limits.max_targets; no target change is planned \
+                 and the last good assignment is served until it is back under the limit"
+            ),
+            None if refusals.max_targets.is_some() => {
+                tracing::info!(wanted, "discovery is back under limits.max_targets; planning resumes")
+            }
+            None => {}
+        }
+        self.metrics
+            .limit_exceeded
+            .with_label_values(&["max_targets"])
+            .set(if now.max_targets.is_some() { 1.0 } else { 0.0 });
+        for job in refusals.targets_by_job.keys() {
+            if !now.targets_by_job.contains_key(job) {
+                self.metrics.targets_refused.with_label_values(&[job.as_str()]).set(0.0);
+            }
+        }
+        for (job, count) in &now.targets_by_job {
+            if refusals.targets_by_job.get(job) != Some(count) {
+                tracing::warn!(
+                    job = %job,
+                    refused = count,
+                    "targets refused: a label longer than limits.max_label_bytes or more labels \
+                     than limits.max_labels_per_target"
+                );
+            }
+            self.metrics
+                .targets_refused
+                .with_label_values(&[job.as_str()])
+                .set(*count as f64);
+        }
+        *refusals = now;
+        self.refusals.store(Arc::new(refusals.clone()));
     }
 
     /// Bring the desired targets up to date; returns the ids that changed.

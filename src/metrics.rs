@@ -51,6 +51,8 @@ pub struct Metrics {
     pub targets_moved: IntCounterVec,
     pub plans: IntCounterVec,
     pub kubernetes_watch_errors: IntCounterVec,
+    pub targets_refused: GaugeVec,
+    pub limit_exceeded: GaugeVec,
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -233,6 +235,18 @@ impl Metrics {
                 "target_allocator_kubernetes_watch_errors_total",
                 "Failed Kubernetes lists and watches, by resource and reason (forbidden, expired, other).",
                 &["resource", "reason"],
+            ),
+            targets_refused: gauge_vec(
+                r,
+                "target_allocator_targets_refused",
+                "Discovered targets of each job refused by limits.max_label_bytes or limits.max_labels_per_target (leader only).",
+                &["job_name"],
+            ),
+            limit_exceeded: gauge_vec(
+                r,
+                "target_allocator_limit_exceeded",
+                "1 while a limit is exceeded (max_targets: no target change is planned; the last good assignment is served).",
+                &["limit"],
             ),
             registry,
         }

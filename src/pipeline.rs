@@ -23,6 +23,36 @@ use crate::targets::build_group;
 struct ProcessedGroup {
     group: Arc<TargetGroup>,
     ids: Vec<TargetId>,
+    /// Targets of the group refused by the [`TargetLimits`].
+    refused: usize,
+}
+
+/// Ceilings on one target (`limits.max_label_bytes`, `limits.max_labels_per_target`): a
+/// target above either is refused, counted, and not allocated (docs/compatibility.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetLimits {
+    pub max_label_bytes: usize,
+    pub max_labels_per_target: usize,
+}
+
+impl Default for TargetLimits {
+    fn default() -> Self {
+        let limits = crate::config::LimitsConfig::default();
+        Self {
+            max_label_bytes: limits.max_label_bytes,
+            max_labels_per_target: limits.max_labels_per_target,
+        }
+    }
+}
+
+impl TargetLimits {
+    /// Whether a target with these served labels is within the limits.
+    pub fn admits(&self, labels: &ta_raft::model::Labels) -> bool {
+        labels.len() <= self.max_labels_per_target
+            && labels
+                .iter()
+                .all(|(name, value)| name.len() <= self.max_label_bytes && value.len() <= self.max_label_bytes)
+    }
 }
 
 /// Desired targets kept in step with discovery.
@@ -33,11 +63,30 @@ pub struct DesiredState {
     jobs: FxHashMap<String, Vec<ProcessedGroup>>,
     /// How many processed groups yield each target.
     yielded_by: FxHashMap<TargetId, u32>,
+    limits: TargetLimits,
 }
 
 impl DesiredState {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A state that refuses targets above `limits`.
+    pub fn with_limits(limits: TargetLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// Per job, the targets of its current groups that the limits refused (jobs with none
+    /// are left out).
+    pub fn refused(&self) -> std::collections::BTreeMap<String, usize> {
+        self.jobs
+            .iter()
+            .map(|(job, groups)| (job.clone(), groups.iter().map(|g| g.refused).sum::<usize>()))
+            .filter(|(_, refused)| *refused > 0)
+            .collect()
     }
 
     /// Every desired target.
@@ -75,7 +124,12 @@ impl DesiredState {
             }
             let built = build_group(job, &job_symbol, filter, group);
             let mut ids = Vec::with_capacity(built.len());
+            let mut refused = 0;
             for target in built {
+                if !self.limits.admits(&target.target.labels) {
+                    refused += 1;
+                    continue;
+                }
                 *self.yielded_by.entry(target.id).or_default() += 1;
                 if self.desired.get(&target.id) != Some(&target.target) {
                     changed.push(target.id);
@@ -86,6 +140,7 @@ impl DesiredState {
             processed_now.push(ProcessedGroup {
                 group: Arc::clone(group),
                 ids,
+                refused,
             });
         }
         // Groups gone or replaced: forget what only they yielded.

@@ -140,7 +140,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             .iter()
             .map(|scrape| (scrape.job.name.clone(), scrape.discovery.clone()))
             .collect(),
-        DiscoveryOptions::default(),
+        DiscoveryOptions {
+            max_source_bytes: config.limits.max_source_bytes,
+            ..DiscoveryOptions::default()
+        },
         leading,
         inner.clone(),
     );
@@ -167,7 +170,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
                 config.scrape_configs().to_vec(),
                 discovery.clone(),
                 view,
-                DiscoveryOptions::default(),
+                DiscoveryOptions {
+                    max_source_bytes: config.limits.max_source_bytes,
+                    ..DiscoveryOptions::default()
+                },
                 move || events.inc(),
                 inner.clone(),
             );
@@ -200,8 +206,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             tasks.spawn(watcher.run(inner.clone()));
             discovery
         });
+    let refusals = Arc::new(ArcSwap::from_pointee(crate::api::Refusals::default()));
     tasks.spawn(
         LeaderLoop {
+            refusals: Arc::clone(&refusals),
             replica: Arc::clone(&replica),
             config: Arc::clone(&config),
             strategy,
@@ -246,6 +254,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         metrics,
         strategy: config.strategy.strategy.as_str(),
         discovery,
+        refusals,
     });
     let http_stop = CancellationToken::new();
     let router = crate::api::router(context);

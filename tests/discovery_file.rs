@@ -17,10 +17,47 @@ use target_allocator::discovery::file_sd::FileProvider;
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn provider(files: Vec<String>, refresh_interval: Duration) -> Box<FileProvider> {
-    Box::new(FileProvider::new(FileSdConfig {
-        files,
-        refresh_interval,
-    }))
+    provider_limited(files, refresh_interval, u64::MAX)
+}
+
+fn provider_limited(files: Vec<String>, refresh_interval: Duration, max_bytes: u64) -> Box<FileProvider> {
+    Box::new(FileProvider::new(
+        FileSdConfig {
+            files,
+            refresh_interval,
+        },
+        max_bytes,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_larger_than_the_limit_is_refused_unread_and_its_last_good_groups_kept() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let file = directory.path().join("a.json");
+    replace_file(&file, r#"[{"targets": ["10.0.0.1:80"]}]"#);
+    let files = vec![format!("{}/*.json", directory.path().display())];
+    let mut running = Running::start(provider_limited(files, HOUR, 1024));
+    let first = running.wait_for("the first round", |s| s.synced).await;
+    assert_eq!(addresses(&first.groups), ["10.0.0.1:80"]);
+
+    // Ten times the targets, and more bytes than the limit: refused, the last good kept.
+    let many: Vec<String> = (0..100).map(|i| format!("\"10.0.1.{i}:80\"")).collect();
+    replace_file(&file, &format!("[{{\"targets\": [{}]}}]", many.join(",")));
+    let refused = running
+        .wait_for("the oversized file reported", |s| {
+            s.last_error.as_deref().is_some_and(|e| e.contains("max_source_bytes"))
+        })
+        .await;
+    assert_eq!(addresses(&refused.groups), ["10.0.0.1:80"]);
+
+    // Back under the limit: read again, the error clears.
+    replace_file(&file, r#"[{"targets": ["10.0.0.2:80"]}]"#);
+    let back = running
+        .wait_for("the file under the limit again", |s| {
+            s.last_error.is_none() && addresses(&s.groups) == ["10.0.0.2:80"]
+        })
+        .await;
+    assert!(back.synced);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,7 +94,7 @@ fn provider(url: &str) -> Box<HttpProvider> {
         url: url.to_string(),
         refresh_interval: Duration::from_millis(100),
     };
-    Box::new(HttpProvider::new(config, "discovery-test/1".into()))
+    Box::new(HttpProvider::new(config, "discovery-test/1".into(), u64::MAX))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,16 +56,20 @@ pub enum FileSdError {
     Extension { path: String },
     #[error("{path}: {source}")]
     Parse { path: String, source: GroupListError },
+    #[error("{path}: {len} bytes, more than limits.max_source_bytes ({max}); not read")]
+    TooLarge { path: String, len: u64, max: u64 },
 }
 
 /// Provider for one `file_sd_configs` entry.
 pub struct FileProvider {
     config: FileSdConfig,
+    max_bytes: u64,
 }
 
 impl FileProvider {
-    pub fn new(config: FileSdConfig) -> Self {
-        Self { config }
+    /// A provider that reads no file larger than `max_bytes`.
+    pub fn new(config: FileSdConfig, max_bytes: u64) -> Self {
+        Self { config, max_bytes }
     }
 }
 
@@ -75,14 +79,19 @@ impl Provider for FileProvider {
         publish: watch::Sender<ProviderSnapshot>,
         shutdown: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(run(self.config, publish, shutdown))
+        Box::pin(run(self.config, self.max_bytes, publish, shutdown))
     }
 }
 
-async fn run(config: FileSdConfig, publish: watch::Sender<ProviderSnapshot>, shutdown: CancellationToken) {
+async fn run(
+    config: FileSdConfig,
+    max_bytes: u64,
+    publish: watch::Sender<ProviderSnapshot>,
+    shutdown: CancellationToken,
+) {
     let changed = Arc::new(Notify::new());
     let mut watcher = start_watcher(Arc::clone(&changed));
-    let mut discovery = FileDiscovery::new(config.files.clone());
+    let mut discovery = FileDiscovery::new(config.files.clone()).with_max_bytes(max_bytes);
     let mut ticker = refresh_ticker(config.refresh_interval);
     loop {
         // Watch before reading, so a change made while we read still wakes us.
@@ -102,6 +111,8 @@ async fn run(config: FileSdConfig, publish: watch::Sender<ProviderSnapshot>, shu
 /// The state of one `file_sd_configs` entry between rounds.
 pub struct FileDiscovery {
     patterns: Vec<String>,
+    /// `limits.max_source_bytes`.
+    max_bytes: u64,
     interner: Interner,
     /// Per file path, in path order (the published order): what was read last.
     files: BTreeMap<String, FileState>,
@@ -167,9 +178,16 @@ impl FileDiscovery {
     pub fn new(patterns: Vec<String>) -> Self {
         Self {
             patterns,
+            max_bytes: u64::MAX,
             interner: Interner::default(),
             files: BTreeMap::new(),
         }
+    }
+
+    /// Files larger than `max_bytes` are refused unread, keeping their last good groups.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// One full round, off the async workers (parsing a large file takes seconds): list,
@@ -257,6 +275,14 @@ impl FileDiscovery {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Round::Gone,
             Err(e) => return Round::Failed(read_error(e), previous),
         };
+        if metadata.len() > self.max_bytes {
+            let error = FileSdError::TooLarge {
+                path: path.into(),
+                len: metadata.len(),
+                max: self.max_bytes,
+            };
+            return Round::Failed(error, previous);
+        }
         let fingerprint = Fingerprint::of(&metadata);
         let racy = now - fingerprint.modified_nanos < RACY_WINDOW_NANOS;
         if let Some(unchanged) = previous.as_ref()

@@ -43,6 +43,8 @@ pub const REFRESH_INTERVAL_HEADER: &str = "X-Prometheus-Refresh-Interval-Seconds
 pub enum HttpSdError {
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error("{url}: the body is longer than limits.max_source_bytes ({max} bytes); not read")]
+    TooLarge { url: String, max: u64 },
     #[error("request to {url} failed: {message}")]
     Request { url: String, message: String },
     #[error("{url} returned HTTP status {status}")]
@@ -59,11 +61,17 @@ pub enum HttpSdError {
 pub struct HttpProvider {
     config: HttpSdConfig,
     user_agent: String,
+    max_bytes: u64,
 }
 
 impl HttpProvider {
-    pub fn new(config: HttpSdConfig, user_agent: String) -> Self {
-        Self { config, user_agent }
+    /// A provider that reads no body larger than `max_bytes` (`limits.max_source_bytes`).
+    pub fn new(config: HttpSdConfig, user_agent: String, max_bytes: u64) -> Self {
+        Self {
+            config,
+            user_agent,
+            max_bytes,
+        }
     }
 }
 
@@ -79,6 +87,7 @@ impl Provider for HttpProvider {
 
 async fn run(provider: HttpProvider, publish: watch::Sender<ProviderSnapshot>, shutdown: CancellationToken) {
     let mut poller = Poller::new(provider.config.clone(), &provider.user_agent);
+    poller.max_bytes = provider.max_bytes;
     let mut groups: Vec<Arc<TargetGroup>> = Vec::new();
     let mut ticker = refresh_ticker(provider.config.refresh_interval);
     loop {
@@ -113,6 +122,8 @@ struct Poller {
     interner: Interner,
     /// xxh3 of the last body parsed successfully.
     last_body: Option<u64>,
+    /// A longer body is refused as it arrives, never held whole.
+    max_bytes: u64,
 }
 
 impl Poller {
@@ -127,6 +138,7 @@ impl Poller {
             client,
             interner: Interner::default(),
             last_body: None,
+            max_bytes: u64::MAX,
         }
     }
 
@@ -164,10 +176,24 @@ impl Poller {
         if !is_json_content_type(&content_type) {
             return Err(HttpSdError::ContentType { url, content_type });
         }
-        let body = response.bytes().await.map_err(|e| HttpSdError::Body {
+        let too_large = |url: &str| HttpSdError::TooLarge {
+            url: url.to_string(),
+            max: self.max_bytes,
+        };
+        if response.content_length().is_some_and(|len| len > self.max_bytes) {
+            return Err(too_large(&url));
+        }
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| HttpSdError::Body {
             url: url.clone(),
             message: error_chain(&e),
-        })?;
+        })? {
+            if (body.len() + chunk.len()) as u64 > self.max_bytes {
+                return Err(too_large(&url));
+            }
+            body.extend_from_slice(&chunk);
+        }
         let hash = xxhash_rust::xxh3::xxh3_64(&body);
         if self.last_body == Some(hash) {
             return Ok(None);

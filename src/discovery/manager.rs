@@ -37,6 +37,8 @@ pub struct DiscoveryOptions {
     pub user_agent: String,
     /// DNS servers for `dns_sd`.
     pub nameservers: Nameservers,
+    /// `limits.max_source_bytes`: the largest file_sd file or http_sd body read.
+    pub max_source_bytes: u64,
 }
 
 impl Default for DiscoveryOptions {
@@ -44,6 +46,7 @@ impl Default for DiscoveryOptions {
         Self {
             user_agent: format!("target-allocator/{}", env!("CARGO_PKG_VERSION")),
             nameservers: Nameservers::System,
+            max_source_bytes: crate::config::LimitsConfig::default().max_source_bytes,
         }
     }
 }
@@ -73,10 +76,12 @@ pub struct Discovered {
 pub fn provider_for(config: &ServiceDiscoveryConfig, options: &DiscoveryOptions) -> Option<Box<dyn Provider>> {
     match config {
         ServiceDiscoveryConfig::Static(groups) => Some(Box::new(StaticProvider::new(groups.clone()))),
-        ServiceDiscoveryConfig::File(file) => Some(Box::new(FileProvider::new(file.clone()))),
-        ServiceDiscoveryConfig::Http(http) => {
-            Some(Box::new(HttpProvider::new(http.clone(), options.user_agent.clone())))
-        }
+        ServiceDiscoveryConfig::File(file) => Some(Box::new(FileProvider::new(file.clone(), options.max_source_bytes))),
+        ServiceDiscoveryConfig::Http(http) => Some(Box::new(HttpProvider::new(
+            http.clone(),
+            options.user_agent.clone(),
+            options.max_source_bytes,
+        ))),
         ServiceDiscoveryConfig::Dns(dns) => Some(Box::new(DnsProvider::new(dns.clone(), options.nameservers))),
         ServiceDiscoveryConfig::Kubernetes(kubernetes) => Some(Box::new(KubernetesProvider::new(kubernetes.clone()))),
         ServiceDiscoveryConfig::Unsupported { .. } => None,
