@@ -28,6 +28,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::Interner;
 use super::Labels;
 use super::TargetGroup;
+use pod::PodView;
 
 pub use provider::KubernetesProvider;
 
@@ -196,6 +197,11 @@ impl LabelPairs {
         )
     }
 
+    /// The pairs in the order set (later ones win).
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     /// The final set as plain strings, for tests and messages.
     pub fn to_map(&self) -> std::collections::BTreeMap<String, String> {
         self.0.iter().cloned().collect()
@@ -237,6 +243,12 @@ impl<K: k8s_openapi::Metadata<Ty = ObjectMeta>> ObjectLookup<K> for Vec<K> {
     }
 }
 
+impl ObjectLookup<PodView> for Vec<PodView> {
+    fn find(&self, namespace: &str, name: &str) -> Option<&PodView> {
+        self.iter().find(|pod| pod.namespace == namespace && pod.name == name)
+    }
+}
+
 /// The namespace and name of an object, `""` for what is absent.
 /// The pods among object references (an endpoint's `targetRef`), as `(namespace, name)`.
 pub(crate) fn pod_references<'a>(
@@ -255,23 +267,18 @@ pub(crate) fn pod_references<'a>(
 /// The pod an endpoint's `targetRef` names, if the provider knows it.
 pub(crate) fn referenced_pod<'p>(
     reference: Option<&ObjectReference>,
-    pods: &'p dyn ObjectLookup<k8s_openapi::api::core::v1::Pod>,
-) -> Option<&'p k8s_openapi::api::core::v1::Pod> {
+    pods: &'p dyn ObjectLookup<PodView>,
+) -> Option<&'p PodView> {
     let (namespace, name) = pod_references(reference.into_iter()).next()?;
     pods.find(namespace, name)
 }
 
 /// Notes that an endpoint covered `port` of `pod`: the endpoints roles then add targets for
 /// the pod's container ports no endpoint covered, as Prometheus does.
-pub(crate) fn note_covered_port<'p>(
-    seen_pods: &mut Vec<(&'p k8s_openapi::api::core::v1::Pod, Vec<i32>)>,
-    pod: &'p k8s_openapi::api::core::v1::Pod,
-    port: Option<i32>,
-) {
-    let pod_key = namespace_and_name(&pod.metadata);
+pub(crate) fn note_covered_port<'p>(seen_pods: &mut Vec<(&'p PodView, Vec<i32>)>, pod: &'p PodView, port: Option<i32>) {
     match seen_pods
         .iter_mut()
-        .find(|(seen, _)| namespace_and_name(&seen.metadata) == pod_key)
+        .find(|(seen, _)| seen.namespace == pod.namespace && seen.name == pod.name)
     {
         Some((_, covered)) => covered.extend(port),
         None => seen_pods.push((pod, port.into_iter().collect())),

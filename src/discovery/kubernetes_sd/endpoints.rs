@@ -7,7 +7,6 @@
 
 use k8s_openapi::api::core::v1::EndpointAddress;
 use k8s_openapi::api::core::v1::Endpoints;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::Service;
 
 use super::super::ADDRESS_LABEL;
@@ -21,6 +20,7 @@ use super::build_group;
 use super::join_host_port;
 use super::namespace_and_name;
 use super::pod;
+use super::pod::PodView;
 use super::service;
 
 pub const ENDPOINT_NODE_NAME: &str = "__meta_kubernetes_endpoint_node_name";
@@ -56,7 +56,7 @@ pub fn referenced_pods(endpoints: &Endpoints) -> impl Iterator<Item = (&str, &st
 pub fn endpoints_group(
     endpoints: &Endpoints,
     services: &dyn ObjectLookup<Service>,
-    pods: &dyn ObjectLookup<Pod>,
+    pods: &dyn ObjectLookup<PodView>,
     interner: &mut Interner,
 ) -> TargetGroup {
     let (namespace, name) = namespace_and_name(&endpoints.metadata);
@@ -69,7 +69,7 @@ pub fn endpoints_group(
 
     let mut targets = Vec::new();
     // Pods met, in the order met, with the endpoint ports their targets already cover.
-    let mut seen_pods: Vec<(&Pod, Vec<i32>)> = Vec::new();
+    let mut seen_pods: Vec<(&PodView, Vec<i32>)> = Vec::new();
     for subset in endpoints.subsets.iter().flatten() {
         for port in subset.ports.iter().flatten() {
             let ready = subset.addresses.iter().flatten().map(|address| (address, "true"));
@@ -219,7 +219,7 @@ mod tests {
     #[test]
     fn a_pod_address_gets_pod_labels_and_uncovered_container_ports_become_targets() {
         // Prometheus's `TestEndpointsDiscoveryWithPod` shape.
-        let pods: Vec<Pod> = vec![object(json!({
+        let pods: Vec<PodView> = vec![PodView::of(&object(json!({
             "metadata": {"name": "testpod", "namespace": "default", "uid": "deadbeef"},
             "spec": {
                 "nodeName": "testnode",
@@ -233,7 +233,7 @@ mod tests {
                 }]
             },
             "status": {"hostIP": "2.3.4.5", "podIP": "1.2.3.4"}
-        }))];
+        })))];
         let endpoints: Endpoints = object(json!({
             "metadata": {"name": "testendpoints", "namespace": "default"},
             "subsets": [{

@@ -7,7 +7,6 @@
 //! The secondary slice of a dual-stack service has no targets (they would repeat the primary
 //! slice's).
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -23,6 +22,7 @@ use super::build_group;
 use super::join_host_port;
 use super::namespace_and_name;
 use super::pod;
+use super::pod::PodView;
 use super::sanitize_label_name;
 use super::service;
 
@@ -72,7 +72,7 @@ pub fn referenced_pods(slice: &EndpointSlice) -> impl Iterator<Item = (&str, &st
 pub fn endpoint_slice_group(
     slice: &EndpointSlice,
     services: &dyn ObjectLookup<Service>,
-    pods: &dyn ObjectLookup<Pod>,
+    pods: &dyn ObjectLookup<PodView>,
     interner: &mut Interner,
 ) -> TargetGroup {
     let (namespace, name) = namespace_and_name(&slice.metadata);
@@ -91,7 +91,7 @@ pub fn endpoint_slice_group(
 
     let mut targets = Vec::new();
     // Pods met, in the order met, with the slice ports their targets already cover.
-    let mut seen_pods: Vec<(&Pod, Vec<i32>)> = Vec::new();
+    let mut seen_pods: Vec<(&PodView, Vec<i32>)> = Vec::new();
     let ports = slice.ports.as_deref().unwrap_or_default();
     for endpoint in &slice.endpoints {
         for port in ports {
@@ -323,7 +323,7 @@ mod tests {
         Vec::new()
     }
 
-    fn no_pods() -> Vec<Pod> {
+    fn no_pods() -> Vec<PodView> {
         Vec::new()
     }
 
@@ -379,7 +379,7 @@ mod tests {
     #[test]
     fn a_pod_endpoint_gets_pod_and_container_labels_and_uncovered_ports_become_targets() {
         // Prometheus's `TestEndpointSliceDiscoveryAdd`.
-        let pods: Vec<Pod> = vec![object(json!({
+        let pods: Vec<PodView> = vec![PodView::of(&object(json!({
             "metadata": {"name": "testpod", "namespace": "default", "uid": "deadbeef"},
             "spec": {
                 "nodeName": "testnode",
@@ -391,7 +391,7 @@ mod tests {
                 ]
             },
             "status": {"hostIP": "2.3.4.5", "podIP": "1.2.3.4"}
-        }))];
+        })))];
         let slice: EndpointSlice = object(json!({
             "metadata": {"name": "testendpoints", "namespace": "default"},
             "addressType": "IPv4",
@@ -449,7 +449,7 @@ mod tests {
     #[test]
     fn init_container_ports_match_and_uncovered_ones_are_exposed() {
         // Prometheus's `TestEndpointSliceDiscoverySidecarContainer`.
-        let pods: Vec<Pod> = vec![object(json!({
+        let pods: Vec<PodView> = vec![PodView::of(&object(json!({
             "metadata": {"name": "testpod", "namespace": "default", "uid": "deadbeef"},
             "spec": {
                 "nodeName": "testnode",
@@ -465,7 +465,7 @@ mod tests {
                 ]
             },
             "status": {"hostIP": "2.3.4.5", "podIP": "4.3.2.1"}
-        }))];
+        })))];
         let slice: EndpointSlice = object(json!({
             "metadata": {"name": "testsidecar", "namespace": "default"},
             "addressType": "IPv4",

@@ -3,10 +3,16 @@
 //! container without ports (the user adds a port by relabelling). Init containers count,
 //! marked `__meta_kubernetes_pod_container_init="true"`. A pod without an IP (starting,
 //! evicted) has an empty group. The pod labels are also what the endpoints roles attach.
+//!
+//! A pod is kept as a [`PodView`]: what the conversions read, taken from the object when it
+//! arrives. A typed `Pod` is over 4 KB before any of its strings (the spec and status
+//! structs are large even when empty), so at 100k pods the cache alone was hundreds of MB on
+//! the leader; a view is a few hundred bytes, its labels interned.
 
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::api::core::v1::ContainerStatus;
 use k8s_openapi::api::core::v1::Pod;
+use ta_raft::intern::Symbol;
 
 use super::super::ADDRESS_LABEL;
 use super::super::Interner;
@@ -34,13 +40,86 @@ pub const CONTAINER_PORT_NAME: &str = "__meta_kubernetes_pod_container_port_name
 pub const CONTAINER_PORT_NUMBER: &str = "__meta_kubernetes_pod_container_port_number";
 pub const CONTAINER_PORT_PROTOCOL: &str = "__meta_kubernetes_pod_container_port_protocol";
 
+/// What the conversions read of a pod, taken once when it arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodView {
+    pub namespace: String,
+    pub name: String,
+    /// `""` while the pod has no IP.
+    pub ip: String,
+    /// The pod-wide labels (Prometheus `podLabels`), without the namespace, in the order set.
+    labels: Vec<(Symbol, Symbol)>,
+    /// The containers, then the init containers.
+    containers: Vec<ContainerView>,
+}
+
+/// One container of a [`PodView`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerView {
+    pub name: String,
+    pub image: String,
+    pub id: String,
+    pub init: bool,
+    pub ports: Vec<PortView>,
+}
+
+/// One container port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortView {
+    pub name: String,
+    pub number: i32,
+    pub protocol: String,
+}
+
+impl PodView {
+    /// The view of `pod`.
+    pub fn of(pod: &Pod) -> Self {
+        let (namespace, name) = namespace_and_name(&pod.metadata);
+        let labels = pod_labels_of(pod)
+            .pairs()
+            .iter()
+            .map(|(n, v)| (Symbol::from(n.as_str()), Symbol::from(v.as_str())))
+            .collect();
+        let containers = containers(pod)
+            .map(|(container, init)| ContainerView {
+                name: container.name.clone(),
+                image: container.image.clone().unwrap_or_default(),
+                id: container_id(pod, &container.name, init),
+                init,
+                ports: container
+                    .ports
+                    .iter()
+                    .flatten()
+                    .map(|port| PortView {
+                        name: port.name.clone().unwrap_or_default(),
+                        number: port.container_port,
+                        protocol: port.protocol.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Self {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            ip: pod_ip(pod).to_string(),
+            labels,
+            containers,
+        }
+    }
+
+    /// The containers, then the init containers.
+    pub fn containers(&self) -> &[ContainerView] {
+        &self.containers
+    }
+}
+
 /// The group source of a pod.
 pub fn pod_source(namespace: &str, name: &str) -> String {
     format!("pod/{namespace}/{name}")
 }
 
 /// The pod's IP, `""` when it has none yet.
-pub fn pod_ip(pod: &Pod) -> &str {
+fn pod_ip(pod: &Pod) -> &str {
     pod.status
         .as_ref()
         .and_then(|status| status.pod_ip.as_deref())
@@ -48,35 +127,33 @@ pub fn pod_ip(pod: &Pod) -> &str {
 }
 
 /// The group of one pod.
-pub fn pod_group(pod: &Pod, interner: &mut Interner) -> TargetGroup {
-    let (namespace, name) = namespace_and_name(&pod.metadata);
-    let source = pod_source(namespace, name);
-    let ip = pod_ip(pod);
+pub fn pod_group(pod: &PodView, interner: &mut Interner) -> TargetGroup {
+    let source = pod_source(&pod.namespace, &pod.name);
+    let ip = pod.ip.as_str();
     if ip.is_empty() {
         return build_group(source, Vec::new(), LabelPairs::new(), interner);
     }
     let mut labels = pod_labels(pod);
-    labels.set(NAMESPACE_LABEL, namespace);
+    labels.set(NAMESPACE_LABEL, pod.namespace.as_str());
 
     let mut targets = Vec::new();
-    for (container, is_init) in containers(pod) {
+    for container in pod.containers() {
         let mut target = LabelPairs::new();
         target.set(CONTAINER_NAME, container.name.as_str());
-        target.set(CONTAINER_ID, container_id(pod, &container.name, is_init));
-        target.set(CONTAINER_IMAGE, container.image.clone().unwrap_or_default());
-        target.set(CONTAINER_INIT, is_init.to_string());
-        let ports = container.ports.as_deref().unwrap_or_default();
-        if ports.is_empty() {
+        target.set(CONTAINER_ID, container.id.as_str());
+        target.set(CONTAINER_IMAGE, container.image.as_str());
+        target.set(CONTAINER_INIT, container.init.to_string());
+        if container.ports.is_empty() {
             target.set(ADDRESS_LABEL, ip);
             targets.push(target);
             continue;
         }
-        for port in ports {
+        for port in &container.ports {
             let mut port_target = target.clone();
-            port_target.set(ADDRESS_LABEL, join_host_port(ip, port.container_port));
-            port_target.set(CONTAINER_PORT_NUMBER, port.container_port.to_string());
-            port_target.set(CONTAINER_PORT_NAME, port.name.clone().unwrap_or_default());
-            port_target.set(CONTAINER_PORT_PROTOCOL, port.protocol.clone().unwrap_or_default());
+            port_target.set(ADDRESS_LABEL, join_host_port(ip, port.number));
+            port_target.set(CONTAINER_PORT_NUMBER, port.number.to_string());
+            port_target.set(CONTAINER_PORT_NAME, port.name.as_str());
+            port_target.set(CONTAINER_PORT_PROTOCOL, port.protocol.as_str());
             targets.push(port_target);
         }
     }
@@ -84,7 +161,16 @@ pub fn pod_group(pod: &Pod, interner: &mut Interner) -> TargetGroup {
 }
 
 /// The pod-wide labels (Prometheus `podLabels`), without the namespace.
-pub fn pod_labels(pod: &Pod) -> LabelPairs {
+pub fn pod_labels(pod: &PodView) -> LabelPairs {
+    let mut labels = LabelPairs::new();
+    for (name, value) in &pod.labels {
+        labels.set(name.as_str(), value.as_str());
+    }
+    labels
+}
+
+/// [`pod_labels`] from the object itself.
+fn pod_labels_of(pod: &Pod) -> LabelPairs {
     let status = pod.status.as_ref();
     let mut labels = LabelPairs::new();
     labels.set(POD_IP, pod_ip(pod));
@@ -127,7 +213,7 @@ fn pod_ready(pod: &Pod) -> String {
 }
 
 /// The containers, then the init containers, each with whether it is an init container.
-pub fn containers(pod: &Pod) -> impl Iterator<Item = (&Container, bool)> {
+fn containers(pod: &Pod) -> impl Iterator<Item = (&Container, bool)> {
     let spec = pod.spec.as_ref();
     let regular = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
     let init = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or_default();
@@ -157,28 +243,23 @@ fn container_id(pod: &Pod, container: &str, is_init: bool) -> String {
 /// of the matching container port. As Prometheus, the first matching port of each
 /// container is taken and a later container overrides an earlier one. `protocol` is the
 /// protocol label to use, when the role takes it from the endpoint port instead.
-pub fn matching_container_port_labels(pod: &Pod, port: i32, protocol: Option<&str>) -> Option<LabelPairs> {
+pub fn matching_container_port_labels(pod: &PodView, port: i32, protocol: Option<&str>) -> Option<LabelPairs> {
     let mut found = None;
-    for (container, is_init) in containers(pod) {
-        let Some(container_port) = container
-            .ports
-            .iter()
-            .flatten()
-            .find(|candidate| candidate.container_port == port)
-        else {
+    for container in pod.containers() {
+        let Some(container_port) = container.ports.iter().find(|candidate| candidate.number == port) else {
             continue;
         };
         let mut labels = LabelPairs::new();
         labels.set(CONTAINER_NAME, container.name.as_str());
-        labels.set(CONTAINER_IMAGE, container.image.clone().unwrap_or_default());
-        labels.set(CONTAINER_PORT_NAME, container_port.name.clone().unwrap_or_default());
+        labels.set(CONTAINER_IMAGE, container.image.as_str());
+        labels.set(CONTAINER_PORT_NAME, container_port.name.as_str());
         labels.set(CONTAINER_PORT_NUMBER, port.to_string());
         let protocol = match protocol {
             Some(protocol) => protocol.to_string(),
-            None => container_port.protocol.clone().unwrap_or_default(),
+            None => container_port.protocol.clone(),
         };
         labels.set(CONTAINER_PORT_PROTOCOL, protocol);
-        labels.set(CONTAINER_INIT, is_init.to_string());
+        labels.set(CONTAINER_INIT, container.init.to_string());
         found = Some(labels);
     }
     found
@@ -186,26 +267,26 @@ pub fn matching_container_port_labels(pod: &Pod, port: i32, protocol: Option<&st
 
 /// Targets for the container ports of a pod that no endpoint port covered (the endpoints
 /// roles still expose them, with the pod labels), none when the pod has no IP.
-pub fn uncovered_container_port_targets(pod: &Pod, covered_ports: &[i32]) -> Vec<LabelPairs> {
-    let ip = pod_ip(pod);
+pub fn uncovered_container_port_targets(pod: &PodView, covered_ports: &[i32]) -> Vec<LabelPairs> {
+    let ip = pod.ip.as_str();
     if ip.is_empty() {
         return Vec::new();
     }
     let pod_labels = pod_labels(pod);
     let mut targets = Vec::new();
-    for (container, is_init) in containers(pod) {
-        for port in container.ports.iter().flatten() {
-            if covered_ports.contains(&port.container_port) {
+    for container in pod.containers() {
+        for port in &container.ports {
+            if covered_ports.contains(&port.number) {
                 continue;
             }
             let mut target = LabelPairs::new();
-            target.set(ADDRESS_LABEL, join_host_port(ip, port.container_port));
+            target.set(ADDRESS_LABEL, join_host_port(ip, port.number));
             target.set(CONTAINER_NAME, container.name.as_str());
-            target.set(CONTAINER_IMAGE, container.image.clone().unwrap_or_default());
-            target.set(CONTAINER_PORT_NAME, port.name.clone().unwrap_or_default());
-            target.set(CONTAINER_PORT_NUMBER, port.container_port.to_string());
-            target.set(CONTAINER_PORT_PROTOCOL, port.protocol.clone().unwrap_or_default());
-            target.set(CONTAINER_INIT, is_init.to_string());
+            target.set(CONTAINER_IMAGE, container.image.as_str());
+            target.set(CONTAINER_PORT_NAME, port.name.as_str());
+            target.set(CONTAINER_PORT_NUMBER, port.number.to_string());
+            target.set(CONTAINER_PORT_PROTOCOL, port.protocol.as_str());
+            target.set(CONTAINER_INIT, container.init.to_string());
             target.merge(&pod_labels);
             targets.push(target);
         }
@@ -295,7 +376,7 @@ mod tests {
 
     #[test]
     fn a_pod_with_several_ports_and_a_portless_container_matches_prometheus() {
-        let group = pod_group(&multi_port_pod(), &mut Interner::default());
+        let group = pod_group(&PodView::of(&multi_port_pod()), &mut Interner::default());
         assert_group(
             &group,
             "pod/default/testpod",
@@ -352,7 +433,7 @@ mod tests {
 
     #[test]
     fn init_containers_are_targets_marked_as_init() {
-        let group = pod_group(&init_container_pod(), &mut Interner::default());
+        let group = pod_group(&PodView::of(&init_container_pod()), &mut Interner::default());
         assert_group(
             &group,
             "pod/default/testpod",
@@ -394,7 +475,7 @@ mod tests {
         if let Some(status) = pod.status.as_mut() {
             status.pod_ip = None;
         }
-        let group = pod_group(&pod, &mut Interner::default());
+        let group = pod_group(&PodView::of(&pod), &mut Interner::default());
         assert_group(&group, "pod/default/testpod", &[], &[]);
     }
 
@@ -405,7 +486,7 @@ mod tests {
             "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80}]}]},
             "status": {"podIP": "fd00::5"}
         }));
-        let group = pod_group(&pod, &mut Interner::default());
+        let group = pod_group(&PodView::of(&pod), &mut Interner::default());
         assert_group(
             &group,
             "pod/ns/p",
@@ -439,7 +520,7 @@ mod tests {
             "spec": {"containers": [{"name": "c"}]},
             "status": {"podIP": "::1"}
         }));
-        let group = pod_group(&pod, &mut Interner::default());
+        let group = pod_group(&PodView::of(&pod), &mut Interner::default());
         assert_eq!(group.targets[0].get("__address__"), Some("::1"));
         assert_eq!(
             group.labels.get("__meta_kubernetes_pod_label_app_kubernetes_io_name"),

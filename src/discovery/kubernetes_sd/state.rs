@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Endpoints;
@@ -41,6 +42,7 @@ use super::ingress;
 use super::namespace_and_name;
 use super::node;
 use super::pod;
+use super::pod::PodView;
 use super::service;
 
 /// `(namespace, name)`; the namespace is empty for cluster-scoped objects (nodes).
@@ -122,18 +124,38 @@ impl WatchUpdate {
     }
 }
 
-/// The objects of one kind, from all the watches of that kind.
-struct ObjectCache<K> {
-    objects: BTreeMap<ObjectKey, K>,
-    /// Objects of a relist in progress, per watch, swapped in when it completes.
-    relisting: HashMap<usize, BTreeMap<ObjectKey, K>>,
+/// How an object of kind `K` is kept in the cache: most kinds as themselves (slimmed), pods
+/// as the [`PodView`] the conversions read.
+trait Kept<K>: PartialEq + Sized {
+    fn keep(object: K) -> Self;
 }
 
-impl<K> Default for ObjectCache<K> {
+impl<K: k8s_openapi::Metadata<Ty = ObjectMeta> + PartialEq> Kept<K> for K {
+    fn keep(object: K) -> Self {
+        slim(object)
+    }
+}
+
+impl Kept<Pod> for PodView {
+    fn keep(pod: Pod) -> Self {
+        PodView::of(&pod)
+    }
+}
+
+/// The objects of one kind, from all the watches of that kind, kept as `V`.
+struct ObjectCache<K, V = K> {
+    objects: BTreeMap<ObjectKey, V>,
+    /// Objects of a relist in progress, per watch, swapped in when it completes.
+    relisting: HashMap<usize, BTreeMap<ObjectKey, V>>,
+    kind: PhantomData<fn(K)>,
+}
+
+impl<K, V> Default for ObjectCache<K, V> {
     fn default() -> Self {
         Self {
             objects: BTreeMap::new(),
             relisting: HashMap::new(),
+            kind: PhantomData,
         }
     }
 }
@@ -143,13 +165,16 @@ fn key_of(meta: &ObjectMeta) -> ObjectKey {
     (namespace.to_string(), name.to_string())
 }
 
-impl<K: k8s_openapi::Metadata<Ty = ObjectMeta> + PartialEq> ObjectCache<K> {
+impl<K: k8s_openapi::Metadata<Ty = ObjectMeta>, V: Kept<K>> ObjectCache<K, V> {
     /// Apply one event of watch `watch`, whose objects are those of `namespace` (all when
     /// `None`). Returns the keys whose object appeared, changed or went away, and whether
     /// the event completed a list.
     fn apply(&mut self, watch: usize, namespace: Option<&str>, event: watcher::Event<K>) -> (Vec<ObjectKey>, bool) {
         match event {
-            watcher::Event::Apply(object) => (self.upsert(slim(object)).into_iter().collect(), false),
+            watcher::Event::Apply(object) => {
+                let key = key_of(object.metadata());
+                (self.upsert(key, V::keep(object)).into_iter().collect(), false)
+            }
             watcher::Event::Delete(object) => {
                 let key = key_of(object.metadata());
                 let removed = self.objects.remove(&key).is_some();
@@ -160,11 +185,8 @@ impl<K: k8s_openapi::Metadata<Ty = ObjectMeta> + PartialEq> ObjectCache<K> {
                 (Vec::new(), false)
             }
             watcher::Event::InitApply(object) => {
-                let object = slim(object);
-                self.relisting
-                    .entry(watch)
-                    .or_default()
-                    .insert(key_of(object.metadata()), object);
+                let key = key_of(object.metadata());
+                self.relisting.entry(watch).or_default().insert(key, V::keep(object));
                 (Vec::new(), false)
             }
             watcher::Event::InitDone => {
@@ -175,8 +197,7 @@ impl<K: k8s_openapi::Metadata<Ty = ObjectMeta> + PartialEq> ObjectCache<K> {
     }
 
     /// Insert or replace; the key if anything changed.
-    fn upsert(&mut self, object: K) -> Option<ObjectKey> {
-        let key = key_of(object.metadata());
+    fn upsert(&mut self, key: ObjectKey, object: V) -> Option<ObjectKey> {
         if self.objects.get(&key) == Some(&object) {
             return None;
         }
@@ -185,7 +206,7 @@ impl<K: k8s_openapi::Metadata<Ty = ObjectMeta> + PartialEq> ObjectCache<K> {
     }
 
     /// Make the objects of `namespace` (all when `None`) exactly `listed`.
-    fn replace_scope(&mut self, namespace: Option<&str>, listed: BTreeMap<ObjectKey, K>) -> Vec<ObjectKey> {
+    fn replace_scope(&mut self, namespace: Option<&str>, listed: BTreeMap<ObjectKey, V>) -> Vec<ObjectKey> {
         let in_scope = |key: &ObjectKey| namespace.is_none_or(|namespace| key.0 == namespace);
         let gone: Vec<ObjectKey> = self
             .objects
@@ -198,19 +219,19 @@ impl<K: k8s_openapi::Metadata<Ty = ObjectMeta> + PartialEq> ObjectCache<K> {
             self.objects.remove(&key);
             changed.push(key);
         }
-        for object in listed.into_values() {
-            changed.extend(self.upsert(object));
+        for (key, object) in listed {
+            changed.extend(self.upsert(key, object));
         }
         changed
     }
 
-    fn get(&self, key: &ObjectKey) -> Option<&K> {
+    fn get(&self, key: &ObjectKey) -> Option<&V> {
         self.objects.get(key)
     }
 }
 
-impl<K> ObjectLookup<K> for ObjectCache<K> {
-    fn find(&self, namespace: &str, name: &str) -> Option<&K> {
+impl<K, V> ObjectLookup<V> for ObjectCache<K, V> {
+    fn find(&self, namespace: &str, name: &str) -> Option<&V> {
         self.objects.get(&(namespace.to_string(), name.to_string()))
     }
 }
@@ -239,7 +260,7 @@ struct WatchProgress {
 pub struct DiscoveryState {
     role: KubernetesRole,
     watches: Vec<WatchProgress>,
-    pods: ObjectCache<Pod>,
+    pods: ObjectCache<Pod, PodView>,
     services: ObjectCache<Service>,
     endpoints: ObjectCache<Endpoints>,
     endpoint_slices: ObjectCache<EndpointSlice>,
