@@ -367,7 +367,10 @@ async fn watch(http: &reqwest::Client, replicas: &mut [Replica], run_for: Option
             }
             _ => String::new(),
         };
-        if baseline.is_none() {
+        // The baseline is the first assignment that has targets: the first tick can come
+        // after the replicas are ready (scrape configs in) and before the first plan of
+        // targets, and an empty baseline would report "0 of 0" for the whole run.
+        if baseline.as_ref().is_none_or(BTreeMap::is_empty) {
             baseline = current;
         }
         println!("{} | {moved}", line.join(" | "));
