@@ -1,7 +1,7 @@
 //! Go's `time.ParseDuration` syntax, which upstream's `targetallocator.yaml` uses for its own
 //! durations (`collector_not_ready_grace_period: 30s`, `1m30s`, `1.5h`; Prometheus-style `1d`
-//! is not accepted there, upstream-compat.md §1.1). Prometheus fields inside `config:` use
-//! Prometheus's own duration syntax instead.
+//! is not accepted there; docs/compatibility.md, "Durations"). Prometheus fields inside
+//! `config:` use Prometheus's own duration syntax instead.
 //!
 //! Grammar: `[-+]?([0-9]*(\.[0-9]*)?unit)+` or a bare `0`, with units `ns`, `us`, `µs`, `μs`,
 //! `ms`, `s`, `m`, `h`. Negative durations parse in Go; a config duration cannot be negative,

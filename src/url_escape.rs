@@ -1,7 +1,7 @@
 //! Go's `url.QueryEscape`, `url.QueryUnescape` and `URL.Query()`, which the upstream
-//! protocol uses for job names in paths (upstream-compat.md §11.1) and for query parameters:
-//! a space is `+`, everything but `A-Za-z0-9-_.~` is `%XX`, and decoding turns `+` back into
-//! a space.
+//! protocol uses for job names in paths (docs/compatibility.md, "Job names in URLs") and for
+//! query parameters: a space is `+`, everything but `A-Za-z0-9-_.~` is `%XX`, and decoding
+//! turns `+` back into a space.
 
 /// Escape `text` as a query component.
 pub fn query_escape(text: &str) -> String {

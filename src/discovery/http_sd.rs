@@ -1,7 +1,7 @@
 //! `http_sd_configs`: target groups polled from a URL, as Prometheus's `discovery/http`
-//! (upstream-compat.md §3.4). A `GET` every `refresh_interval` (the first at start), with
-//! `Accept: application/json`, a `User-Agent` and `X-Prometheus-Refresh-Interval-Seconds`,
-//! and the refresh interval as timeout. Success needs status 200, a JSON content type
+//! (docs/compatibility.md, "http_sd"). A `GET` every `refresh_interval` (the first at
+//! start), with `Accept: application/json`, a `User-Agent` and
+//! `X-Prometheus-Refresh-Interval-Seconds`, and the refresh interval as timeout. Success needs status 200, a JSON content type
 //! (`application/json`, optionally `; charset=utf-8`) and a JSON list of groups; each group
 //! gets the source `"{url}:{index}"` and the label `__meta_url`.
 //!
@@ -9,7 +9,8 @@
 //! The provider is synced after its first attempt even if it failed: Prometheus's refresh
 //! loop also treats a failed first refresh as done, with nothing known (no update is sent,
 //! and the scrape manager proceeds without the source's targets). Waiting for a success
-//! instead would let one unreachable endpoint block every removal forever (DESIGN.md I7).
+//! instead would let one unreachable endpoint block every removal forever (I7,
+//! docs/architecture.md).
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,7 +1,7 @@
 //! The discovery manager: runs one provider task per configured source of every job and one
 //! aggregating task that owns the combined view, published as [`Discovered`] on a `watch`
 //! channel. The combined view says whether every source has finished its first sync, which
-//! the leader waits for before proposing removals (DESIGN.md I7).
+//! the leader waits for before proposing removals (I7, docs/architecture.md).
 //!
 //! Sources this build does not run (`Unsupported`) get no task; they count as synced with
 //! nothing discovered, so they cannot block I7 forever, and are listed in

@@ -5,8 +5,8 @@
 //!
 //! - Nothing is published as discovered until every watch has completed its first list
 //!   (`InitDone`): before that, an empty or partial view is not "these are all the targets"
-//!   (DESIGN.md I7), and an endpoints group built before its pods are listed would lack the
-//!   pod labels relabel rules select on.
+//!   (I7, docs/architecture.md), and an endpoints group built before its pods are listed
+//!   would lack the pod labels relabel rules select on.
 //! - A relist (after a watch expired, or a reconnect that needs one) replaces that watch's
 //!   objects only when it completes, so a relist in progress never looks like deletions.
 //! - An error never removes anything: the objects stay as last listed and the error is
