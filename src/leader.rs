@@ -52,7 +52,6 @@ use crate::kubernetes::collectors::CollectorView;
 use crate::kubernetes::prometheus_cr::combined::JobSet;
 use crate::metrics::Metrics;
 use crate::pipeline::DesiredState;
-use crate::pipeline::TargetLimits;
 use crate::registration::Registry;
 
 /// What the loop needs.
@@ -159,10 +158,7 @@ impl LeaderLoop {
         let (mut wanted_configs, mut config_digest) = wanted_scrape_configs(&jobs);
         let strategy_name = self.config.strategy.strategy.as_str();
         let limits = self.config.limits;
-        let mut desired = DesiredState::with_limits(TargetLimits {
-            max_label_bytes: limits.max_label_bytes,
-            max_labels_per_target: limits.max_labels_per_target,
-        });
+        let mut desired = DesiredState::with_limits(limits);
         let mut refusals = Refusals::default();
         let mut synced = false;
         let mut pending: Vec<TargetId> = Vec::new();
@@ -349,10 +345,11 @@ impl LeaderLoop {
             } else {
                 "SetCollectors"
             };
+            let planned = started.elapsed();
             self.metrics
                 .time_to_allocate
                 .with_label_values(&[method, strategy_name])
-                .observe(started.elapsed().as_secs_f64());
+                .observe(planned.as_secs_f64());
             if plan.is_empty() {
                 last_observed = Some(observed);
                 pending.clear();
@@ -363,13 +360,15 @@ impl LeaderLoop {
                 continue;
             }
             let summary = plan.summary.clone();
-            let planned = started.elapsed();
+            let proposed = Instant::now();
             // Only target changes count against the window: a new leader's first plan (its
             // collectors) must not hold back the targets its discovery is about to deliver.
-            if summary.targets_added + summary.targets_removed + summary.targets_moved + summary.labels_refreshed > 0 {
-                last_plan = Some(Instant::now());
+            if summary.changes_targets() {
+                last_plan = Some(proposed);
+                // The next tick a full window from now, so a stream of changes still makes
+                // one batch per window.
+                ticker.reset();
             }
-            let proposed = Instant::now();
             match self.propose_entries(plan.commands, &mut leading).await {
                 Some(Outcome::Rejected { conflicts }) => {
                     tracing::info!(
@@ -425,7 +424,7 @@ impl LeaderLoop {
         let wanted = desired.desired().len();
         let now = Refusals {
             max_targets: (wanted > max_targets).then_some((wanted, max_targets)),
-            targets_by_job: desired.refused(),
+            targets_by_job: desired.refused().clone(),
         };
         if now == *refusals {
             return;

@@ -7,6 +7,7 @@
 //! Within a group the last wins; across groups the most recently processed group's labels
 //! win, and the target stays while any group still yields it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -14,6 +15,7 @@ use ta_raft::TargetId;
 use ta_raft::intern::Symbol;
 
 use crate::allocation::desired::DesiredTargets;
+use crate::config::LimitsConfig;
 use crate::discovery::TargetGroup;
 use crate::targets::FilterStrategy;
 use crate::targets::JobSettings;
@@ -23,36 +25,18 @@ use crate::targets::build_group;
 struct ProcessedGroup {
     group: Arc<TargetGroup>,
     ids: Vec<TargetId>,
-    /// Targets of the group refused by the [`TargetLimits`].
+    /// Targets of the group refused by the limits.
     refused: usize,
 }
 
-/// Ceilings on one target (`limits.max_label_bytes`, `limits.max_labels_per_target`): a
-/// target above either is refused, counted, and not allocated (docs/compatibility.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TargetLimits {
-    pub max_label_bytes: usize,
-    pub max_labels_per_target: usize,
-}
-
-impl Default for TargetLimits {
-    fn default() -> Self {
-        let limits = crate::config::LimitsConfig::default();
-        Self {
-            max_label_bytes: limits.max_label_bytes,
-            max_labels_per_target: limits.max_labels_per_target,
-        }
-    }
-}
-
-impl TargetLimits {
-    /// Whether a target with these served labels is within the limits.
-    pub fn admits(&self, labels: &ta_raft::model::Labels) -> bool {
-        labels.len() <= self.max_labels_per_target
-            && labels
-                .iter()
-                .all(|(name, value)| name.len() <= self.max_label_bytes && value.len() <= self.max_label_bytes)
-    }
+/// Whether a target with these served labels is within `limits.max_label_bytes` and
+/// `limits.max_labels_per_target`; one above either is refused, counted, and not allocated
+/// (docs/compatibility.md, "Limits").
+fn within_limits(limits: &LimitsConfig, labels: &ta_raft::model::Labels) -> bool {
+    labels.len() <= limits.max_labels_per_target
+        && labels
+            .iter()
+            .all(|(name, value)| name.len() <= limits.max_label_bytes && value.len() <= limits.max_label_bytes)
 }
 
 /// Desired targets kept in step with discovery.
@@ -63,7 +47,9 @@ pub struct DesiredState {
     jobs: FxHashMap<String, Vec<ProcessedGroup>>,
     /// How many processed groups yield each target.
     yielded_by: FxHashMap<TargetId, u32>,
-    limits: TargetLimits,
+    limits: LimitsConfig,
+    /// Per job with any, the targets of its current groups the limits refused.
+    refused: BTreeMap<String, usize>,
 }
 
 impl DesiredState {
@@ -72,7 +58,7 @@ impl DesiredState {
     }
 
     /// A state that refuses targets above `limits`.
-    pub fn with_limits(limits: TargetLimits) -> Self {
+    pub fn with_limits(limits: LimitsConfig) -> Self {
         Self {
             limits,
             ..Self::default()
@@ -81,12 +67,8 @@ impl DesiredState {
 
     /// Per job, the targets of its current groups that the limits refused (jobs with none
     /// are left out).
-    pub fn refused(&self) -> std::collections::BTreeMap<String, usize> {
-        self.jobs
-            .iter()
-            .map(|(job, groups)| (job.clone(), groups.iter().map(|g| g.refused).sum::<usize>()))
-            .filter(|(_, refused)| *refused > 0)
-            .collect()
+    pub fn refused(&self) -> &BTreeMap<String, usize> {
+        &self.refused
     }
 
     /// Every desired target.
@@ -126,7 +108,7 @@ impl DesiredState {
             let mut ids = Vec::with_capacity(built.len());
             let mut refused = 0;
             for target in built {
-                if !self.limits.admits(&target.target.labels) {
+                if !within_limits(&self.limits, &target.target.labels) {
                     refused += 1;
                     continue;
                 }
@@ -155,6 +137,12 @@ impl DesiredState {
                     }
                 }
             }
+        }
+        let refused: usize = processed_now.iter().map(|group| group.refused).sum();
+        if refused > 0 {
+            self.refused.insert(job.name.clone(), refused);
+        } else {
+            self.refused.remove(&job.name);
         }
         self.jobs.insert(job.name.clone(), processed_now);
         changed

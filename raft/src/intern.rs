@@ -245,18 +245,6 @@ impl PartialEq for Symbol {
 
 impl Eq for Symbol {}
 
-impl PartialEq<str> for Symbol {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for Symbol {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 impl PartialOrd for Symbol {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
@@ -303,27 +291,9 @@ impl From<&str> for Symbol {
     }
 }
 
-impl From<&String> for Symbol {
-    fn from(text: &String) -> Self {
-        Self::new(text)
-    }
-}
-
 impl From<String> for Symbol {
     fn from(text: String) -> Self {
         Self::new(&text)
-    }
-}
-
-impl From<Box<str>> for Symbol {
-    fn from(text: Box<str>) -> Self {
-        Self::new(&text)
-    }
-}
-
-impl From<&Symbol> for Symbol {
-    fn from(symbol: &Symbol) -> Self {
-        symbol.clone()
     }
 }
 

@@ -222,13 +222,6 @@ impl TableMachine {
     }
 }
 
-impl TableMachine {
-    /// The table as applied here (published to readers only once servable).
-    pub fn table(&self) -> &Table {
-        &self.table
-    }
-}
-
 impl StateMachineLogic<TypeConfig> for TableMachine {
     type Frozen = FrozenTable;
 

@@ -33,9 +33,11 @@ use ta_raft::types::PeerNode;
 use ta_raft::types::TypeConfig;
 use ta_raft::workload::BatchShape;
 
+/// The stores of one data directory, and the table they serve to readers.
 type Stores = (
     ta_storage::LogStore<TypeConfig>,
     ta_storage::StateMachineStore<TypeConfig, TableMachine>,
+    tokio::sync::watch::Receiver<Table>,
 );
 
 const NODE: u64 = 7;
@@ -50,12 +52,14 @@ fn open(dir: &std::path::Path) -> Stores {
     loop {
         // A directory dropped a moment ago may still be locked by sled's flusher thread.
         match ta_storage::DataDir::open(dir) {
-            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+            Err(e) if e.is_locked_by_another_process() && std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) => panic!("open {}: {e}", dir.display()),
             Ok(data_dir) => {
-                return ta_storage::open_stores(&data_dir, TableMachine::new().0).expect("open the stores");
+                let (machine, served) = TableMachine::new();
+                let (log, state_machine) = ta_storage::open_stores(&data_dir, machine).expect("open the stores");
+                return (log, state_machine, served);
             }
         }
     }
@@ -123,7 +127,7 @@ async fn one_history(seed: u64) {
     let served: Table;
     let mut pure = Table::new();
     {
-        let (mut log, mut state_machine) = open(dir.path());
+        let (mut log, mut state_machine, tables) = open(dir.path());
         log.save_vote(&openraft::impls::Vote::new(1, NODE)).await.expect("vote");
         let membership = Membership::new(
             vec![BTreeSet::from([NODE])],
@@ -152,9 +156,7 @@ async fn one_history(seed: u64) {
             pure = ta_raft::apply::apply(&pure, index, &command).table;
             let entry = Entry::new_normal(log_id(index), command);
             append(&mut log, vec![entry.clone()]).await;
-            if rng.gen_bool(0.7) {
-                log.save_committed(Some(log_id(index))).await.expect("committed");
-            }
+            log.save_committed(Some(log_id(index))).await.expect("committed");
             state_machine
                 .apply(futures::stream::iter([Ok((entry, None))]))
                 .await
@@ -180,17 +182,17 @@ async fn one_history(seed: u64) {
                 }
             }
         }
-        served = state_machine.logic().table().clone();
+        served = tables.borrow().clone();
         assert_eq!(served, pure, "seed {seed}: the store applied what a pure apply gives");
     }
 
-    let (mut log, mut state_machine) = open(dir.path());
+    let (mut log, mut state_machine, tables) = open(dir.path());
     openraft::StorageHelper::new(&mut log, &mut state_machine)
         .with_id(NODE)
         .get_initial_state()
         .await
         .unwrap_or_else(|e| panic!("seed {seed}: restart failed: {e}"));
-    let restored = state_machine.logic().table().clone();
+    let restored = tables.borrow().clone();
     assert_eq!(
         restored, served,
         "seed {seed}: the restarted table differs from the one served"

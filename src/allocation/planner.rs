@@ -22,6 +22,7 @@ use ta_raft::Table;
 use ta_raft::TargetId;
 use ta_raft::intern::Symbol;
 
+use super::desired::DesiredTarget;
 use super::desired::DesiredTargets;
 use super::membership;
 use super::membership::CollectorChange;
@@ -84,6 +85,13 @@ pub struct Plan {
     pub commands: Vec<Command>,
     pub summary: PlanSummary,
     pub decisions: usize,
+}
+
+impl PlanSummary {
+    /// True when the plan adds, removes, moves or relabels a target (not only collectors).
+    pub fn changes_targets(&self) -> bool {
+        self.targets_added + self.targets_removed + self.targets_moved + self.labels_refreshed > 0
+    }
 }
 
 impl Plan {
@@ -255,7 +263,7 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
     touched.extend(relabeled.iter().copied());
     // In (job, new owner) order: the read model rebuilds the body of each (job, collector)
     // an entry touches, so an entry of a large plan touches a few bodies instead of all.
-    let mut touched: Vec<(&Symbol, Option<&Symbol>, Option<&Symbol>, TargetId)> = touched
+    let mut touched: Vec<(&DesiredTarget, Option<&Symbol>, Option<&Symbol>, TargetId)> = touched
         .into_iter()
         .filter_map(|id| {
             let wanted = input.desired.get(&id)?;
@@ -264,14 +272,11 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
                 Some(decision) => decision.as_ref(),
                 None => current,
             };
-            Some((&wanted.job, owner, current, id))
+            Some((wanted, owner, current, id))
         })
         .collect();
-    touched.sort_by(|a, b| (a.0, a.1, a.3).cmp(&(b.0, b.1, b.3)));
-    for (_, owner, current, id) in touched {
-        let Some(wanted) = input.desired.get(&id) else {
-            continue;
-        };
+    touched.sort_by(|a, b| (&a.0.job, a.1, a.3).cmp(&(&b.0.job, b.1, b.3)));
+    for (wanted, owner, current, id) in touched {
         let upsert_weight = DECISION_WEIGHT + 2 * wanted.labels.len();
         if added.contains(&id) {
             entries

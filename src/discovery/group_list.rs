@@ -365,12 +365,11 @@ impl<'de> serde::de::Visitor<'de> for TargetsSeed<'_, '_, 'de> {
         self.other("an object")
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let index = self.index;
         loop {
             match seq.next_element_seed(NullableStrSeed)? {
                 Some(Scalar::Str(target)) => self.state.targets.push(target),
                 Some(Scalar::Null) => self.state.targets.push(Cow::Borrowed("")),
-                Some(Scalar::Other) => return Err(self.state.fail(GroupListError::BadTargets { index })),
+                Some(Scalar::Other) => return self.other("a value"),
                 None => return Ok(()),
             }
         }

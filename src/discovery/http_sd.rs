@@ -87,8 +87,7 @@ impl Provider for HttpProvider {
 }
 
 async fn run(provider: HttpProvider, publish: watch::Sender<ProviderSnapshot>, shutdown: CancellationToken) {
-    let mut poller = Poller::new(provider.config.clone(), &provider.user_agent);
-    poller.max_bytes = provider.max_bytes;
+    let mut poller = Poller::new(provider.config.clone(), &provider.user_agent, provider.max_bytes);
     let mut groups: Vec<Arc<TargetGroup>> = Vec::new();
     let mut ticker = refresh_ticker(provider.config.refresh_interval);
     loop {
@@ -128,7 +127,7 @@ struct Poller {
 }
 
 impl Poller {
-    fn new(config: HttpSdConfig, user_agent: &str) -> Self {
+    fn new(config: HttpSdConfig, user_agent: &str, max_bytes: u64) -> Self {
         let client = reqwest::Client::builder()
             .user_agent(user_agent)
             .timeout(config.refresh_interval.max(Duration::from_millis(1)))
@@ -139,7 +138,7 @@ impl Poller {
             client,
             interner: Interner::default(),
             last_body: None,
-            max_bytes: u64::MAX,
+            max_bytes,
         }
     }
 
