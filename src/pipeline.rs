@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use ta_raft::TargetId;
-use ta_raft::intern::Symbol;
 
 use crate::allocation::desired::DesiredTargets;
 use crate::config::LimitsConfig;
 use crate::discovery::TargetGroup;
 use crate::targets::FilterStrategy;
 use crate::targets::JobSettings;
+use crate::targets::PreparedJob;
 use crate::targets::build_group;
 
 /// What one processed group yielded.
@@ -91,7 +91,7 @@ impl DesiredState {
         {
             return Vec::new();
         }
-        let job_symbol = Symbol::from(job.name.as_str());
+        let prepared = PreparedJob::new(job, filter);
         let previous = self.jobs.remove(&job.name).unwrap_or_default();
         let mut previous_by_pointer: FxHashMap<*const TargetGroup, ProcessedGroup> = previous
             .into_iter()
@@ -104,7 +104,7 @@ impl DesiredState {
                 processed_now.push(unchanged);
                 continue;
             }
-            let built = build_group(job, &job_symbol, filter, group);
+            let built = build_group(&prepared, group);
             let mut ids = Vec::with_capacity(built.len());
             let mut refused = 0;
             for target in built {

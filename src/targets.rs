@@ -65,48 +65,193 @@ pub struct AllocatableTarget {
 /// Labels of `group` merged with one target's own; the target's value wins on a clash.
 /// Both inputs are sorted, so this is one merge pass; with no group labels it is a share.
 pub fn served_labels(group_labels: &Labels, target_labels: &Labels) -> Labels {
-    if group_labels.is_empty() {
-        return target_labels.clone();
-    }
-    let mut merged: Vec<(Symbol, Symbol)> = Vec::with_capacity(group_labels.len() + target_labels.len());
-    let mut group = group_labels.pairs().iter().peekable();
-    let mut target = target_labels.pairs().iter().peekable();
-    loop {
-        match (group.peek(), target.peek()) {
-            (Some(g), Some(t)) => match g.0.cmp(&t.0) {
-                std::cmp::Ordering::Less => merged.push((*group.next().expect("peeked")).clone()),
-                std::cmp::Ordering::Greater => merged.push((*target.next().expect("peeked")).clone()),
-                std::cmp::Ordering::Equal => {
-                    group.next();
-                    merged.push((*target.next().expect("peeked")).clone());
+    LabelMerger::default().merge(group_labels, target_labels)
+}
+
+/// One step of merging a group's labels with a target's.
+#[derive(Clone, Copy)]
+enum MergeStep {
+    Group,
+    Target,
+    /// Both have the name; the target's value wins.
+    Both,
+}
+
+/// [`served_labels`] for the targets of one group. The targets of a group almost always carry
+/// the same label names, so the order of the merge is worked out (by comparing names as text)
+/// for the first target and replayed for the next ones whose names are the same symbols.
+#[derive(Default)]
+struct LabelMerger {
+    /// Symbol numbers of the names the steps were worked out for.
+    names: Vec<u32>,
+    steps: Vec<MergeStep>,
+}
+
+impl LabelMerger {
+    fn merge(&mut self, group_labels: &Labels, target_labels: &Labels) -> Labels {
+        if group_labels.is_empty() {
+            return target_labels.clone();
+        }
+        let (group, target) = (group_labels.pairs(), target_labels.pairs());
+        let same_names =
+            self.names.len() == target.len() && target.iter().zip(&self.names).all(|((name, _), id)| name.id() == *id);
+        if !same_names {
+            self.plan(group, target);
+        }
+        let mut merged: Vec<(Symbol, Symbol)> = Vec::with_capacity(self.steps.len());
+        let (mut g, mut t) = (0, 0);
+        for step in &self.steps {
+            match step {
+                MergeStep::Group => {
+                    merged.push(group[g].clone());
+                    g += 1;
                 }
-            },
-            (Some(_), None) => merged.extend(group.by_ref().cloned()),
-            (None, Some(_)) => merged.extend(target.by_ref().cloned()),
-            (None, None) => break,
+                MergeStep::Target => {
+                    merged.push(target[t].clone());
+                    t += 1;
+                }
+                MergeStep::Both => {
+                    merged.push(target[t].clone());
+                    g += 1;
+                    t += 1;
+                }
+            }
+        }
+        // Sorted by construction; shared with the table's copy once applied (on the leader).
+        Labels::shared_sorted(merged)
+    }
+
+    fn plan(&mut self, group: &[(Symbol, Symbol)], target: &[(Symbol, Symbol)]) {
+        self.names.clear();
+        self.names.extend(target.iter().map(|(name, _)| name.id()));
+        self.steps.clear();
+        let (mut g, mut t) = (0, 0);
+        while g < group.len() || t < target.len() {
+            let step = match (group.get(g), target.get(t)) {
+                (Some(gp), Some(tp)) => match gp.0.cmp(&tp.0) {
+                    std::cmp::Ordering::Less => MergeStep::Group,
+                    std::cmp::Ordering::Greater => MergeStep::Target,
+                    std::cmp::Ordering::Equal => MergeStep::Both,
+                },
+                (Some(_), None) => MergeStep::Group,
+                _ => MergeStep::Target,
+            };
+            match step {
+                MergeStep::Group => g += 1,
+                MergeStep::Target => t += 1,
+                MergeStep::Both => {
+                    g += 1;
+                    t += 1;
+                }
+            }
+            self.steps.push(step);
         }
     }
-    // Shared with the table's copy once applied (on the leader).
-    Labels::shared(merged)
+}
+
+/// A job prepared for building its targets: what seeding sets, computed once per pass
+/// instead of once per target.
+pub struct PreparedJob<'a> {
+    pub settings: &'a JobSettings,
+    pub symbol: Symbol,
+    pub filter: FilterStrategy,
+    /// Prometheus's `PopulateDiscoveredLabels` defaults in the order it sets them.
+    seeds: Vec<(Symbol, String)>,
+    disable_sharding: Symbol,
+}
+
+impl<'a> PreparedJob<'a> {
+    pub fn new(settings: &'a JobSettings, filter: FilterStrategy) -> Self {
+        let mut seeds = vec![
+            (Symbol::from("job"), settings.name.clone()),
+            (
+                Symbol::from("__scrape_interval__"),
+                prometheus_duration::format(settings.scrape_interval),
+            ),
+            (
+                Symbol::from("__scrape_timeout__"),
+                prometheus_duration::format(settings.scrape_timeout),
+            ),
+            (Symbol::from("__metrics_path__"), settings.metrics_path.clone()),
+            (Symbol::from("__scheme__"), settings.scheme.clone()),
+        ];
+        for (name, values) in &settings.params {
+            if let Some(first) = values.first() {
+                seeds.push((Symbol::from(format!("__param_{name}")), first.clone()));
+            }
+        }
+        Self {
+            settings,
+            symbol: Symbol::from(settings.name.as_str()),
+            filter,
+            seeds,
+            disable_sharding: Symbol::from(DISABLE_SHARDING),
+        }
+    }
+
+    /// The identity of a target with served labels `served` when the job has no relabel rules:
+    /// what [`relabel_builder`] then [`TargetId::compute`] give, without building labels
+    /// (`None` for a job with more seeds than this tracks; the caller builds them then).
+    fn identity_without_rules(&self, served: &Labels) -> Option<TargetId> {
+        let job = &self.settings.name;
+        if self.filter == FilterStrategy::Disabled {
+            return Some(TargetId::compute(job, served.iter()));
+        }
+        if self.seeds.len() > 64 {
+            return None;
+        }
+        let seed_index = |name: &Symbol| self.seeds.iter().position(|(seed, _)| seed == name);
+        // A seed is set where the discovered value is empty or absent; setting an empty value
+        // deletes. Either way a discovered label of that name is no longer untouched, and
+        // neither is the no-sharding label, which is set and then deleted.
+        let mut discovered: u64 = 0;
+        for (name, value) in served.pairs() {
+            if let Some(i) = seed_index(name)
+                && !value.is_empty()
+            {
+                discovered |= 1 << i;
+            }
+        }
+        let seeded = |i: usize| discovered & (1 << i) == 0;
+        let untouched = served
+            .pairs()
+            .iter()
+            .filter(|(name, _)| *name != self.disable_sharding && seed_index(name).is_none_or(|i| !seeded(i)))
+            .map(|(name, value)| (name.as_str(), value.as_str()));
+        let set = self
+            .seeds
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, value))| seeded(*i) && !value.is_empty())
+            .map(|(_, (name, value))| (name.as_str(), value.as_str()));
+        Some(TargetId::compute(job, untouched.chain(set)))
+    }
 }
 
 /// Build the allocatable targets of `job` from one discovered group. Targets that collapse
 /// to one identity are one target; the last one wins (upstream §4.4).
-pub fn build_group(
-    job: &JobSettings,
-    job_symbol: &Symbol,
-    filter: FilterStrategy,
-    group: &TargetGroup,
-) -> Vec<AllocatableTarget> {
+pub fn build_group(job: &PreparedJob<'_>, group: &TargetGroup) -> Vec<AllocatableTarget> {
     let mut built: Vec<AllocatableTarget> = Vec::with_capacity(group.targets.len());
     // A static config can hold thousands of targets in one group: find repeats by id.
     let mut positions: HashMap<TargetId, usize> = HashMap::with_capacity(group.targets.len());
+    let mut merger = LabelMerger::default();
+    let without_rules = job.settings.rules.is_empty();
     for target_labels in &group.targets {
-        let served = served_labels(&group.labels, target_labels);
-        let Some(builder) = relabel_builder(job, filter, LabelBuilder::from_labels(served.clone())) else {
-            continue;
+        let served = merger.merge(&group.labels, target_labels);
+        let fast = if without_rules {
+            job.identity_without_rules(&served)
+        } else {
+            None
         };
-        let id = TargetId::compute(&job.name, builder.range());
+        let id = match fast {
+            Some(id) => id,
+            None => {
+                let Some(builder) = relabel_builder(job, LabelBuilder::from_labels(served.clone())) else {
+                    continue;
+                };
+                TargetId::compute(&job.settings.name, builder.range())
+            }
+        };
         let address: Symbol = served
             .pairs()
             .iter()
@@ -115,7 +260,7 @@ pub fn build_group(
             .unwrap_or_else(|| Symbol::from(""));
         let node = node_of(&served).map(Symbol::from);
         let target = DesiredTarget {
-            job: job_symbol.clone(),
+            job: job.symbol.clone(),
             address,
             labels: served,
             node,
@@ -133,11 +278,11 @@ pub fn build_group(
 
 /// Build the allocatable targets of `job` from its discovered `groups` (see [`build_group`]).
 pub fn build(job: &JobSettings, filter: FilterStrategy, groups: &[TargetGroup]) -> Vec<AllocatableTarget> {
-    let job_symbol = Symbol::from(job.name.as_str());
+    let prepared = PreparedJob::new(job, filter);
     let mut by_id: HashMap<TargetId, usize> = HashMap::new();
     let mut built: Vec<AllocatableTarget> = Vec::new();
     for group in groups {
-        for target in build_group(job, &job_symbol, filter, group) {
+        for target in build_group(&prepared, group) {
             match by_id.get(&target.id) {
                 Some(&index) => built[index] = target,
                 None => {
@@ -158,7 +303,7 @@ pub fn relabel_target(
     served_labels: &[(String, String)],
 ) -> Option<LabelBuilder> {
     let base = LabelBuilder::new(served_labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-    relabel_builder(job, filter, base)
+    relabel_builder(&PreparedJob::new(job, filter), base)
 }
 
 /// The label prometheus-operator's sharding `keep` reads. The allocator does not know the
@@ -168,11 +313,11 @@ pub fn relabel_target(
 /// never contains the wrapper.
 const DISABLE_SHARDING: &str = "__tmp_disable_sharding";
 
-fn relabel_builder(job: &JobSettings, filter: FilterStrategy, mut builder: LabelBuilder) -> Option<LabelBuilder> {
-    if filter == FilterStrategy::RelabelConfig {
+fn relabel_builder(job: &PreparedJob<'_>, mut builder: LabelBuilder) -> Option<LabelBuilder> {
+    if job.filter == FilterStrategy::RelabelConfig {
         seed(&mut builder, job);
         builder.set(DISABLE_SHARDING, "true");
-        if !relabel::process(&job.rules, &mut builder) {
+        if !relabel::process(&job.settings.rules, &mut builder) {
             return None;
         }
         builder.delete(DISABLE_SHARDING);
@@ -181,20 +326,10 @@ fn relabel_builder(job: &JobSettings, filter: FilterStrategy, mut builder: Label
 }
 
 /// Prometheus's `PopulateDiscoveredLabels` defaults, each set only if absent or empty.
-fn seed(builder: &mut LabelBuilder, job: &JobSettings) {
-    let mut set_default = |name: &str, value: &str| {
+fn seed(builder: &mut LabelBuilder, job: &PreparedJob<'_>) {
+    for (name, value) in &job.seeds {
         if builder.get(name).is_empty() {
             builder.set(name, value);
-        }
-    };
-    set_default("job", &job.name);
-    set_default("__scrape_interval__", &prometheus_duration::format(job.scrape_interval));
-    set_default("__scrape_timeout__", &prometheus_duration::format(job.scrape_timeout));
-    set_default("__metrics_path__", &job.metrics_path);
-    set_default("__scheme__", &job.scheme);
-    for (name, values) in &job.params {
-        if let Some(first) = values.first() {
-            set_default(&format!("__param_{name}"), first);
         }
     }
 }
@@ -229,6 +364,74 @@ mod tests {
             source: "0".into(),
             targets: targets.iter().map(|t| map(t)).collect(),
             labels: map(labels),
+        }
+    }
+
+    #[test]
+    fn identities_without_rules_are_the_ones_relabeling_gives() {
+        use rand::Rng;
+        use rand::SeedableRng;
+        let seed: u64 = rand::random();
+        let mut random = rand::rngs::StdRng::seed_from_u64(seed);
+        // Names that seeding or the no-sharding wrapper touch, a meta label and plain ones.
+        let names = [
+            "job",
+            "__scrape_interval__",
+            "__scrape_timeout__",
+            "__metrics_path__",
+            "__scheme__",
+            "__param_module",
+            "__tmp_disable_sharding",
+            "__meta_kubernetes_pod_name",
+            "__address__",
+            "instance",
+            "zone",
+        ];
+        let values = ["", "a", "/metrics", "http", "30s"];
+        for case in 0..2000 {
+            let mut settings = job("fast", vec![]);
+            if random.gen_bool(0.3) {
+                settings.metrics_path = String::new();
+            }
+            if random.gen_bool(0.5) {
+                settings
+                    .params
+                    .insert("module".into(), vec![values[random.gen_range(0..values.len())].into()]);
+            }
+            let mut pairs: Vec<(Symbol, Symbol)> = Vec::new();
+            for name in names {
+                if random.gen_bool(0.5) {
+                    let value = values[random.gen_range(0..values.len())];
+                    pairs.push((Symbol::from(name), Symbol::from(value)));
+                }
+            }
+            let served = Labels::new(pairs);
+            for filter in [FilterStrategy::RelabelConfig, FilterStrategy::Disabled] {
+                let prepared = PreparedJob::new(&settings, filter);
+                let fast = prepared.identity_without_rules(&served).expect("few seeds");
+                let builder = relabel_builder(&prepared, LabelBuilder::from_labels(served.clone())).expect("no rules");
+                let slow = TargetId::compute(&settings.name, builder.range());
+                assert_eq!(fast, slow, "seed {seed}, case {case}, {filter:?}, labels {served:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn merged_labels_are_the_same_whether_the_merge_order_is_worked_out_or_replayed() {
+        let s = |x: &str| Symbol::from(x);
+        let group = Labels::new(vec![(s("b"), s("g")), (s("d"), s("g")), (s("f"), s("g"))]);
+        let mut merger = LabelMerger::default();
+        let first = Labels::new(vec![(s("a"), s("1")), (s("d"), s("t1")), (s("g"), s("1"))]);
+        let second = Labels::new(vec![(s("a"), s("2")), (s("d"), s("t2")), (s("g"), s("2"))]);
+        let other_names = Labels::new(vec![(s("c"), s("3")), (s("f"), s("t3"))]);
+        for target in [&first, &second, &other_names, &first] {
+            let replayed = merger.merge(&group, target);
+            let mut expected: std::collections::BTreeMap<&str, &str> = group.iter().collect();
+            expected.extend(target.iter());
+            assert_eq!(
+                replayed.iter().collect::<Vec<_>>(),
+                expected.into_iter().collect::<Vec<_>>()
+            );
         }
     }
 

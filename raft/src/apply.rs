@@ -6,19 +6,19 @@
 //! every conflict, and the original table is returned untouched.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
 
 use crate::command::Command;
-use crate::command::CommandBody;
 use crate::command::Conflict;
 use crate::command::ConflictReason;
 use crate::command::Decision;
+use crate::command::DecodeError;
 use crate::command::Expect;
 use crate::command::Outcome;
-use crate::command::StringRef;
-use crate::intern::Interner;
 use crate::intern::Symbol;
 use crate::model::Collector;
-use crate::model::Labels;
 use crate::model::Table;
 use crate::model::Target;
 use crate::model::TargetId;
@@ -55,28 +55,26 @@ pub struct Transition {
 
 /// Apply `command`, carried by the log entry at `index`, to `table`.
 pub fn apply(table: &Table, index: u64, command: &Command) -> Transition {
-    apply_interned(table, index, command, &mut Interner::default())
-}
-
-/// [`apply`], sharing label strings through `interner` (a cache: the result is the same
-/// with any interner).
-pub fn apply_interned(table: &Table, index: u64, command: &Command, interner: &mut Interner) -> Transition {
     let body = match command.body() {
         Ok(body) => body,
-        Err(reason) => {
+        Err(error) => {
+            let reason = match error {
+                DecodeError::BadStringRef(reference) => ConflictReason::BadStringRef(*reference),
+                DecodeError::Malformed(_) => ConflictReason::Undecodable(error.to_string()),
+            };
             return Transition {
                 table: table.clone(),
                 outcome: Outcome::Rejected {
                     conflicts: vec![Conflict {
                         decision: usize::MAX,
-                        reason: ConflictReason::Undecodable(reason.to_string()),
+                        reason,
                     }],
                 },
                 changed: ChangedKeys::default(),
             };
         }
     };
-    let mut applier = BatchApplier::new(table, body, interner);
+    let mut applier = BatchApplier::new(table);
     let mut conflicts = Vec::new();
     for (position, decision) in body.decisions.iter().enumerate() {
         if let Err(reason) = applier.decide(decision) {
@@ -96,11 +94,7 @@ pub fn apply_interned(table: &Table, index: u64, command: &Command, interner: &m
         };
     }
     let BatchApplier {
-        mut working,
-        changed,
-        removed_targets,
-        interner,
-        ..
+        mut working, changed, ..
     } = applier;
     if changed.is_empty() {
         return Transition {
@@ -108,9 +102,6 @@ pub fn apply_interned(table: &Table, index: u64, command: &Command, interner: &m
             outcome: Outcome::Unchanged,
             changed,
         };
-    }
-    if removed_targets > 0 && removed_targets * 100 >= table.targets.len().max(1) {
-        interner.collect_garbage();
     }
     working.revision = index;
     Transition {
@@ -121,54 +112,25 @@ pub fn apply_interned(table: &Table, index: u64, command: &Command, interner: &m
 }
 
 /// The state of applying one batch.
-struct BatchApplier<'c, 'i> {
-    command: &'c CommandBody,
-    interner: &'i mut Interner,
+struct BatchApplier {
     working: Table,
     changed: ChangedKeys,
     /// Each target may be touched once per batch (a planner bug otherwise).
-    seen_targets: BTreeSet<TargetId>,
+    seen_targets: FxHashSet<TargetId>,
     removed_collectors: BTreeSet<Symbol>,
-    removed_targets: usize,
-    /// Interned string table, each reference resolved at most once: a batch of 10k targets
-    /// with 40 labels references a few thousand distinct strings 400k times.
-    symbols: Vec<Option<Symbol>>,
 }
 
-impl<'c, 'i> BatchApplier<'c, 'i> {
-    fn new(table: &Table, command: &'c CommandBody, interner: &'i mut Interner) -> Self {
+impl BatchApplier {
+    fn new(table: &Table) -> Self {
         Self {
-            command,
-            interner,
             working: table.clone(),
             changed: ChangedKeys::default(),
-            seen_targets: BTreeSet::new(),
+            seen_targets: FxHashSet::default(),
             removed_collectors: BTreeSet::new(),
-            removed_targets: 0,
-            symbols: vec![None; command.strings.len()],
         }
     }
 
-    fn text(&self, reference: StringRef) -> Result<&'c str, ConflictReason> {
-        self.command
-            .string(reference)
-            .ok_or(ConflictReason::BadStringRef(reference))
-    }
-
-    fn symbol(&mut self, reference: StringRef) -> Result<Symbol, ConflictReason> {
-        let slot = self
-            .symbols
-            .get_mut(reference as usize)
-            .ok_or(ConflictReason::BadStringRef(reference))?;
-        if let Some(symbol) = slot {
-            return Ok(symbol.clone());
-        }
-        let symbol = self.interner.intern(&self.command.strings[reference as usize]);
-        *slot = Some(symbol.clone());
-        Ok(symbol)
-    }
-
-    fn known_collector(&self, collector: Option<&str>) -> Result<(), ConflictReason> {
+    fn known_collector(&self, collector: Option<&Symbol>) -> Result<(), ConflictReason> {
         match collector {
             Some(c) if !self.working.collectors.contains_key(c) => Err(ConflictReason::UnknownCollector(c.to_string())),
             _ => Ok(()),
@@ -189,14 +151,13 @@ impl<'c, 'i> BatchApplier<'c, 'i> {
             (Expect::Anything, _) | (Expect::Absent, None) | (Expect::Present, Some(_)) => Ok(()),
             (Expect::Absent, Some(_)) => Err(ConflictReason::TargetExists(id)),
             (Expect::Present | Expect::OwnedBy(_), None) => Err(ConflictReason::TargetMissing(id)),
-            (Expect::OwnedBy(owner), Some(target)) => {
-                let expected = owner.map(|o| self.text(o)).transpose()?;
-                if target.collector.as_deref() == expected {
+            (Expect::OwnedBy(expected), Some(target)) => {
+                if target.collector == *expected {
                     Ok(())
                 } else {
                     Err(ConflictReason::OwnerChanged {
                         target: id,
-                        expected: expected.map(str::to_string),
+                        expected: expected.as_deref().map(str::to_string),
                         actual: target.collector.as_deref().map(str::to_string),
                     })
                 }
@@ -215,15 +176,11 @@ impl<'c, 'i> BatchApplier<'c, 'i> {
             } => {
                 self.first_touch(*id)?;
                 self.check_expect(*id, expect)?;
-                self.known_collector(collector.map(|c| self.text(c)).transpose()?)?;
-                let mut pairs = Vec::with_capacity(labels.len());
-                for (name, value) in labels {
-                    pairs.push((self.symbol(*name)?, self.symbol(*value)?));
-                }
+                self.known_collector(collector.as_ref())?;
                 let target = Target {
-                    job: self.symbol(*job)?,
-                    labels: Labels::shared(pairs),
-                    collector: collector.map(|c| self.symbol(c)).transpose()?,
+                    job: job.clone(),
+                    labels: labels.clone(),
+                    collector: collector.clone(),
                 };
                 match self.working.targets.get(id) {
                     Some(existing) if *existing == target => {}
@@ -241,56 +198,51 @@ impl<'c, 'i> BatchApplier<'c, 'i> {
                 self.check_expect(*id, expect)?;
                 if self.working.targets.remove(id).is_some() {
                     self.changed.targets.insert(*id);
-                    self.removed_targets += 1;
                 }
             }
             Decision::MoveTarget { id, from, to } => {
                 self.first_touch(*id)?;
-                let from = from.map(|f| self.text(f)).transpose()?;
                 let Some(current) = self.working.targets.get(id) else {
                     return Err(ConflictReason::TargetMissing(*id));
                 };
-                if current.collector.as_deref() != from {
+                if current.collector != *from {
                     return Err(ConflictReason::OwnerChanged {
                         target: *id,
-                        expected: from.map(str::to_string),
+                        expected: from.as_deref().map(str::to_string),
                         actual: current.collector.as_deref().map(str::to_string),
                     });
                 }
-                self.known_collector(to.map(|t| self.text(t)).transpose()?)?;
-                let to = to.map(|t| self.symbol(t)).transpose()?;
-                if from != to.as_deref() {
+                self.known_collector(to.as_ref())?;
+                if from != to {
                     if let Some(target) = self.working.targets.get_mut(id) {
-                        target.collector = to;
+                        target.collector = to.clone();
                     }
                     self.changed.targets.insert(*id);
                 }
             }
             Decision::SetCollector { id, node, state } => {
-                let id = self.symbol(*id)?;
-                let node = node.map(|n| self.symbol(n)).transpose()?;
-                let collector = Collector { node, state: *state };
-                if self.working.collectors.get(&id) != Some(&collector) {
+                let collector = Collector {
+                    node: node.clone(),
+                    state: *state,
+                };
+                if self.working.collectors.get(id) != Some(&collector) {
                     self.working.collectors.insert(id.clone(), collector);
-                    self.changed.collectors.insert(id);
+                    self.changed.collectors.insert(id.clone());
                 }
             }
             Decision::RemoveCollector { id } => {
-                let id = self.text(*id)?;
                 if let Some((symbol, _)) = self.working.collectors.remove_with_key(id) {
                     self.changed.collectors.insert(symbol.clone());
                     self.removed_collectors.insert(symbol);
                 }
             }
             Decision::SetScrapeConfig { job, config } => {
-                let job = self.symbol(*job)?;
-                if self.working.scrape_configs.get(&job).map(|c| c.as_ref()) != Some(config.as_str()) {
-                    self.working.scrape_configs.insert(job.clone(), config.as_str().into());
-                    self.changed.jobs.insert(job);
+                if self.working.scrape_configs.get(job) != Some(config) {
+                    self.working.scrape_configs.insert(job.clone(), Arc::clone(config));
+                    self.changed.jobs.insert(job.clone());
                 }
             }
             Decision::RemoveScrapeConfig { job } => {
-                let job = self.text(*job)?;
                 if let Some((symbol, _)) = self.working.scrape_configs.remove_with_key(job) {
                     self.changed.jobs.insert(symbol);
                 }
@@ -524,25 +476,6 @@ mod tests {
             CollectorState::AbsentSince {
                 unix_millis: 1_700_000_000_000
             }
-        );
-    }
-
-    #[test]
-    fn bad_string_references_are_rejected_not_panicking() {
-        let table = with_collectors(&["c0"]);
-        let command = Command::new(CommandBody {
-            strings: vec!["job".into()],
-            decisions: vec![Decision::UpsertTarget {
-                id: id(1),
-                job: 0,
-                labels: vec![(0, 99)],
-                collector: None,
-                expect: Expect::Anything,
-            }],
-        });
-        let t = apply(&table, 2, &command);
-        assert!(
-            matches!(&t.outcome, Outcome::Rejected { conflicts } if conflicts[0].reason == ConflictReason::BadStringRef(99))
         );
     }
 

@@ -1,10 +1,15 @@
 //! The command set: batches of decisions the leader has taken, replicated through the log.
 //!
 //! A command records decisions (which target goes where), never inputs, so replicas never
-//! re-run a strategy and cannot disagree because of code or timing differences. Strings are
-//! sent once per batch in a table and referenced by index: a batch of 10k targets with ~40
-//! labels each repeats most names and values.
+//! re-run a strategy and cannot disagree because of code or timing differences.
+//!
+//! In memory a decision names its strings by [`Symbol`] and its labels by [`Labels`], so the
+//! leader builds a plan and applies it without copying or re-interning a string. On the wire
+//! (the log, the network) a batch sends each string once, in a table, and decisions refer to
+//! it by index: a batch of 10k targets with ~40 labels each repeats most names and values.
+//! The table is built when the command is first encoded and resolved once when it is decoded.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -21,30 +26,31 @@ use crate::model::CollectorState;
 use crate::model::Labels;
 use crate::model::TargetId;
 
-/// Index into [`Command::strings`].
+/// Index into a batch's string table on the wire.
 pub type StringRef = u32;
 
-/// The decisions of one batch and the strings they reference.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// The decisions of one batch.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct CommandBody {
-    pub strings: Vec<String>,
     pub decisions: Vec<Decision>,
 }
 
-impl CommandBody {
-    /// The string a reference points at.
-    pub fn string(&self, reference: StringRef) -> Option<&str> {
-        self.strings.get(reference as usize).map(String::as_str)
-    }
+/// Why an encoded command cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("command does not decode: {0}")]
+    Malformed(String),
+    #[error("string reference {0} is outside the batch string table")]
+    BadStringRef(StringRef),
 }
 
 /// One replicated batch of decisions, applied atomically: all of them or none.
 ///
-/// A command travels as one byte blob. A batch of 10k targets (50k strings, 10k label
-/// vectors) would otherwise be deep-copied by every clone and re-encoded at every hop: the
-/// leader's storage, one log read per follower, the network, each follower's storage. Here
-/// the blob is encoded once, cloned by reference count, copied as bytes through every hop,
-/// and decoded into a [`CommandBody`] once per replica, when applied.
+/// A command travels as one byte blob. A batch of 10k targets would otherwise be deep-copied
+/// by every clone and re-encoded at every hop: the leader's storage, one log read per
+/// follower, the network, each follower's storage. Here the blob is encoded once, cloned by
+/// reference count, copied as bytes through every hop, and decoded into a [`CommandBody`]
+/// once per replica, when applied (never on the leader that built it).
 #[derive(Clone)]
 pub struct Command {
     inner: Arc<CommandInner>,
@@ -52,7 +58,7 @@ pub struct Command {
 
 struct CommandInner {
     encoded: OnceLock<Vec<u8>>,
-    body: OnceLock<Result<CommandBody, String>>,
+    body: OnceLock<Result<CommandBody, DecodeError>>,
 }
 
 impl Command {
@@ -81,24 +87,24 @@ impl Command {
         self.inner.encoded.get_or_init(|| {
             let body = self.body().expect("a command built from decisions always has a body");
             command_codec()
-                .serialize(body)
+                .serialize(&wire::encode(body))
                 .expect("serializing into memory cannot fail")
         })
     }
 
     /// The decisions, decoded on first use. An undecodable blob (only possible from a bug or
     /// a peer speaking another format) is an error for `apply` to reject, never a panic.
-    pub fn body(&self) -> Result<&CommandBody, &str> {
+    pub fn body(&self) -> Result<&CommandBody, &DecodeError> {
         self.inner
             .body
             .get_or_init(|| {
                 let encoded = self.inner.encoded.get().expect("a command has a body or its encoding");
-                command_codec()
+                let wire: wire::BatchIn<'_> = command_codec()
                     .deserialize(encoded)
-                    .map_err(|e| format!("command does not decode: {e}"))
+                    .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+                wire::decode(wire)
             })
             .as_ref()
-            .map_err(String::as_str)
     }
 }
 
@@ -130,7 +136,6 @@ impl fmt::Debug for Command {
             Ok(body) => f
                 .debug_struct("Command")
                 .field("decisions", &body.decisions.len())
-                .field("strings", &body.strings.len())
                 .finish(),
             Err(e) => f.debug_struct("Command").field("error", &e).finish(),
         }
@@ -173,7 +178,7 @@ impl<'de> Deserialize<'de> for Command {
 
 /// A precondition on a target's current state, checked when the batch is applied. A plan
 /// made against an older table fails its preconditions and is rejected, not half-applied.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expect {
     /// No precondition.
     Anything,
@@ -182,18 +187,18 @@ pub enum Expect {
     /// The target must exist (any owner).
     Present,
     /// The target must exist and be owned by this collector (`None`: unassigned).
-    OwnedBy(Option<StringRef>),
+    OwnedBy(Option<Symbol>),
 }
 
 /// One decision of the leader.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Add a target, or refresh its labels, with its collector.
     UpsertTarget {
         id: TargetId,
-        job: StringRef,
-        labels: Vec<(StringRef, StringRef)>,
-        collector: Option<StringRef>,
+        job: Symbol,
+        labels: Labels,
+        collector: Option<Symbol>,
         expect: Expect,
     },
     /// Remove a target.
@@ -201,24 +206,23 @@ pub enum Decision {
     /// Move a target from its expected current owner to another collector.
     MoveTarget {
         id: TargetId,
-        from: Option<StringRef>,
-        to: Option<StringRef>,
+        from: Option<Symbol>,
+        to: Option<Symbol>,
     },
     /// Add a collector or change its node or state.
     SetCollector {
-        id: StringRef,
-        node: Option<StringRef>,
+        id: Symbol,
+        node: Option<Symbol>,
         state: CollectorState,
     },
     /// Forget a collector. It must own no target once the whole batch is applied.
-    RemoveCollector { id: StringRef },
+    RemoveCollector { id: Symbol },
     /// Set a job's scrape config (opaque JSON text).
-    SetScrapeConfig { job: StringRef, config: String },
+    SetScrapeConfig { job: Symbol, config: Arc<str> },
     /// Remove a job's scrape config.
-    RemoveScrapeConfig { job: StringRef },
+    RemoveScrapeConfig { job: Symbol },
     /// Record that a leader has reconciled the scrape configs with its configuration, whose
     /// digest this is. Until the first one, replicas have nothing to serve (not ready).
-    /// Appended last: variant numbers are part of the log's encoding.
     SetConfigDigest { digest: u64 },
 }
 
@@ -283,18 +287,9 @@ pub enum ConflictReason {
     Undecodable(String),
 }
 
-/// Builds a [`Command`], interning strings into its table.
+/// Builds a [`Command`].
 #[derive(Default)]
 pub struct CommandBuilder {
-    strings: Vec<String>,
-    index: FxHashMap<String, StringRef>,
-    /// Interned strings by symbol number. `held` keeps each symbol alive, so no number is
-    /// reused for another text while the builder lives.
-    by_symbol: FxHashMap<u32, StringRef>,
-    held: Vec<Symbol>,
-    /// Per label position, the last symbol number seen there and its reference: consecutive
-    /// targets of a group repeat most of their labels at the same positions.
-    recent: Vec<(u32, StringRef)>,
     decisions: Vec<Decision>,
 }
 
@@ -303,47 +298,8 @@ impl CommandBuilder {
         Self::default()
     }
 
-    fn string(&mut self, s: &str) -> StringRef {
-        if let Some(&reference) = self.index.get(s) {
-            return reference;
-        }
-        let reference = self.strings.len() as StringRef;
-        self.strings.push(s.to_string());
-        self.index.insert(s.to_string(), reference);
-        reference
-    }
-
-    fn shared_string(&mut self, s: &Symbol) -> StringRef {
-        if let Some(&reference) = self.by_symbol.get(&s.id()) {
-            return reference;
-        }
-        // Not hashed by text: a value seen once (a pod name, an IP) is most of a large batch,
-        // and the symbol's number names the text while `held` keeps it.
-        let reference = self.strings.len() as StringRef;
-        self.strings.push(s.to_string());
-        self.by_symbol.insert(s.id(), reference);
-        self.held.push(s.clone());
-        reference
-    }
-
-    /// [`CommandBuilder::shared_string`] through the cache of label position `slot`.
-    fn shared_string_at(&mut self, slot: usize, s: &Symbol) -> StringRef {
-        let id = s.id();
-        if let Some(&(seen, reference)) = self.recent.get(slot)
-            && seen == id
-        {
-            return reference;
-        }
-        let reference = self.shared_string(s);
-        if self.recent.len() <= slot {
-            self.recent.resize(slot + 1, (0, 0));
-        }
-        self.recent[slot] = (id, reference);
-        reference
-    }
-
-    /// [`CommandBuilder::upsert_target`] for an already sorted, interned label set: shared
-    /// strings are found by address, which is most of the cost of a large batch.
+    /// Add or refresh a target whose labels are already an interned, sorted set: the set is
+    /// shared with the command, not copied.
     pub fn upsert_target_labels(
         &mut self,
         id: TargetId,
@@ -352,24 +308,19 @@ impl CommandBuilder {
         collector: Option<&Symbol>,
         expect: Expect,
     ) -> &mut Self {
-        let job = self.shared_string(job);
-        let labels = labels
-            .pairs()
-            .iter()
-            .enumerate()
-            .map(|(i, (n, v))| (self.shared_string_at(2 * i, n), self.shared_string_at(2 * i + 1, v)))
-            .collect();
-        let collector = collector.map(|c| self.shared_string(c));
-        self.push_upsert(id, job, labels, collector, expect)
-    }
-
-    fn optional(&mut self, s: Option<&str>) -> Option<StringRef> {
-        s.map(|s| self.string(s))
+        self.decisions.push(Decision::UpsertTarget {
+            id,
+            job: job.clone(),
+            labels: labels.clone(),
+            collector: collector.cloned(),
+            expect,
+        });
+        self
     }
 
     /// Reference a collector for an [`Expect::OwnedBy`].
     pub fn owned_by(&mut self, collector: Option<&str>) -> Expect {
-        Expect::OwnedBy(self.optional(collector))
+        Expect::OwnedBy(collector.map(Symbol::from))
     }
 
     pub fn upsert_target<'a>(
@@ -380,31 +331,17 @@ impl CommandBuilder {
         collector: Option<&str>,
         expect: Expect,
     ) -> &mut Self {
-        let job = self.string(job);
-        // Sorted here, once, on the leader, so every replica's apply finds them in order.
-        let mut sorted: Vec<(&str, &str)> = labels.into_iter().collect();
-        sorted.sort_by(|a, b| a.0.cmp(b.0));
-        let labels = sorted
-            .into_iter()
-            .map(|(n, v)| (self.string(n), self.string(v)))
-            .collect();
-        let collector = self.optional(collector);
-        self.push_upsert(id, job, labels, collector, expect)
-    }
-
-    fn push_upsert(
-        &mut self,
-        id: TargetId,
-        job: StringRef,
-        labels: Vec<(StringRef, StringRef)>,
-        collector: Option<StringRef>,
-        expect: Expect,
-    ) -> &mut Self {
+        let labels = Labels::shared(
+            labels
+                .into_iter()
+                .map(|(n, v)| (Symbol::from(n), Symbol::from(v)))
+                .collect(),
+        );
         self.decisions.push(Decision::UpsertTarget {
             id,
-            job,
+            job: Symbol::from(job),
             labels,
-            collector,
+            collector: collector.map(Symbol::from),
             expect,
         });
         self
@@ -416,30 +353,37 @@ impl CommandBuilder {
     }
 
     pub fn move_target(&mut self, id: TargetId, from: Option<&str>, to: Option<&str>) -> &mut Self {
-        let from = self.optional(from);
-        let to = self.optional(to);
-        self.decisions.push(Decision::MoveTarget { id, from, to });
+        self.move_target_between(id, from.map(Symbol::from).as_ref(), to.map(Symbol::from).as_ref())
+    }
+
+    /// [`CommandBuilder::move_target`] between interned collector names.
+    pub fn move_target_between(&mut self, id: TargetId, from: Option<&Symbol>, to: Option<&Symbol>) -> &mut Self {
+        self.decisions.push(Decision::MoveTarget {
+            id,
+            from: from.cloned(),
+            to: to.cloned(),
+        });
         self
     }
 
     pub fn set_collector(&mut self, id: &str, node: Option<&str>, state: CollectorState) -> &mut Self {
-        let id = self.string(id);
-        let node = self.optional(node);
-        self.decisions.push(Decision::SetCollector { id, node, state });
+        self.decisions.push(Decision::SetCollector {
+            id: Symbol::from(id),
+            node: node.map(Symbol::from),
+            state,
+        });
         self
     }
 
     pub fn remove_collector(&mut self, id: &str) -> &mut Self {
-        let id = self.string(id);
-        self.decisions.push(Decision::RemoveCollector { id });
+        self.decisions.push(Decision::RemoveCollector { id: Symbol::from(id) });
         self
     }
 
     pub fn set_scrape_config(&mut self, job: &str, config: impl Into<String>) -> &mut Self {
-        let job = self.string(job);
         self.decisions.push(Decision::SetScrapeConfig {
-            job,
-            config: config.into(),
+            job: Symbol::from(job),
+            config: Arc::from(config.into()),
         });
         self
     }
@@ -450,8 +394,8 @@ impl CommandBuilder {
     }
 
     pub fn remove_scrape_config(&mut self, job: &str) -> &mut Self {
-        let job = self.string(job);
-        self.decisions.push(Decision::RemoveScrapeConfig { job });
+        self.decisions
+            .push(Decision::RemoveScrapeConfig { job: Symbol::from(job) });
         self
     }
 
@@ -467,8 +411,317 @@ impl CommandBuilder {
 
     pub fn build(self) -> Command {
         Command::new(CommandBody {
-            strings: self.strings,
             decisions: self.decisions,
         })
+    }
+}
+
+/// The wire form of a batch: a string table and decisions that index it. Its encoding is
+/// part of the log's format (variant order included): `strings` first, then `decisions`.
+mod wire {
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) enum WireExpect {
+        Anything,
+        Absent,
+        Present,
+        OwnedBy(Option<StringRef>),
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) enum WireDecision<'a> {
+        UpsertTarget {
+            id: TargetId,
+            job: StringRef,
+            labels: Vec<(StringRef, StringRef)>,
+            collector: Option<StringRef>,
+            expect: WireExpect,
+        },
+        RemoveTarget {
+            id: TargetId,
+            expect: WireExpect,
+        },
+        MoveTarget {
+            id: TargetId,
+            from: Option<StringRef>,
+            to: Option<StringRef>,
+        },
+        SetCollector {
+            id: StringRef,
+            node: Option<StringRef>,
+            state: CollectorState,
+        },
+        RemoveCollector {
+            id: StringRef,
+        },
+        SetScrapeConfig {
+            job: StringRef,
+            #[serde(borrow)]
+            config: &'a str,
+        },
+        RemoveScrapeConfig {
+            job: StringRef,
+        },
+        SetConfigDigest {
+            digest: u64,
+        },
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct BatchOut<'a> {
+        strings: Vec<&'a str>,
+        decisions: Vec<WireDecision<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct BatchIn<'a> {
+        #[serde(borrow)]
+        strings: Vec<&'a str>,
+        #[serde(borrow)]
+        decisions: Vec<WireDecision<'a>>,
+    }
+
+    /// Gives each distinct symbol one table index. Symbols are found by number, never by
+    /// text: a value seen once (a pod name, an IP) is most of a large batch.
+    struct Table<'a> {
+        strings: Vec<&'a str>,
+        by_symbol: FxHashMap<u32, StringRef>,
+        /// Per label position, the last symbol number seen there and its index: consecutive
+        /// targets of a group repeat most of their labels at the same positions.
+        recent: Vec<(u32, StringRef)>,
+    }
+
+    impl<'a> Table<'a> {
+        fn string(&mut self, symbol: &'a Symbol) -> StringRef {
+            match self.by_symbol.entry(symbol.id()) {
+                MapEntry::Occupied(found) => *found.get(),
+                MapEntry::Vacant(slot) => {
+                    let reference = self.strings.len() as StringRef;
+                    self.strings.push(symbol.as_str());
+                    *slot.insert(reference)
+                }
+            }
+        }
+
+        fn string_at(&mut self, position: usize, symbol: &'a Symbol) -> StringRef {
+            let id = symbol.id();
+            if let Some(&(seen, reference)) = self.recent.get(position)
+                && seen == id
+            {
+                return reference;
+            }
+            let reference = self.string(symbol);
+            if self.recent.len() <= position {
+                self.recent.resize(position + 1, (0, 0));
+            }
+            self.recent[position] = (id, reference);
+            reference
+        }
+
+        fn optional(&mut self, symbol: Option<&'a Symbol>) -> Option<StringRef> {
+            symbol.map(|s| self.string(s))
+        }
+
+        fn expect(&mut self, expect: &'a Expect) -> WireExpect {
+            match expect {
+                Expect::Anything => WireExpect::Anything,
+                Expect::Absent => WireExpect::Absent,
+                Expect::Present => WireExpect::Present,
+                Expect::OwnedBy(owner) => WireExpect::OwnedBy(self.optional(owner.as_ref())),
+            }
+        }
+    }
+
+    pub(super) fn encode(body: &CommandBody) -> BatchOut<'_> {
+        let mut table = Table {
+            strings: Vec::new(),
+            by_symbol: FxHashMap::default(),
+            recent: Vec::new(),
+        };
+        let decisions = body
+            .decisions
+            .iter()
+            .map(|decision| match decision {
+                Decision::UpsertTarget {
+                    id,
+                    job,
+                    labels,
+                    collector,
+                    expect,
+                } => WireDecision::UpsertTarget {
+                    id: *id,
+                    job: table.string(job),
+                    labels: labels
+                        .pairs()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (n, v))| (table.string_at(2 * i, n), table.string_at(2 * i + 1, v)))
+                        .collect(),
+                    collector: table.optional(collector.as_ref()),
+                    expect: table.expect(expect),
+                },
+                Decision::RemoveTarget { id, expect } => WireDecision::RemoveTarget {
+                    id: *id,
+                    expect: table.expect(expect),
+                },
+                Decision::MoveTarget { id, from, to } => WireDecision::MoveTarget {
+                    id: *id,
+                    from: table.optional(from.as_ref()),
+                    to: table.optional(to.as_ref()),
+                },
+                Decision::SetCollector { id, node, state } => WireDecision::SetCollector {
+                    id: table.string(id),
+                    node: table.optional(node.as_ref()),
+                    state: *state,
+                },
+                Decision::RemoveCollector { id } => WireDecision::RemoveCollector { id: table.string(id) },
+                Decision::SetScrapeConfig { job, config } => WireDecision::SetScrapeConfig {
+                    job: table.string(job),
+                    config,
+                },
+                Decision::RemoveScrapeConfig { job } => WireDecision::RemoveScrapeConfig { job: table.string(job) },
+                Decision::SetConfigDigest { digest } => WireDecision::SetConfigDigest { digest: *digest },
+            })
+            .collect();
+        BatchOut {
+            strings: table.strings,
+            decisions,
+        }
+    }
+
+    /// Resolve a batch read from the wire: each string interned once, each label set sorted
+    /// (a peer's order is not trusted) and shared.
+    pub(super) fn decode(batch: BatchIn<'_>) -> Result<CommandBody, DecodeError> {
+        let symbols: Vec<Symbol> = batch.strings.iter().map(|s| Symbol::new(s)).collect();
+        let symbol = |reference: StringRef| {
+            symbols
+                .get(reference as usize)
+                .cloned()
+                .ok_or(DecodeError::BadStringRef(reference))
+        };
+        let optional = |reference: Option<StringRef>| reference.map(symbol).transpose();
+        let expect = |expect: WireExpect| -> Result<Expect, DecodeError> {
+            Ok(match expect {
+                WireExpect::Anything => Expect::Anything,
+                WireExpect::Absent => Expect::Absent,
+                WireExpect::Present => Expect::Present,
+                WireExpect::OwnedBy(owner) => Expect::OwnedBy(optional(owner)?),
+            })
+        };
+        let mut decisions = Vec::with_capacity(batch.decisions.len());
+        for decision in batch.decisions {
+            decisions.push(match decision {
+                WireDecision::UpsertTarget {
+                    id,
+                    job,
+                    labels,
+                    collector,
+                    expect: wanted,
+                } => {
+                    let mut pairs = Vec::with_capacity(labels.len());
+                    for (name, value) in labels {
+                        pairs.push((symbol(name)?, symbol(value)?));
+                    }
+                    Decision::UpsertTarget {
+                        id,
+                        job: symbol(job)?,
+                        labels: Labels::shared(pairs),
+                        collector: optional(collector)?,
+                        expect: expect(wanted)?,
+                    }
+                }
+                WireDecision::RemoveTarget { id, expect: wanted } => Decision::RemoveTarget {
+                    id,
+                    expect: expect(wanted)?,
+                },
+                WireDecision::MoveTarget { id, from, to } => Decision::MoveTarget {
+                    id,
+                    from: optional(from)?,
+                    to: optional(to)?,
+                },
+                WireDecision::SetCollector { id, node, state } => Decision::SetCollector {
+                    id: symbol(id)?,
+                    node: optional(node)?,
+                    state,
+                },
+                WireDecision::RemoveCollector { id } => Decision::RemoveCollector { id: symbol(id)? },
+                WireDecision::SetScrapeConfig { job, config } => Decision::SetScrapeConfig {
+                    job: symbol(job)?,
+                    config: Arc::from(config),
+                },
+                WireDecision::RemoveScrapeConfig { job } => Decision::RemoveScrapeConfig { job: symbol(job)? },
+                WireDecision::SetConfigDigest { digest } => Decision::SetConfigDigest { digest },
+            });
+        }
+        Ok(CommandBody { decisions })
+    }
+
+    #[cfg(test)]
+    pub(super) fn encode_raw(strings: Vec<&str>, decisions: Vec<WireDecision<'_>>) -> Vec<u8> {
+        command_codec()
+            .serialize(&BatchOut { strings, decisions })
+            .expect("serializing into memory cannot fail")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wire::WireDecision;
+    use super::wire::WireExpect;
+    use super::*;
+
+    #[test]
+    fn a_reference_outside_the_string_table_is_a_decode_error() {
+        let bytes = wire::encode_raw(
+            vec!["job"],
+            vec![WireDecision::UpsertTarget {
+                id: TargetId(1),
+                job: 0,
+                labels: vec![(0, 99)],
+                collector: None,
+                expect: WireExpect::Anything,
+            }],
+        );
+        let command = Command::from_encoded(bytes);
+        assert_eq!(command.body(), Err(&DecodeError::BadStringRef(99)));
+        let t = crate::apply::apply(&crate::model::Table::new(), 2, &command);
+        assert!(
+            matches!(&t.outcome, Outcome::Rejected { conflicts } if conflicts[0].reason == ConflictReason::BadStringRef(99)),
+            "rejected, not panicking: {:?}",
+            t.outcome
+        );
+    }
+
+    #[test]
+    fn the_string_table_holds_each_string_once_and_decoding_restores_the_decisions() {
+        let mut b = CommandBuilder::new();
+        for n in 0..20u64 {
+            let address = format!("10.0.0.{n}:80");
+            b.upsert_target(
+                TargetId(n),
+                "job",
+                [("__address__", address.as_str()), ("zone", "a")],
+                Some("c0"),
+                Expect::Absent,
+            );
+        }
+        let expect = b.owned_by(Some("c0"));
+        b.remove_target(TargetId(99), expect);
+        b.set_scrape_config("job", r#"{"job_name":"job"}"#);
+        let built = b.build();
+        #[derive(Deserialize)]
+        struct Strings<'a> {
+            #[serde(borrow)]
+            strings: Vec<&'a str>,
+        }
+        let Strings { strings } = command_codec()
+            .allow_trailing_bytes()
+            .deserialize(built.encoded())
+            .unwrap();
+        // job, __address__, 20 addresses, zone, a, c0.
+        assert_eq!(strings.len(), 25, "{strings:?}");
+        let back = Command::from_encoded(built.encoded().to_vec());
+        assert_eq!(back.body().unwrap(), built.body().unwrap());
     }
 }

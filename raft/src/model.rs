@@ -140,6 +140,20 @@ impl Labels {
         Self(sets.share(labels.0))
     }
 
+    /// [`Labels::shared`] for pairs already sorted by name with no name repeated (a merge of
+    /// two label sets, say), which skips checking that.
+    pub fn shared_sorted(pairs: Vec<(Symbol, Symbol)>) -> Self {
+        debug_assert!(
+            pairs.is_sorted_by(|a, b| a.0 < b.0),
+            "shared_sorted given unsorted labels"
+        );
+        if pairs.is_empty() {
+            return Self::default();
+        }
+        let mut sets = label_sets().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Self(sets.share(pairs.into()))
+    }
+
     /// Iterate `(name, value)` in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))

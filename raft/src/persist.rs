@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use bincode::Options;
 
-use crate::apply::apply_interned;
+use crate::apply::apply;
 use crate::command::Outcome;
 use crate::command::Response;
 use crate::intern::Interner;
@@ -151,7 +151,8 @@ pub fn table_from_records(
                     id,
                     Target {
                         job,
-                        labels: Labels::new(pairs),
+                        // Shared with discovery's copy should this replica lead.
+                        labels: Labels::shared(pairs),
                         collector,
                     },
                 );
@@ -203,7 +204,6 @@ pub fn table_from_records(
 /// through a `watch` channel after each persisted apply.
 pub struct TableMachine {
     table: Table,
-    interner: Interner,
     publisher: watch::Sender<Table>,
 }
 
@@ -214,7 +214,6 @@ impl TableMachine {
         (
             Self {
                 table: Table::new(),
-                interner: Interner::default(),
                 publisher,
             },
             receiver,
@@ -232,7 +231,7 @@ impl StateMachineLogic<TypeConfig> for TableMachine {
                 outcome: Outcome::Unchanged,
             };
         };
-        let transition = apply_interned(&self.table, entry.log_id.index, command, &mut self.interner);
+        let transition = apply(&self.table, entry.log_id.index, command);
         self.table = transition.table;
         Response {
             revision: self.table.revision,
@@ -245,9 +244,7 @@ impl StateMachineLogic<TypeConfig> for TableMachine {
     }
 
     fn restore(&mut self, records: &mut dyn Iterator<Item = Record>) -> Result<(), String> {
-        let mut interner = Interner::default();
-        self.table = table_from_records(records, &mut interner)?;
-        self.interner = interner;
+        self.table = table_from_records(records, &mut Interner::default())?;
         // Published by `after_persist`, once the store has made this state durable and current.
         Ok(())
     }

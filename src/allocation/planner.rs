@@ -285,18 +285,20 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
             summary.targets_added += 1;
             summary.left_unassigned += usize::from(owner.is_none());
         } else if relabeled.contains(&id) {
-            let builder = entries.next(upsert_weight);
-            let expect = builder.owned_by(current.map(|c| c.as_ref()));
-            builder.upsert_target_labels(id, &wanted.job, &wanted.labels, owner, expect);
+            entries.next(upsert_weight).upsert_target_labels(
+                id,
+                &wanted.job,
+                &wanted.labels,
+                owner,
+                Expect::OwnedBy(current.cloned()),
+            );
             summary.labels_refreshed += 1;
             if owner != current {
                 summary.targets_moved += 1;
                 summary.left_unassigned += usize::from(owner.is_none());
             }
         } else if owner != current {
-            entries
-                .next(DECISION_WEIGHT)
-                .move_target(id, current.map(|c| c.as_ref()), owner.map(|o| o.as_ref()));
+            entries.next(DECISION_WEIGHT).move_target_between(id, current, owner);
             summary.targets_moved += 1;
             summary.left_unassigned += usize::from(owner.is_none());
         }
