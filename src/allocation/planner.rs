@@ -11,9 +11,9 @@
 //! which is what keeps a 1% change at a million targets cheap. When the member set changes,
 //! the targets needing a new owner are found by a scan either way.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use rustc_hash::FxHashSet;
 use ta_raft::Command;
 use ta_raft::CommandBuilder;
@@ -180,21 +180,18 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
     examined.sort_unstable();
     examined.dedup();
 
-    let mut added: BTreeSet<TargetId> = BTreeSet::new();
-    let mut relabeled: BTreeSet<TargetId> = BTreeSet::new();
+    // Both in id order, as `examined` is.
+    let mut added: Vec<TargetId> = Vec::new();
+    let mut relabeled: Vec<TargetId> = Vec::new();
     for &id in &examined {
         match (table.targets.get(&id), input.desired.get(&id)) {
-            (None, Some(_)) => {
-                added.insert(id);
-            }
-            (Some(current), Some(wanted)) if current.labels != wanted.labels => {
-                relabeled.insert(id);
-            }
+            (None, Some(_)) => added.push(id),
+            (Some(current), Some(wanted)) if current.labels != wanted.labels => relabeled.push(id),
             _ => {}
         }
     }
 
-    // Targets needing a decision.
+    // Targets needing a decision, in id order.
     let everything = matches!(input.scope, Scope::Everything);
     let candidates: Vec<TargetId> = if input.strategy.is_stateless() && (everything || membership.members_changed) {
         let mut all: Vec<TargetId> = input.desired.keys().copied().collect();
@@ -208,7 +205,7 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
                 .and_then(|t| t.collector.as_ref())
                 .is_some_and(|owner| membership.members.contains_key(owner))
         };
-        let mut needing: BTreeSet<TargetId> = added.clone();
+        let mut needing: Vec<TargetId> = added.clone();
         if everything || membership.members_changed {
             needing.extend(
                 table
@@ -219,7 +216,9 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
         } else {
             needing.extend(examined.iter().filter(|id| !has_member_owner(id)));
         }
-        needing.into_iter().collect()
+        needing.sort_unstable();
+        needing.dedup();
+        needing
     };
 
     let mut allocation = Allocation::new(
@@ -258,9 +257,11 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
         entries.next(DECISION_WEIGHT).remove_target(id, Expect::Present);
         summary.targets_removed += 1;
     }
-    let mut touched: BTreeSet<TargetId> = decided.keys().copied().collect();
+    let mut touched: Vec<TargetId> = decided.keys().copied().collect();
     touched.extend(added.iter().copied());
     touched.extend(relabeled.iter().copied());
+    touched.sort_unstable();
+    touched.dedup();
     // In (job, new owner) order: the read model rebuilds the body of each (job, collector)
     // an entry touches, so an entry of a large plan touches a few bodies instead of all.
     let mut touched: Vec<(&DesiredTarget, Option<&Symbol>, Option<&Symbol>, TargetId)> = touched
@@ -275,16 +276,21 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
             Some((wanted, owner, current, id))
         })
         .collect();
-    touched.sort_by(|a, b| (&a.0.job, a.1, a.3).cmp(&(&b.0.job, b.1, b.3)));
+    // Jobs and owners are few: rank them by name once and sort by rank, not by text.
+    let job_rank = rank(touched.iter().map(|t| &t.0.job));
+    let owner_rank = rank(touched.iter().filter_map(|t| t.1));
+    touched.sort_unstable_by_key(|(wanted, owner, _, id)| {
+        (job_rank[&wanted.job.id()], owner.map(|o| owner_rank[&o.id()]), *id)
+    });
     for (wanted, owner, current, id) in touched {
         let upsert_weight = DECISION_WEIGHT + 2 * wanted.labels.len();
-        if added.contains(&id) {
+        if added.binary_search(&id).is_ok() {
             entries
                 .next(upsert_weight)
                 .upsert_target_labels(id, &wanted.job, &wanted.labels, owner, Expect::Absent);
             summary.targets_added += 1;
             summary.left_unassigned += usize::from(owner.is_none());
-        } else if relabeled.contains(&id) {
+        } else if relabeled.binary_search(&id).is_ok() {
             entries.next(upsert_weight).upsert_target_labels(
                 id,
                 &wanted.job,
@@ -316,4 +322,19 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
         summary,
         decisions,
     }
+}
+
+/// Each distinct symbol's position in name order, by symbol number.
+fn rank<'s>(symbols: impl Iterator<Item = &'s Symbol>) -> FxHashMap<u32, usize> {
+    let mut distinct: FxHashMap<u32, &Symbol> = FxHashMap::default();
+    for symbol in symbols {
+        distinct.entry(symbol.id()).or_insert(symbol);
+    }
+    let mut sorted: Vec<&Symbol> = distinct.into_values().collect();
+    sorted.sort_unstable();
+    sorted
+        .into_iter()
+        .enumerate()
+        .map(|(rank, symbol)| (symbol.id(), rank))
+        .collect()
 }
