@@ -816,26 +816,31 @@ impl Bench {
         }
     }
 
-    /// Poll every replica with `check` until all passed; when the last one did.
+    /// Poll every replica with `check` until all passed; when the last one did. The replicas
+    /// not done yet are checked at the same time, as collectors poll them: a slow answer from
+    /// one must not delay the check of the others.
     async fn wait_all(
         &self,
         cluster: &mut Cluster,
         what: &str,
         t0: Instant,
-        mut check: impl AsyncFnMut(usize, &Replica) -> Result<Check>,
+        check: impl AsyncFn(usize, &Replica) -> Result<Check>,
     ) -> Result<Cell> {
         let mut done: Vec<Option<Instant>> = vec![None; REPLICAS];
         let mut states = vec![String::new(); REPLICAS];
         self.poll(t0, what, async || {
             cluster.check_alive()?;
-            for (i, r) in cluster.replicas.iter().enumerate() {
-                if done[i].is_some() {
-                    continue;
-                }
-                match check(i, r).await? {
+            let pending: Vec<usize> = (0..cluster.replicas.len()).filter(|i| done[*i].is_none()).collect();
+            let results = futures::future::join_all(pending.iter().map(|&i| check(i, &cluster.replicas[i]))).await;
+            for (&i, result) in pending.iter().zip(results) {
+                match result? {
                     Check::Passed(at) => {
                         (done[i], states[i]) = (Some(at), "done".into());
-                        eprintln!("[{what}] {} passed after {:.2} s", r.name, (at - t0).as_secs_f64());
+                        eprintln!(
+                            "[{what}] {} passed after {:.2} s",
+                            cluster.replicas[i].name,
+                            (at - t0).as_secs_f64()
+                        );
                     }
                     Check::Waiting(state) => states[i] = state,
                 }
@@ -882,13 +887,14 @@ impl Bench {
     /// the job's count, and N in all.
     async fn wait_churn(&self, cluster: &mut Cluster, what: &str, w: &Workload, t0: Instant) -> Result<Cell> {
         let (removed, added) = w.churn_sets(0);
-        let mut checked: Vec<Option<String>> = vec![None; REPLICAS];
+        let checked: Vec<std::sync::Mutex<Option<String>>> = (0..REPLICAS).map(|_| Default::default()).collect();
         self.wait_all(cluster, what, t0, async |i, r: &Replica| {
             let Ok((200, revision, _)) = self.http.get(&format!("{}/jobs", r.url)).await else {
                 return Ok(Check::Waiting("not serving".into()));
             };
             let at = Instant::now();
-            if revision.is_some() && revision == checked[i] {
+            let seen = checked[i].lock().expect("never poisoned").clone();
+            if revision.is_some() && revision == seen {
                 return Ok(Check::Waiting(format!(
                     "old set at revision {}",
                     revision.unwrap_or_default()
@@ -900,7 +906,7 @@ impl Bench {
             if served.revisions != HashSet::from([revision.clone()]) {
                 return Ok(Check::Waiting("revision moved".into()));
             }
-            checked[i] = revision;
+            *checked[i].lock().expect("never poisoned") = revision.clone();
             let set: HashSet<&String> = served.addresses.iter().collect();
             let new = added.iter().filter(|a| set.contains(a)).count();
             let old = removed.iter().filter(|a| set.contains(a)).count();

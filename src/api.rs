@@ -97,6 +97,9 @@ pub enum ApiError {
     BadJobEscape(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A bug (a rendering task that panicked): 500 with the reason.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl IntoResponse for ApiError {
@@ -124,6 +127,7 @@ impl IntoResponse for ApiError {
                     .into_response()
             }
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message).into_response(),
+            ApiError::Internal(message) => (StatusCode::INTERNAL_SERVER_ERROR, message).into_response(),
         }
     }
 }
@@ -347,21 +351,42 @@ async fn job_targets(
         Ok(model) => model,
         Err(e) => return e.into_response(),
     };
-    match query_value(query.as_deref(), "collector_id") {
-        Some(collector) => {
-            if let Some(polls) = &context.polls {
-                polls.saw(&collector);
-            }
-            respond(&headers, &model, model.targets_of(&job, &collector), "application/json")
+    let collector = query_value(query.as_deref(), "collector_id");
+    if let (Some(polls), Some(collector)) = (&context.polls, &collector) {
+        polls.saw(collector);
+    }
+    // A body nobody asked for since it changed is rendered now: off the async workers, as a
+    // large one takes long enough to delay heartbeats, and one at a time, so that a burst of
+    // polls after a change cannot crowd the runtime's threads off the cores.
+    let _permit;
+    let body = if model.is_rendered(&job, collector.as_deref()) {
+        job_body(&model, &job, collector.as_deref())
+    } else {
+        // Never closed, so acquiring cannot fail.
+        _permit = RENDER_PERMITS.acquire().await.ok();
+        let (model, job, collector) = (Arc::clone(&model), job.clone(), collector.clone());
+        match tokio::task::spawn_blocking(move || job_body(&model, &job, collector.as_deref())).await {
+            Ok(body) => body,
+            Err(e) => return ApiError::Internal(format!("rendering the body failed: {e}")).into_response(),
         }
-        None => match model.all_targets_of(job.as_str()) {
-            Some(all) => respond(&headers, &model, &all, "application/json"),
-            None => {
-                let body = crate::read_model::all_collectors_body(&model.table, &job, |_| None);
-                let body = Arc::new(Body::new(body));
-                respond(&headers, &model, &body, "application/json")
-            }
-        },
+    };
+    respond(&headers, &model, &body, "application/json")
+}
+
+/// Bodies rendered at once per replica (see `job_targets`).
+static RENDER_PERMITS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// `/jobs/{job}/targets`, for one collector or (without one) for all.
+fn job_body(model: &ReadModel, job: &str, collector: Option<&str>) -> Arc<Body> {
+    match collector {
+        Some(collector) => model.targets_of(job, collector),
+        None => model.all_targets_of(job).unwrap_or_else(|| {
+            Arc::new(Body::new(crate::read_model::all_collectors_body(
+                &model.table,
+                job,
+                |_| None,
+            )))
+        }),
     }
 }
 

@@ -176,6 +176,10 @@ impl LeaderLoop {
         // waiting for the next tick, and a stream of changes still makes one batch per window.
         let mut last_plan: Option<Instant> = None;
         let mut discovery_open = true;
+        // When this leadership began: its first plan waits up to one window for discovery to
+        // sync every job, so a cold start goes out as one plan rather than one for the first
+        // job to answer and another a window later for the rest.
+        let mut leading_since = Instant::now();
         loop {
             let may_wake = discovery_open && last_plan.is_none_or(|at| at.elapsed() >= self.coalesce_window);
             let woken_by_discovery = tokio::select! {
@@ -240,6 +244,7 @@ impl LeaderLoop {
                 }
                 tracing::info!(term, synced, "leading: planning the whole table");
                 leading = Leading::Yes { term };
+                leading_since = now;
                 full_plan_needed = true;
                 registry.adopt_table(&self.replica.table(), now);
             }
@@ -302,6 +307,9 @@ impl LeaderLoop {
             // limits.max_targets: a source gone wrong must not replace the table; the last
             // good assignment stays served until discovery is back under the limit.
             if refusals.max_targets.is_some() {
+                continue;
+            }
+            if !synced && now.duration_since(leading_since) < self.coalesce_window {
                 continue;
             }
             let everything: Vec<TargetId>;

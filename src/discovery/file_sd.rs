@@ -307,6 +307,8 @@ impl FileDiscovery {
                 groups: previous.groups.clone(),
             });
         }
+        let started = std::time::Instant::now();
+        let len = bytes.len();
         let parsed = match format {
             Format::Json => group_list::parse_json_groups(&bytes, path, (FILE_PATH_LABEL, path), &mut self.interner),
             Format::Yaml => group_list::parse_yaml(&String::from_utf8_lossy(&bytes))
@@ -323,6 +325,13 @@ impl FileDiscovery {
                 return Round::Failed(error, previous);
             }
         };
+        tracing::debug!(
+            path,
+            bytes = len,
+            groups = groups.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "file_sd: parsed"
+        );
         let groups = share_unchanged(previous.as_ref().map_or(&[][..], |p| &p.groups[..]), groups);
         Round::Parsed(FileState {
             fingerprint,
