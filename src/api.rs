@@ -242,11 +242,20 @@ async fn serving_model(context: &ApiContext, raw_query: Option<&str>) -> Result<
             "no leader has written the scrape configs yet".into(),
         ));
     }
-    if let ta_raft::Freshness::Stale { since_contact } = context.replica.freshness() {
-        return Err(ApiError::NotServing(match since_contact {
-            Some(since) => format!("stale - no contact with a leader for {:.1}s", since.as_secs_f64()),
-            None => "stale - no contact with a leader yet".into(),
-        }));
+    match context.replica.freshness() {
+        ta_raft::Freshness::Fresh { .. } => {}
+        ta_raft::Freshness::Stale { since_contact } => {
+            return Err(ApiError::NotServing(match since_contact {
+                Some(since) => format!("stale - no contact with a leader for {:.1}s", since.as_secs_f64()),
+                None => "stale - no contact with a leader yet".into(),
+            }));
+        }
+        ta_raft::Freshness::CatchingUp { applied, needed } => {
+            return Err(ApiError::NotServing(format!(
+                "catching up - applied {} of the {needed} entries the leader had committed when contact resumed",
+                applied.unwrap_or(0)
+            )));
+        }
     }
     Ok(model)
 }

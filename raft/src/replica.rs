@@ -93,7 +93,16 @@ fn freshness_from(
     } else {
         contact.since()
     };
-    Freshness::judge(since, lease)
+    match Freshness::judge(since, lease) {
+        fresh @ Freshness::Fresh { .. } if metrics.state != ServerState::Leader => {
+            let applied = metrics.last_applied.as_ref().map(|log_id| log_id.index);
+            match contact.caught_up(applied) {
+                Ok(()) => fresh,
+                Err(needed) => Freshness::CatchingUp { applied, needed },
+            }
+        }
+        other => other,
+    }
 }
 
 fn compute_status(
@@ -210,7 +219,7 @@ impl Replica {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
-        let contact = Arc::new(LeaderContact::default());
+        let contact = Arc::new(LeaderContact::new(config.timings.lease));
         let service = Arc::new(PeerService::new(
             raft.clone(),
             identity.node_id,

@@ -199,6 +199,7 @@ async fn append(State(service): State<Arc<PeerService>>, body: Bytes) -> Respons
         let decoded = started.elapsed();
         let entries = request.entries.len();
         let reaches_commit = reaches_leader_commit(&request);
+        let leader_commit = request.leader_commit.as_ref().map(|log_id| log_id.index);
         let response = service.raft.append_entries(request).await.map_err(unavailable)?;
         if entries > 0 {
             tracing::debug!(entries, bytes = body.len(), ?decoded, total = ?started.elapsed(), "append handled");
@@ -207,7 +208,7 @@ async fn append(State(service): State<Arc<PeerService>>, body: Bytes) -> Respons
         // from a partition or a restart is told of commits its log does not hold yet, and
         // serving its old table as fresh would hand collectors a superseded assignment (I6).
         if matches!(response, AppendEntriesResponse::Success) && reaches_commit {
-            service.contact.touch();
+            service.contact.touch(leader_commit);
         }
         Ok(response)
     }
@@ -365,13 +366,14 @@ async fn receive_chunk(service: &Arc<PeerService>, chunk: SnapshotChunk) -> Resu
             return Err(rejection);
         }
     };
+    let snapshot_index = completion.meta.last_log_id.as_ref().map(|log_id| log_id.index);
     let snapshot = Snapshot {
         meta: completion.meta,
         snapshot: file,
     };
     let installed = service.raft.install_full_snapshot(completion.vote, snapshot).await;
     let _ = std::fs::remove_file(&path);
-    service.contact.touch();
+    service.contact.touch(snapshot_index);
     Ok(SnapshotChunkReply::Installed(installed.map_err(unavailable)?))
 }
 
