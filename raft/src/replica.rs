@@ -85,16 +85,19 @@ fn freshness_from(
     lease: Duration,
 ) -> Freshness {
     let alone = metrics.membership_config.membership().voter_ids().count() == 1;
-    let since = if metrics.state == ServerState::Leader && alone {
-        // A sole voter is its own quorum; no heartbeat ever acknowledges it.
-        Some(Duration::ZERO)
-    } else if metrics.state == ServerState::Leader {
-        metrics.last_quorum_acked.as_ref().map(|acked| acked.elapsed())
-    } else {
-        contact.since()
+    // A leader is judged by its quorum's acknowledgements once it has one. Until the first
+    // one arrives (the first milliseconds of a term) it is judged as the follower it just was,
+    // by its contact with the previous leader: otherwise a planned handover would make the
+    // new leader answer 503 for a poll or two while nothing is stale (docs/architecture.md).
+    let quorum_acked = match metrics.state {
+        ServerState::Leader if alone => Some(Duration::ZERO),
+        ServerState::Leader => metrics.last_quorum_acked.as_ref().map(|acked| acked.elapsed()),
+        _ => None,
     };
+    let as_follower = quorum_acked.is_none();
+    let since = quorum_acked.or_else(|| contact.since());
     match Freshness::judge(since, lease) {
-        fresh @ Freshness::Fresh { .. } if metrics.state != ServerState::Leader => {
+        fresh @ Freshness::Fresh { .. } if as_follower => {
             let applied = metrics.last_applied.as_ref().map(|log_id| log_id.index);
             match contact.caught_up(applied) {
                 Ok(()) => fresh,
@@ -521,5 +524,61 @@ impl Replica {
         }
         let mut tasks = self.tasks.lock().await;
         while tasks.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::metrics::SerdeInstant;
+
+    use super::*;
+
+    const LEASE: Duration = Duration::from_secs(3);
+
+    fn leader_of_three(quorum_acked_ago: Option<Duration>) -> openraft::RaftMetrics<crate::types::TypeConfig> {
+        // `new_initial` has no voters, so this leader is not a sole voter.
+        let mut metrics = openraft::RaftMetrics::new_initial(1);
+        metrics.state = ServerState::Leader;
+        metrics.last_quorum_acked = quorum_acked_ago.map(|ago| {
+            let mut at = <openraft::alias::InstantOf<crate::types::TypeConfig> as openraft::Instant>::now();
+            at -= ago;
+            SerdeInstant::new(at)
+        });
+        metrics
+    }
+
+    #[test]
+    fn a_leader_acknowledged_by_its_quorum_is_judged_by_that_acknowledgement() {
+        let contact = LeaderContact::new(LEASE);
+        contact.touch(None);
+        let recent = leader_of_three(Some(Duration::from_millis(100)));
+        assert!(!freshness_from(&recent, &contact, LEASE).is_stale());
+        let old = leader_of_three(Some(Duration::from_secs(5)));
+        assert!(
+            freshness_from(&old, &contact, LEASE).is_stale(),
+            "recent contact with a former leader does not rescue a leader its quorum left"
+        );
+    }
+
+    #[test]
+    fn a_new_leader_before_its_first_acknowledgement_is_judged_as_the_follower_it_was() {
+        let just_elected = leader_of_three(None);
+        let handed_over = LeaderContact::new(LEASE);
+        handed_over.touch(None);
+        assert!(
+            !freshness_from(&just_elected, &handed_over, LEASE).is_stale(),
+            "a planned handover must not make the new leader answer 503"
+        );
+        let never_followed = LeaderContact::new(LEASE);
+        assert!(freshness_from(&just_elected, &never_followed, LEASE).is_stale());
+        let behind = LeaderContact::new(LEASE);
+        behind.touch(Some(10));
+        assert_eq!(
+            freshness_from(&just_elected, &behind, LEASE),
+            Freshness::CatchingUp {
+                applied: None,
+                needed: 10
+            }
+        );
     }
 }
