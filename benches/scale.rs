@@ -457,6 +457,21 @@ struct Replica {
     child: Option<Child>,
 }
 
+impl Replica {
+    /// Whether the process has exited (a zombie not reaped yet, or gone), without needing
+    /// `&mut` to its `Child`.
+    fn exited(&self) -> bool {
+        let Some(child) = &self.child else {
+            return false;
+        };
+        match std::fs::read_to_string(format!("/proc/{}/stat", child.id())) {
+            // The state follows the parenthesised command name.
+            Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+            Err(_) => true,
+        }
+    }
+}
+
 /// The three replica processes; killed when dropped (also on panic).
 struct Cluster {
     binary: PathBuf,
@@ -816,9 +831,9 @@ impl Bench {
         }
     }
 
-    /// Poll every replica with `check` until all passed; when the last one did. The replicas
-    /// not done yet are checked at the same time, as collectors poll them: a slow answer from
-    /// one must not delay the check of the others.
+    /// Poll every replica with `check` until all passed; when the last one did. Each replica
+    /// is polled on its own schedule, as collectors poll it: a slow answer from one (a body
+    /// rendered on first request, say) must not delay the checks of the others.
     async fn wait_all(
         &self,
         cluster: &mut Cluster,
@@ -826,38 +841,75 @@ impl Bench {
         t0: Instant,
         check: impl AsyncFn(usize, &Replica) -> Result<Check>,
     ) -> Result<Cell> {
-        let mut done: Vec<Option<Instant>> = vec![None; REPLICAS];
-        let mut states = vec![String::new(); REPLICAS];
-        self.poll(t0, what, async || {
-            cluster.check_alive()?;
-            let pending: Vec<usize> = (0..cluster.replicas.len()).filter(|i| done[*i].is_none()).collect();
-            let results = futures::future::join_all(pending.iter().map(|&i| check(i, &cluster.replicas[i]))).await;
-            for (&i, result) in pending.iter().zip(results) {
-                match result? {
-                    Check::Passed(at) => {
-                        (done[i], states[i]) = (Some(at), "done".into());
-                        eprintln!(
-                            "[{what}] {} passed after {:.2} s",
-                            cluster.replicas[i].name,
-                            (at - t0).as_secs_f64()
-                        );
+        enum Outcome {
+            Done,
+            Timeout,
+            Exited,
+        }
+        let done: Vec<std::sync::Mutex<Option<Instant>>> = (0..REPLICAS).map(|_| Default::default()).collect();
+        let states: Vec<std::sync::Mutex<String>> = (0..REPLICAS).map(|_| Default::default()).collect();
+        let outcome = {
+            let replicas = &cluster.replicas;
+            let (done, states, check) = (&done, &states, &check);
+            let each = futures::future::try_join_all((0..replicas.len()).map(|i| async move {
+                loop {
+                    match check(i, &replicas[i]).await? {
+                        Check::Passed(at) => {
+                            *done[i].lock().expect("never poisoned") = Some(at);
+                            *states[i].lock().expect("never poisoned") = "done".into();
+                            eprintln!(
+                                "[{what}] {} passed after {:.2} s",
+                                replicas[i].name,
+                                (at - t0).as_secs_f64()
+                            );
+                            return Ok::<(), Error>(());
+                        }
+                        Check::Waiting(state) => *states[i].lock().expect("never poisoned") = state,
                     }
-                    Check::Waiting(state) => states[i] = state,
+                    tokio::time::sleep(POLL).await;
                 }
+            }));
+            let monitor = async {
+                let mut progress = Instant::now();
+                loop {
+                    tokio::time::sleep(POLL).await;
+                    let summary = || {
+                        replicas
+                            .iter()
+                            .zip(states)
+                            .map(|(r, s)| format!("{} on {}", s.lock().expect("never poisoned"), r.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    if replicas.iter().any(Replica::exited) {
+                        return Outcome::Exited;
+                    }
+                    if t0.elapsed() > self.timeout {
+                        eprintln!("[{what}] timeout after {} s ({})", self.timeout.as_secs(), summary());
+                        return Outcome::Timeout;
+                    }
+                    if progress.elapsed() >= Duration::from_secs(2) {
+                        progress = Instant::now();
+                        eprintln!("[{what}] {} ... {:.1} s", summary(), t0.elapsed().as_secs_f64());
+                    }
+                }
+            };
+            tokio::select! {
+                result = each => result.map(|_| Outcome::Done)?,
+                outcome = monitor => outcome,
             }
-            let last = done
-                .iter()
-                .all(Option::is_some)
-                .then(|| done.iter().flatten().max().copied());
-            let states: Vec<String> = cluster
-                .replicas
-                .iter()
-                .zip(&states)
-                .map(|(r, s)| format!("{s} on {}", r.name))
-                .collect();
-            Ok((last.flatten(), states.join(", ")))
-        })
-        .await
+        };
+        match outcome {
+            Outcome::Done => {
+                let last = done.iter().filter_map(|d| *d.lock().expect("never poisoned")).max();
+                Ok(last.map_or(Cell::NotRun, |at| Cell::Done(at - t0)))
+            }
+            Outcome::Timeout => Ok(Cell::Timeout(self.timeout.as_secs())),
+            Outcome::Exited => {
+                cluster.check_alive()?;
+                Err(format!("[{what}] a replica exited").into())
+            }
+        }
     }
 
     /// Until every replica serves all `n` targets (cold start, restart).
@@ -1030,6 +1082,10 @@ impl Bench {
             Some(api) => {
                 let t0 = Instant::now();
                 w.apply_k(api, true);
+                eprintln!(
+                    "[{label} churn] the API changes took {:.2} s to apply",
+                    t0.elapsed().as_secs_f64()
+                );
                 t0
             }
             None => w.write(0, true)?,

@@ -3,8 +3,9 @@
 //! Discovery runs on the leader only (`discovery/gate.rs`): the loop keeps its desired targets
 //! in step with what discovery publishes, which is nothing on a follower, so a follower holds
 //! no desired state. Only the leader plans and proposes. Changes are coalesced: the loop wakes
-//! once per `coalesce_window`, or at once on a discovery change when no plan went out within
-//! the window, and turns whatever arrived since into one batch. A new leader
+//! once per `coalesce_window`, or on a discovery change when no plan went out within the
+//! window (once discovery has been quiet for 200 ms, so a change that arrives as a stream of
+//! updates is one batch), and turns whatever arrived since into one batch. A new leader
 //! starts discovery cold; until it has synced, plans never remove a target, and the table
 //! already holds every assignment, so nothing moves meanwhile.
 //!
@@ -147,6 +148,31 @@ enum Leading {
 
 impl LeaderLoop {
     /// Run until `shutdown`.
+    /// Woken by a discovery change: wait until discovery has been quiet for
+    /// [`DISCOVERY_SETTLE`] (at most one coalesce window), so that a change arriving as a
+    /// stream of updates (a rollout seen through kubernetes_sd: pods deleted and added, then
+    /// their slices) goes out as one plan instead of its first update at once and the rest a
+    /// window later. False when discovery has closed.
+    async fn settle_discovery(&mut self, shutdown: &CancellationToken) -> bool {
+        let settle = DISCOVERY_SETTLE.min(self.coalesce_window);
+        let until = tokio::time::Instant::now() + self.coalesce_window;
+        loop {
+            let quiet_at = (tokio::time::Instant::now() + settle).min(until);
+            tokio::select! {
+                () = shutdown.cancelled() => return true,
+                () = tokio::time::sleep_until(quiet_at) => return true,
+                changed = self.discovery.changed() => {
+                    if changed.is_err() {
+                        return false;
+                    }
+                    if tokio::time::Instant::now() >= until {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+
     pub async fn run(mut self, shutdown: CancellationToken) {
         let collectors = &self.config.collectors;
         let mut registry = Registry::new(
@@ -190,6 +216,9 @@ impl LeaderLoop {
                     discovery_open
                 }
             };
+            if woken_by_discovery {
+                discovery_open = self.settle_discovery(&shutdown).await;
+            }
             let now = Instant::now();
             while let Ok(ids) = self.registrations.try_recv() {
                 registry.heard(ids, now);
@@ -586,6 +615,8 @@ impl LeaderLoop {
 /// Entries of one plan replicating at once: the next is encoded and sent while the previous
 /// is applied, and a follower never has more than this many of a plan's entries queued.
 const ENTRIES_IN_FLIGHT: usize = 4;
+/// How long discovery must stay quiet after a change before the change is planned.
+const DISCOVERY_SETTLE: Duration = Duration::from_millis(200);
 
 /// Run CPU-heavy work (relabeling or planning a large table takes seconds) without stalling
 /// the tasks that share this worker thread, Raft heartbeats among them.

@@ -25,10 +25,10 @@ use std::fmt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::Interner;
 use super::Labels;
 use super::TargetGroup;
 use pod::PodView;
+use ta_raft::intern::Symbol;
 
 pub use provider::KubernetesProvider;
 
@@ -170,16 +170,23 @@ pub fn join_host_port(host: &str, port: impl fmt::Display) -> String {
 
 /// Labels being assembled as Prometheus assembles a `model.LabelSet` (a map): setting a
 /// name again replaces its value, and merging another set lets that set's values win.
+/// Names and values are interned as they are set, so that a pod's labels, kept as symbols in
+/// its [`pod::PodView`], are merged into each of its targets without a string copied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LabelPairs(Vec<(String, String)>);
+pub struct LabelPairs(Vec<(Symbol, Symbol)>);
 
 impl LabelPairs {
     pub fn new() -> Self {
         Self::default()
     }
 
-    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.0.push((name.into(), value.into()));
+    pub fn set(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
+        self.0.push((Symbol::new(name.as_ref()), Symbol::new(value.as_ref())));
+    }
+
+    /// [`LabelPairs::set`] with strings already interned.
+    pub fn set_symbols(&mut self, name: Symbol, value: Symbol) {
+        self.0.push((name, value));
     }
 
     /// `model.LabelSet.Merge(other)`: `other` wins on a clash.
@@ -188,23 +195,18 @@ impl LabelPairs {
     }
 
     /// The final set: sorted by name, the last value set for a name kept.
-    pub fn into_labels(self, interner: &mut Interner) -> Labels {
-        Labels::new(
-            self.0
-                .into_iter()
-                .map(|(name, value)| (interner.intern(&name), interner.intern(&value)))
-                .collect(),
-        )
+    pub fn into_labels(self) -> Labels {
+        Labels::new(self.0)
     }
 
     /// The pairs in the order set (later ones win).
-    pub fn pairs(&self) -> &[(String, String)] {
+    pub fn pairs(&self) -> &[(Symbol, Symbol)] {
         &self.0
     }
 
     /// The final set as plain strings, for tests and messages.
     pub fn to_map(&self) -> std::collections::BTreeMap<String, String> {
-        self.0.iter().cloned().collect()
+        self.0.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
     }
 }
 
@@ -293,16 +295,11 @@ pub(crate) fn namespace_and_name(meta: &ObjectMeta) -> (&str, &str) {
 }
 
 /// A group from assembled labels.
-pub(crate) fn build_group(
-    source: String,
-    targets: Vec<LabelPairs>,
-    labels: LabelPairs,
-    interner: &mut Interner,
-) -> TargetGroup {
+pub(crate) fn build_group(source: String, targets: Vec<LabelPairs>, labels: LabelPairs) -> TargetGroup {
     TargetGroup {
         source,
-        targets: targets.into_iter().map(|target| target.into_labels(interner)).collect(),
-        labels: labels.into_labels(interner),
+        targets: targets.into_iter().map(LabelPairs::into_labels).collect(),
+        labels: labels.into_labels(),
     }
 }
 
@@ -368,7 +365,6 @@ mod tests {
 
     #[test]
     fn a_later_value_and_a_merged_set_win() {
-        let mut interner = Interner::default();
         let mut pairs = LabelPairs::new();
         pairs.set("a", "1");
         pairs.set("b", "1");
@@ -376,7 +372,7 @@ mod tests {
         let mut other = LabelPairs::new();
         other.set("b", "3");
         pairs.merge(&other);
-        let labels = pairs.into_labels(&mut interner);
+        let labels = pairs.into_labels();
         assert_eq!(labels.get("a"), Some("2"));
         assert_eq!(labels.get("b"), Some("3"));
     }

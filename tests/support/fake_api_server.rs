@@ -70,6 +70,23 @@ struct ObjectKey {
     name: String,
 }
 
+/// A stored object: its JSON tree (for selectors and watch events) and its serialised form,
+/// written once when it is applied, so that lists of 100k objects cost a copy of bytes rather
+/// than a deep clone and a serialisation per request (the scale benchmark runs this server on
+/// the same two cores as the replicas it measures).
+#[derive(Debug, Clone)]
+struct Stored {
+    value: Value,
+    json: Bytes,
+}
+
+impl Stored {
+    fn new(value: Value) -> Self {
+        let json = Bytes::from(value.to_string());
+        Self { value, json }
+    }
+}
+
 /// One change, as the history keeps it: the object before and after (`None`: absent).
 #[derive(Debug, Clone)]
 struct Change {
@@ -108,7 +125,7 @@ struct Store {
     resource_version: u64,
     /// Watches may start from this version or later; older ones get 410.
     oldest_watchable: u64,
-    objects: BTreeMap<ObjectKey, Value>,
+    objects: BTreeMap<ObjectKey, Stored>,
     history: Vec<Arc<Change>>,
     /// Resources (plural names) answered with 403.
     forbidden: BTreeSet<String>,
@@ -120,8 +137,9 @@ struct Store {
     requests: Vec<Recorded>,
     /// Most items per list page, whatever the client's `limit`.
     page_size: Option<usize>,
-    /// The rest of paged lists by continue token: the snapshot's version and its items.
-    pages: BTreeMap<String, (u64, Vec<Value>)>,
+    /// The rest of paged lists by continue token: the snapshot's version, the list's kind
+    /// and its items.
+    pages: BTreeMap<String, (u64, String, Vec<Bytes>)>,
     next_token: u64,
 }
 
@@ -254,7 +272,10 @@ impl FakeApiServer {
             namespace,
             name,
         };
-        let before = store.objects.insert(key, value.clone());
+        let before = store
+            .objects
+            .insert(key, Stored::new(value.clone()))
+            .map(|stored| stored.value);
         self.record_change(&mut store, kind, before, Some(value));
         version
     }
@@ -274,7 +295,7 @@ impl FakeApiServer {
             name: name.to_string(),
         };
         let mut store = self.shared.store();
-        let Some(mut gone) = store.objects.remove(&key) else {
+        let Some(Stored { value: mut gone, .. }) = store.objects.remove(&key) else {
             return false;
         };
         store.resource_version += 1;
@@ -512,7 +533,11 @@ fn status(code: u16, reason: &str, message: &str) -> Value {
 }
 
 fn json_response(code: StatusCode, body: &Value) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    bytes_response(code, Bytes::from(body.to_string()))
+}
+
+fn bytes_response(code: StatusCode, body: Bytes) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> Response {
@@ -596,13 +621,13 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> 
             let found = store
                 .objects
                 .iter()
-                .find(|(key, object)| within(&target, &requirements, &key.kind, object))
-                .map(|(_, object)| object.clone());
+                .find(|(key, object)| within(&target, &requirements, &key.kind, &object.value))
+                .map(|(_, object)| object.json.clone());
             drop(store);
             match found {
-                Some(object) => {
+                Some(json) => {
                     record(recorded);
-                    json_response(StatusCode::OK, &object)
+                    bytes_response(StatusCode::OK, json)
                 }
                 None => {
                     recorded.status = 404;
@@ -621,46 +646,63 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> 
         }
         _ => {
             let limit = query_value(query, "limit").and_then(|l| l.parse::<usize>().ok());
-            let (status_code, body) = list(
+            let outcome = list(
                 &shared,
                 &target,
                 &requirements,
                 limit,
                 recorded.continue_token.as_deref(),
             );
-            recorded.status = status_code.as_u16();
+            recorded.status = match &outcome {
+                Ok(_) => 200,
+                Err(_) => 410,
+            };
             record(recorded);
-            json_response(status_code, &body)
+            match outcome {
+                Ok(body) => bytes_response(StatusCode::OK, body),
+                Err(expired) => json_response(StatusCode::GONE, &expired),
+            }
         }
     }
 }
 
 /// One page of a list: the first from the current objects (the rest kept as a snapshot under
-/// a continue token), a later one from its token.
+/// a continue token), a later one from its token; `Err` is the 410 `Expired` Status of a
+/// token older than the retained history.
 fn list(
     shared: &Shared,
     target: &Target,
     requirements: &[Requirement],
     limit: Option<usize>,
     continue_token: Option<&str>,
-) -> (StatusCode, Value) {
+) -> Result<Bytes, Value> {
     let mut store = shared.store();
-    let (version, items) = match continue_token {
+    let (version, kind, items) = match continue_token {
         None => {
-            let items: Vec<Value> = store
+            let mut kind = None;
+            let items: Vec<Bytes> = store
                 .objects
                 .iter()
-                .filter(|(key, object)| within(target, requirements, &key.kind, object))
-                .map(|(_, object)| object.clone())
+                .filter(|(key, object)| within(target, requirements, &key.kind, &object.value))
+                .map(|(_, object)| {
+                    if kind.is_none() {
+                        kind = object.value["kind"].as_str().map(|kind| format!("{kind}List"));
+                    }
+                    object.json.clone()
+                })
                 .collect();
-            (store.resource_version, items)
+            (
+                store.resource_version,
+                kind.unwrap_or_else(|| "List".to_string()),
+                items,
+            )
         }
         Some(token) => match store.pages.remove(token) {
-            Some((version, rest)) if version >= store.oldest_watchable => (version, rest),
+            Some((version, kind, rest)) if version >= store.oldest_watchable => (version, kind, rest),
             _ => {
                 let message = "The provided continue parameter is too old to display a consistent list result. \
                                You can start a new list without the continue parameter.";
-                return (StatusCode::GONE, status(410, "Expired", message));
+                return Err(status(410, "Expired", message));
             }
         },
     };
@@ -682,19 +724,22 @@ fn list(
         let token = format!("page-{}", store.next_token);
         metadata["continue"] = json!(token);
         metadata["remainingItemCount"] = json!(rest.len());
-        store.pages.insert(token, (version, rest));
+        store.pages.insert(token, (version, kind.clone(), rest));
     }
-    let kind = page
-        .first()
-        .and_then(|item| item["kind"].as_str())
-        .map_or_else(|| "List".to_string(), |kind| format!("{kind}List"));
-    let body = json!({
-        "kind": kind,
-        "apiVersion": target.kind.api_version,
-        "metadata": metadata,
-        "items": page,
-    });
-    (StatusCode::OK, body)
+    drop(store);
+    let head = json!({"kind": kind, "apiVersion": target.kind.api_version, "metadata": metadata}).to_string();
+    let mut body = Vec::with_capacity(head.len() + 12 + page.iter().map(|item| item.len() + 1).sum::<usize>());
+    // `{"kind":…,"metadata":{…}}` becomes `{"kind":…,"metadata":{…},"items":[…]}`.
+    body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    body.extend_from_slice(b",\"items\":[");
+    for (i, item) in page.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    Ok(Bytes::from(body))
 }
 
 /// The watch event a change is for a watch of `target`, if any.
@@ -715,6 +760,15 @@ fn event_for(target: &Target, requirements: &[Requirement], change: &Change) -> 
         (None, None) => return None,
     };
     Some(json!({"type": kind, "object": object}))
+}
+
+/// An ADDED event line for a stored object's serialised form.
+fn added_line(json: &Bytes) -> Result<Bytes, Infallible> {
+    let mut text = Vec::with_capacity(json.len() + 30);
+    text.extend_from_slice(br#"{"type":"ADDED","object":"#);
+    text.extend_from_slice(json);
+    text.extend_from_slice(b"}\n");
+    Ok(Bytes::from(text))
 }
 
 fn line(event: &Value) -> Result<Bytes, Infallible> {
@@ -744,19 +798,20 @@ fn watch(
             Some(version) if version != 0 && version < store.oldest_watchable => Some(version),
             _ => None,
         };
-        let replay: Vec<Value> = match from_version {
+        let replay: Vec<Result<Bytes, Infallible>> = match from_version {
             // No version (or 0): the current state as ADDED events, as the API server does.
             None | Some(0) => store
                 .objects
                 .iter()
-                .filter(|(key, object)| within(&target, &requirements, &key.kind, object))
-                .map(|(_, object)| json!({"type": "ADDED", "object": object}))
+                .filter(|(key, object)| within(&target, &requirements, &key.kind, &object.value))
+                .map(|(_, object)| added_line(&object.json))
                 .collect(),
             Some(version) => store
                 .history
                 .iter()
                 .filter(|change| change.resource_version > version)
                 .filter_map(|change| event_for(&target, &requirements, change))
+                .map(|event| line(&event))
                 .collect(),
         };
         store.open_watches += 1;
@@ -783,8 +838,8 @@ fn watch(
             let _ = sender.send(line(&error)).await;
             return;
         }
-        for event in &replay {
-            if sender.send(line(event)).await.is_err() {
+        for event in replay {
+            if sender.send(event).await.is_err() {
                 return;
             }
         }

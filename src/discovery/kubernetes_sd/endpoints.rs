@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::Endpoints;
 use k8s_openapi::api::core::v1::Service;
 
 use super::super::ADDRESS_LABEL;
-use super::super::Interner;
 use super::super::TargetGroup;
 use super::LabelPairs;
 use super::NAMESPACE_LABEL;
@@ -57,7 +56,6 @@ pub fn endpoints_group(
     endpoints: &Endpoints,
     services: &dyn ObjectLookup<Service>,
     pods: &dyn ObjectLookup<PodView>,
-    interner: &mut Interner,
 ) -> TargetGroup {
     let (namespace, name) = namespace_and_name(&endpoints.metadata);
     let mut labels = LabelPairs::new();
@@ -111,7 +109,7 @@ pub fn endpoints_group(
     for (pod, covered) in &seen_pods {
         targets.extend(pod::uncovered_container_port_targets(pod, covered));
     }
-    build_group(endpoints_source(namespace, name), targets, labels, interner)
+    build_group(endpoints_source(namespace, name), targets, labels)
 }
 
 #[cfg(test)]
@@ -157,7 +155,7 @@ mod tests {
 
     #[test]
     fn ready_and_not_ready_addresses_match_prometheus() {
-        let group = endpoints_group(&endpoints(), &Vec::new(), &Vec::new(), &mut Interner::default());
+        let group = endpoints_group(&endpoints(), &Vec::new(), &Vec::new());
         assert_group(
             &group,
             "endpoints/default/testendpoints",
@@ -200,7 +198,7 @@ mod tests {
         let services: Vec<Service> = vec![object(json!({
             "metadata": {"name": "testendpoints", "namespace": "default", "labels": {"app/name": "test"}}
         }))];
-        let group = endpoints_group(&endpoints(), &services, &Vec::new(), &mut Interner::default());
+        let group = endpoints_group(&endpoints(), &services, &Vec::new());
         assert_eq!(
             group.labels.get("__meta_kubernetes_service_name"),
             Some("testendpoints")
@@ -244,7 +242,7 @@ mod tests {
                 "ports": [{"name": "testport", "port": 9000, "protocol": "TCP"}]
             }]
         }));
-        let group = endpoints_group(&endpoints, &Vec::new(), &pods, &mut Interner::default());
+        let group = endpoints_group(&endpoints, &Vec::new(), &pods);
         let pod_labels = [
             ("__meta_kubernetes_pod_name", "testpod"),
             ("__meta_kubernetes_pod_ip", "1.2.3.4"),
@@ -302,7 +300,7 @@ mod tests {
             "metadata": {"name": "e", "namespace": "ns"},
             "subsets": [{"notReadyAddresses": [{"ip": "::1"}], "ports": [{"port": 80}]}]
         }));
-        let group = endpoints_group(&endpoints, &Vec::new(), &Vec::new(), &mut Interner::default());
+        let group = endpoints_group(&endpoints, &Vec::new(), &Vec::new());
         assert_eq!(group.targets[0].get("__address__"), Some("[::1]:80"));
         assert_eq!(group.targets[0].get("__meta_kubernetes_endpoint_ready"), Some("false"));
     }

@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::super::ADDRESS_LABEL;
-use super::super::Interner;
 use super::super::TargetGroup;
 use super::LabelPairs;
 use super::META_PREFIX;
@@ -73,7 +72,6 @@ pub fn endpoint_slice_group(
     slice: &EndpointSlice,
     services: &dyn ObjectLookup<Service>,
     pods: &dyn ObjectLookup<PodView>,
-    interner: &mut Interner,
 ) -> TargetGroup {
     let (namespace, name) = namespace_and_name(&slice.metadata);
     let source = endpoint_slice_source(namespace, name);
@@ -86,7 +84,7 @@ pub fn endpoint_slice_group(
         labels.merge(&service::service_labels(service));
     }
     if service.is_some_and(|service| is_secondary_ip_family(service, slice)) {
-        return build_group(source, Vec::new(), labels, interner);
+        return build_group(source, Vec::new(), labels);
     }
 
     let mut targets = Vec::new();
@@ -165,7 +163,7 @@ pub fn endpoint_slice_group(
     for (pod, covered) in &seen_pods {
         targets.extend(pod::uncovered_container_port_targets(pod, covered));
     }
-    build_group(source, targets, labels, interner)
+    build_group(source, targets, labels)
 }
 
 /// Whether `slice` is the secondary IP family of a dual-stack service: its address type is
@@ -333,7 +331,7 @@ mod tests {
 
     #[test]
     fn a_slice_without_known_service_or_pods_matches_prometheus() {
-        let group = endpoint_slice_group(&slice(), &no_services(), &no_pods(), &mut Interner::default());
+        let group = endpoint_slice_group(&slice(), &no_services(), &no_pods());
         let expected = expected_targets();
         assert_group(
             &group,
@@ -348,7 +346,7 @@ mod tests {
         let services: Vec<Service> = vec![object(json!({
             "metadata": {"name": "testendpoints", "namespace": "default", "labels": {"app/name": "test"}}
         }))];
-        let group = endpoint_slice_group(&slice(), &services, &no_pods(), &mut Interner::default());
+        let group = endpoint_slice_group(&slice(), &services, &no_pods());
         let mut labels = SLICE_LABELS.to_vec();
         labels.extend([
             ("__meta_kubernetes_service_label_app_name", "test"),
@@ -402,7 +400,7 @@ mod tests {
                 "conditions": {"ready": false}
             }]
         }));
-        let group = endpoint_slice_group(&slice, &no_services(), &pods, &mut Interner::default());
+        let group = endpoint_slice_group(&slice, &no_services(), &pods);
         let pod_labels = pod_labels_of_testpod("1.2.3.4");
         let first: Vec<_> = [
             ("__address__", "4.3.2.1:9000"),
@@ -478,7 +476,7 @@ mod tests {
                 "targetRef": {"kind": "Pod", "name": "testpod", "namespace": "default"}
             }]
         }));
-        let group = endpoint_slice_group(&slice, &no_services(), &pods, &mut Interner::default());
+        let group = endpoint_slice_group(&slice, &no_services(), &pods);
         let pod_labels = pod_labels_of_testpod("4.3.2.1");
         let endpoint_target =
             |port: &'static str, port_name: &'static str, container: &'static str, init: &'static str| {
@@ -544,17 +542,17 @@ mod tests {
         v6.address_type = "IPv6".into();
         for policy in ["PreferDualStack", "RequireDualStack"] {
             let services = vec![dual_stack_service(policy, &["IPv4", "IPv6"])];
-            let group = endpoint_slice_group(&v6, &services, &no_pods(), &mut Interner::default());
+            let group = endpoint_slice_group(&v6, &services, &no_pods());
             assert!(group.targets.is_empty(), "{policy}");
             assert_eq!(
                 group.labels.get("__meta_kubernetes_service_name"),
                 Some("testendpoints")
             );
-            let primary = endpoint_slice_group(&slice(), &services, &no_pods(), &mut Interner::default());
+            let primary = endpoint_slice_group(&slice(), &services, &no_pods());
             assert_eq!(primary.targets.len(), 4, "{policy}");
         }
         let single_stack = vec![dual_stack_service("SingleStack", &["IPv4"])];
-        let group = endpoint_slice_group(&v6, &single_stack, &no_pods(), &mut Interner::default());
+        let group = endpoint_slice_group(&v6, &single_stack, &no_pods());
         assert_eq!(group.targets.len(), 4);
     }
 
@@ -566,7 +564,7 @@ mod tests {
             "ports": [{"port": 8080}, {"name": "any"}],
             "endpoints": [{"addresses": ["fd00::1"]}]
         }));
-        let group = endpoint_slice_group(&slice, &no_services(), &no_pods(), &mut Interner::default());
+        let group = endpoint_slice_group(&slice, &no_services(), &no_pods());
         assert_group(
             &group,
             "endpointslice/ns/s",

@@ -7,7 +7,6 @@
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::super::ADDRESS_LABEL;
-use super::super::Interner;
 use super::super::TargetGroup;
 use super::LabelPairs;
 use super::NAMESPACE_LABEL;
@@ -26,7 +25,7 @@ pub fn ingress_source(namespace: &str, name: &str) -> String {
 }
 
 /// The group of one ingress.
-pub fn ingress_group(ingress: &Ingress, interner: &mut Interner) -> TargetGroup {
+pub fn ingress_group(ingress: &Ingress) -> TargetGroup {
     let (namespace, name) = namespace_and_name(&ingress.metadata);
     let spec = ingress.spec.as_ref();
     let mut labels = LabelPairs::new();
@@ -68,7 +67,7 @@ pub fn ingress_group(ingress: &Ingress, interner: &mut Interner) -> TargetGroup 
             targets.push(target);
         }
     }
-    build_group(ingress_source(namespace, name), targets, labels, interner)
+    build_group(ingress_source(namespace, name), targets, labels)
 }
 
 /// Whether `host` equals `pattern` or matches it as a `*.rest` wildcard of the same depth.
@@ -159,17 +158,17 @@ mod tests {
 
     #[test]
     fn an_ingress_without_tls_is_http() {
-        expect(&ingress_group(&ingress(None), &mut Interner::default()), "http", "http");
+        expect(&ingress_group(&ingress(None)), "http", "http");
     }
 
     #[test]
     fn tls_hosts_make_their_rules_https() {
         let all = ingress(Some(&["example.com", "test.example.com"]));
-        expect(&ingress_group(&all, &mut Interner::default()), "https", "https");
+        expect(&ingress_group(&all), "https", "https");
         let mixed = ingress(Some(&["example.com"]));
-        expect(&ingress_group(&mixed, &mut Interner::default()), "https", "http");
+        expect(&ingress_group(&mixed), "https", "http");
         let wildcard = ingress(Some(&["*.example.com"]));
-        expect(&ingress_group(&wildcard, &mut Interner::default()), "http", "https");
+        expect(&ingress_group(&wildcard), "http", "https");
     }
 
     #[test]
@@ -178,7 +177,7 @@ mod tests {
             "metadata": {"name": "i", "namespace": "ns"},
             "spec": {"rules": [{"host": "a.example"}]}
         }));
-        let group = ingress_group(&ingress, &mut Interner::default());
+        let group = ingress_group(&ingress);
         assert_eq!(group.targets.len(), 1);
         assert_eq!(group.targets[0].get("__meta_kubernetes_ingress_path"), Some("/"));
         assert_eq!(group.labels.get("__meta_kubernetes_ingress_class_name"), None);

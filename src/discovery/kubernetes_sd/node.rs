@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Node;
 
 use super::super::ADDRESS_LABEL;
-use super::super::Interner;
 use super::super::TargetGroup;
 use super::LabelPairs;
 use super::add_object_meta_labels;
@@ -38,7 +37,7 @@ pub fn node_source(name: &str) -> String {
 }
 
 /// The group of one node, `None` when it has no usable address.
-pub fn node_group(node: &Node, interner: &mut Interner) -> Option<TargetGroup> {
+pub fn node_group(node: &Node) -> Option<TargetGroup> {
     let name = node.metadata.name.as_deref().unwrap_or_default();
     let status = node.status.as_ref();
     let mut addresses_by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -83,7 +82,7 @@ pub fn node_group(node: &Node, interner: &mut Interner) -> Option<TargetGroup> {
             target.set(sanitize_label_name(&format!("{ADDRESS_PREFIX}{kind}")), *first);
         }
     }
-    Some(build_group(node_source(name), vec![target], labels, interner))
+    Some(build_group(node_source(name), vec![target], labels))
 }
 
 #[cfg(test)]
@@ -114,7 +113,7 @@ mod tests {
             json!({"test-annotation": "testannotationvalue"}),
             json!([]),
         );
-        let Some(group) = node_group(&group, &mut Interner::default()) else {
+        let Some(group) = node_group(&group) else {
             panic!("no group")
         };
         assert_group(
@@ -153,7 +152,7 @@ mod tests {
                 {"type": "DiskPressure", "status": "Unknown"}
             ]),
         );
-        let Some(group) = node_group(&group, &mut Interner::default()) else {
+        let Some(group) = node_group(&group) else {
             panic!("no group")
         };
         assert_group(
@@ -191,7 +190,7 @@ mod tests {
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}
             }
         }));
-        let Some(group) = node_group(&node, &mut Interner::default()) else {
+        let Some(group) = node_group(&node) else {
             panic!("no group")
         };
         assert_group(
@@ -214,7 +213,7 @@ mod tests {
             "metadata": {"name": "n2"},
             "status": {"addresses": [{"type": "ExternalIP", "address": "2001:db8::7"}]}
         }));
-        let Some(group) = node_group(&external_v6, &mut Interner::default()) else {
+        let Some(group) = node_group(&external_v6) else {
             panic!("no group")
         };
         // No daemon endpoints: port 0, as Go's zero value.
@@ -224,6 +223,6 @@ mod tests {
     #[test]
     fn a_node_without_addresses_has_no_group() {
         let node: Node = object(json!({"metadata": {"name": "bare"}}));
-        assert!(node_group(&node, &mut Interner::default()).is_none());
+        assert!(node_group(&node).is_none());
     }
 }

@@ -15,7 +15,6 @@ use k8s_openapi::api::core::v1::Pod;
 use ta_raft::intern::Symbol;
 
 use super::super::ADDRESS_LABEL;
-use super::super::Interner;
 use super::super::TargetGroup;
 use super::LabelPairs;
 use super::NAMESPACE_LABEL;
@@ -75,11 +74,7 @@ impl PodView {
     /// The view of `pod`.
     pub fn of(pod: &Pod) -> Self {
         let (namespace, name) = namespace_and_name(&pod.metadata);
-        let labels = pod_labels_of(pod)
-            .pairs()
-            .iter()
-            .map(|(n, v)| (Symbol::from(n.as_str()), Symbol::from(v.as_str())))
-            .collect();
+        let labels = pod_labels_of(pod).pairs().to_vec();
         let containers = containers(pod)
             .map(|(container, init)| ContainerView {
                 name: container.name.clone(),
@@ -127,11 +122,11 @@ fn pod_ip(pod: &Pod) -> &str {
 }
 
 /// The group of one pod.
-pub fn pod_group(pod: &PodView, interner: &mut Interner) -> TargetGroup {
+pub fn pod_group(pod: &PodView) -> TargetGroup {
     let source = pod_source(&pod.namespace, &pod.name);
     let ip = pod.ip.as_str();
     if ip.is_empty() {
-        return build_group(source, Vec::new(), LabelPairs::new(), interner);
+        return build_group(source, Vec::new(), LabelPairs::new());
     }
     let mut labels = pod_labels(pod);
     labels.set(NAMESPACE_LABEL, pod.namespace.as_str());
@@ -157,14 +152,14 @@ pub fn pod_group(pod: &PodView, interner: &mut Interner) -> TargetGroup {
             targets.push(port_target);
         }
     }
-    build_group(source, targets, labels, interner)
+    build_group(source, targets, labels)
 }
 
 /// The pod-wide labels (Prometheus `podLabels`), without the namespace.
 pub fn pod_labels(pod: &PodView) -> LabelPairs {
     let mut labels = LabelPairs::new();
     for (name, value) in &pod.labels {
-        labels.set(name.as_str(), value.as_str());
+        labels.set_symbols(name.clone(), value.clone());
     }
     labels
 }
@@ -376,7 +371,7 @@ mod tests {
 
     #[test]
     fn a_pod_with_several_ports_and_a_portless_container_matches_prometheus() {
-        let group = pod_group(&PodView::of(&multi_port_pod()), &mut Interner::default());
+        let group = pod_group(&PodView::of(&multi_port_pod()));
         assert_group(
             &group,
             "pod/default/testpod",
@@ -433,7 +428,7 @@ mod tests {
 
     #[test]
     fn init_containers_are_targets_marked_as_init() {
-        let group = pod_group(&PodView::of(&init_container_pod()), &mut Interner::default());
+        let group = pod_group(&PodView::of(&init_container_pod()));
         assert_group(
             &group,
             "pod/default/testpod",
@@ -475,7 +470,7 @@ mod tests {
         if let Some(status) = pod.status.as_mut() {
             status.pod_ip = None;
         }
-        let group = pod_group(&PodView::of(&pod), &mut Interner::default());
+        let group = pod_group(&PodView::of(&pod));
         assert_group(&group, "pod/default/testpod", &[], &[]);
     }
 
@@ -486,7 +481,7 @@ mod tests {
             "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80}]}]},
             "status": {"podIP": "fd00::5"}
         }));
-        let group = pod_group(&PodView::of(&pod), &mut Interner::default());
+        let group = pod_group(&PodView::of(&pod));
         assert_group(
             &group,
             "pod/ns/p",
@@ -520,7 +515,7 @@ mod tests {
             "spec": {"containers": [{"name": "c"}]},
             "status": {"podIP": "::1"}
         }));
-        let group = pod_group(&PodView::of(&pod), &mut Interner::default());
+        let group = pod_group(&PodView::of(&pod));
         assert_eq!(group.targets[0].get("__address__"), Some("::1"));
         assert_eq!(
             group.labels.get("__meta_kubernetes_pod_label_app_kubernetes_io_name"),

@@ -47,6 +47,9 @@ const CLIENT_RETRY_MAX: Duration = Duration::from_secs(60);
 /// Most events applied before publishing: a huge relist still publishes now and then
 /// (nothing is lost: the rest is applied right after).
 const MAX_EVENTS_PER_PUBLICATION: usize = 10_000;
+/// Events arriving within this long of a publication wait for the next one (a burst is
+/// published, and its groups rebuilt, once rather than per event).
+const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 
 /// Provider for one `kubernetes_sd_configs` entry.
 pub struct KubernetesProvider {
@@ -101,6 +104,7 @@ async fn run(provider: KubernetesProvider, publish: watch::Sender<ProviderSnapsh
         .enumerate()
         .map(|(index, spec)| watch_stream(client.clone(), index, spec, &config));
     let mut updates = futures::stream::select_all(streams);
+    let mut last_published: Option<tokio::time::Instant> = None;
     loop {
         let update = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -113,11 +117,12 @@ async fn run(provider: KubernetesProvider, publish: watch::Sender<ProviderSnapsh
             shutdown.cancelled().await;
             return;
         };
+        let started = std::time::Instant::now();
         state.apply(update);
         // Apply what is already waiting (a relist arrives as many events) before publishing,
         // so subscribers see one change, not thousands.
         let mut applied = 1;
-        while applied < MAX_EVENTS_PER_PUBLICATION {
+        while applied < MAX_EVENTS_PER_PUBLICATION && started.elapsed() < PUBLISH_EVERY {
             match updates.next().now_or_never() {
                 Some(Some(update)) => {
                     state.apply(update);
@@ -126,7 +131,36 @@ async fn run(provider: KubernetesProvider, publish: watch::Sender<ProviderSnapsh
                 _ => break,
             }
         }
+        // A rollout arrives as a stream of small events (a pod deleted, a pod added, its
+        // slice updated): publishing each would rebuild the same groups again and again. So
+        // after a publication, what arrives within PUBLISH_EVERY is held and published as
+        // one; a change after a quiet spell is still published at once. While events keep
+        // coming, a publication goes out every PUBLISH_EVERY (the leader waits for a quiet
+        // spell longer than that before planning).
+        let hold_until = last_published.map(|at| at + PUBLISH_EVERY);
+        while let Some(deadline) = hold_until.filter(|deadline| *deadline > tokio::time::Instant::now())
+            && applied < MAX_EVENTS_PER_PUBLICATION
+        {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep_until(deadline) => break,
+                update = updates.next() => match update {
+                    Some(update) => {
+                        state.apply(update);
+                        applied += 1;
+                    }
+                    None => break,
+                },
+            }
+        }
         state.publish_to(&publish);
+        last_published = Some(tokio::time::Instant::now());
+        tracing::debug!(
+            role = %config.role,
+            events = applied,
+            ms = started.elapsed().as_millis() as u64,
+            "kubernetes_sd: applied and published"
+        );
     }
 }
 

@@ -6,7 +6,6 @@
 use k8s_openapi::api::core::v1::Service;
 
 use super::super::ADDRESS_LABEL;
-use super::super::Interner;
 use super::super::TargetGroup;
 use super::LabelPairs;
 use super::NAMESPACE_LABEL;
@@ -38,7 +37,7 @@ pub fn service_labels(service: &Service) -> LabelPairs {
 }
 
 /// The group of one service.
-pub fn service_group(service: &Service, interner: &mut Interner) -> TargetGroup {
+pub fn service_group(service: &Service) -> TargetGroup {
     let (namespace, name) = namespace_and_name(&service.metadata);
     let spec = service.spec.as_ref();
     let service_type = spec.and_then(|s| s.type_.as_deref()).unwrap_or_default();
@@ -64,12 +63,7 @@ pub fn service_group(service: &Service, interner: &mut Interner) -> TargetGroup 
         }
         targets.push(target);
     }
-    build_group(
-        service_source(namespace, name),
-        targets,
-        service_labels(service),
-        interner,
-    )
+    build_group(service_source(namespace, name), targets, service_labels(service))
 }
 
 /// The load balancer's ingress IPs joined by commas, or the deprecated
@@ -105,7 +99,7 @@ mod tests {
     use super::*;
 
     fn group(json: serde_json::Value) -> TargetGroup {
-        service_group(&object(json), &mut Interner::default())
+        service_group(&object(json))
     }
 
     #[test]

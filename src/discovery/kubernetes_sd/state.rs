@@ -31,7 +31,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
 use tokio::sync::watch;
 
-use super::super::Interner;
 use super::super::ProviderSnapshot;
 use super::super::TargetGroup;
 use super::KubernetesRole;
@@ -273,7 +272,6 @@ pub struct DiscoveryState {
     /// Pods and services that changed since the last rebuild (endpoints roles only).
     changed_pods: BTreeSet<ObjectKey>,
     changed_services: BTreeSet<ObjectKey>,
-    interner: Interner,
 }
 
 impl DiscoveryState {
@@ -298,7 +296,6 @@ impl DiscoveryState {
             dirty: BTreeSet::new(),
             changed_pods: BTreeSet::new(),
             changed_services: BTreeSet::new(),
-            interner: Interner::default(),
         }
     }
 
@@ -384,7 +381,6 @@ impl DiscoveryState {
                     }
                 }
             }
-            self.interner.collect_garbage();
         }
         Some(self.groups.values().cloned().collect())
     }
@@ -452,20 +448,19 @@ impl DiscoveryState {
     /// The group of the role's object at `key`, `None` when it is gone (or, for a node,
     /// has no address).
     fn build(&mut self, key: &ObjectKey) -> Option<TargetGroup> {
-        let interner = &mut self.interner;
         match self.role {
-            KubernetesRole::Pod => self.pods.get(key).map(|p| pod::pod_group(p, interner)),
-            KubernetesRole::Service => self.services.get(key).map(|s| service::service_group(s, interner)),
-            KubernetesRole::Node => self.nodes.get(key).and_then(|n| node::node_group(n, interner)),
-            KubernetesRole::Ingress => self.ingresses.get(key).map(|i| ingress::ingress_group(i, interner)),
+            KubernetesRole::Pod => self.pods.get(key).map(|p| pod::pod_group(p)),
+            KubernetesRole::Service => self.services.get(key).map(|s| service::service_group(s)),
+            KubernetesRole::Node => self.nodes.get(key).and_then(|n| node::node_group(n)),
+            KubernetesRole::Ingress => self.ingresses.get(key).map(|i| ingress::ingress_group(i)),
             KubernetesRole::EndpointSlice => self
                 .endpoint_slices
                 .get(key)
-                .map(|s| endpointslice::endpoint_slice_group(s, &self.services, &self.pods, interner)),
+                .map(|s| endpointslice::endpoint_slice_group(s, &self.services, &self.pods)),
             KubernetesRole::Endpoints => self
                 .endpoints
                 .get(key)
-                .map(|e| endpoints::endpoints_group(e, &self.services, &self.pods, interner)),
+                .map(|e| endpoints::endpoints_group(e, &self.services, &self.pods)),
         }
     }
 }
