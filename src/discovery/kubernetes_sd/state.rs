@@ -449,10 +449,10 @@ impl DiscoveryState {
     /// has no address).
     fn build(&mut self, key: &ObjectKey) -> Option<TargetGroup> {
         match self.role {
-            KubernetesRole::Pod => self.pods.get(key).map(|p| pod::pod_group(p)),
-            KubernetesRole::Service => self.services.get(key).map(|s| service::service_group(s)),
-            KubernetesRole::Node => self.nodes.get(key).and_then(|n| node::node_group(n)),
-            KubernetesRole::Ingress => self.ingresses.get(key).map(|i| ingress::ingress_group(i)),
+            KubernetesRole::Pod => self.pods.get(key).map(pod::pod_group),
+            KubernetesRole::Service => self.services.get(key).map(service::service_group),
+            KubernetesRole::Node => self.nodes.get(key).and_then(node::node_group),
+            KubernetesRole::Ingress => self.ingresses.get(key).map(ingress::ingress_group),
             KubernetesRole::EndpointSlice => self
                 .endpoint_slices
                 .get(key)
