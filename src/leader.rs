@@ -202,9 +202,11 @@ impl LeaderLoop {
         // waiting for the next tick, and a stream of changes still makes one batch per window.
         let mut last_plan: Option<Instant> = None;
         let mut discovery_open = true;
-        // When this leadership began: its first plan waits up to one window for discovery to
-        // sync every job, so a cold start goes out as one plan rather than one for the first
-        // job to answer and another a window later for the rest.
+        // When this leadership began: its first plan waits up to FIRST_PLAN_SYNC_WINDOWS
+        // windows for discovery to sync every job, so a cold start goes out as one plan
+        // rather than one for the jobs that answered first and another a window later for
+        // the rest (kubernetes_sd lists 100k pods in 1-3 s here). The table already holds
+        // every assignment a failover must keep serving, so waiting moves nothing.
         let mut leading_since = Instant::now();
         loop {
             let may_wake = discovery_open && last_plan.is_none_or(|at| at.elapsed() >= self.coalesce_window);
@@ -338,7 +340,7 @@ impl LeaderLoop {
             if refusals.max_targets.is_some() {
                 continue;
             }
-            if !synced && now.duration_since(leading_since) < self.coalesce_window {
+            if !synced && now.duration_since(leading_since) < self.coalesce_window * FIRST_PLAN_SYNC_WINDOWS {
                 continue;
             }
             let everything: Vec<TargetId>;
@@ -615,6 +617,8 @@ impl LeaderLoop {
 /// Entries of one plan replicating at once: the next is encoded and sent while the previous
 /// is applied, and a follower never has more than this many of a plan's entries queued.
 const ENTRIES_IN_FLIGHT: usize = 4;
+/// A new leader's first plan waits this many coalesce windows for discovery to sync.
+const FIRST_PLAN_SYNC_WINDOWS: u32 = 5;
 /// How long discovery must stay quiet after a change before the change is planned.
 const DISCOVERY_SETTLE: Duration = Duration::from_millis(200);
 

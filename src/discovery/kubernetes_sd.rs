@@ -20,10 +20,13 @@ pub mod provider;
 pub mod service;
 pub mod state;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use rustc_hash::FxBuildHasher;
 
 use super::Labels;
 use super::TargetGroup;
@@ -212,18 +215,66 @@ impl LabelPairs {
 
 /// `__meta_kubernetes_<resource>_label_<name>` and `_labelpresent_<name>` for every label,
 /// the same pair for annotations (Prometheus's `addObjectAnnotationsAndLabels`).
-pub fn add_labels_and_annotations(pairs: &mut LabelPairs, meta: &ObjectMeta, resource: &str) {
-    for (kind, map) in [("label", &meta.labels), ("annotation", &meta.annotations)] {
+pub fn add_labels_and_annotations(pairs: &mut LabelPairs, meta: &ObjectMeta, resource: &'static str) {
+    let present = Symbol::new(PRESENT);
+    for (kind, map) in [
+        (MetaKind::Label, &meta.labels),
+        (MetaKind::Annotation, &meta.annotations),
+    ] {
         for (key, value) in map.iter().flatten() {
-            let name = sanitize_label_name(key);
-            pairs.set(format!("{META_PREFIX}{resource}_{kind}_{name}"), value.as_str());
-            pairs.set(format!("{META_PREFIX}{resource}_{kind}present_{name}"), PRESENT);
+            let (name, present_name) = meta_label_names(resource, kind, key);
+            pairs.set_symbols(name, Symbol::new(value));
+            pairs.set_symbols(present_name, present.clone());
         }
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum MetaKind {
+    Label,
+    Annotation,
+}
+
+/// Distinct `(resource, kind, key)` names kept by [`meta_label_names`] before it starts over
+/// (a cluster has a few hundred label and annotation keys; this bounds a pathological one).
+const META_NAMES_KEPT: usize = 16_384;
+
+/// The two label names of one Kubernetes label or annotation key, interned. Every pod of a
+/// deployment has the same keys, so the names are formatted and interned once per key (per
+/// thread) rather than twice per pod.
+fn meta_label_names(resource: &'static str, kind: MetaKind, key: &str) -> (Symbol, Symbol) {
+    type Names = HashMap<(&'static str, MetaKind), HashMap<Box<str>, (Symbol, Symbol), FxBuildHasher>>;
+    thread_local! {
+        static NAMES: RefCell<(Names, usize)> = RefCell::default();
+    }
+    NAMES.with_borrow_mut(|(names, kept)| {
+        if let Some(found) = names.get(&(resource, kind)).and_then(|keys| keys.get(key)) {
+            return found.clone();
+        }
+        if *kept >= META_NAMES_KEPT {
+            names.clear();
+            *kept = 0;
+        }
+        let (kind_text, present_text) = match kind {
+            MetaKind::Label => ("label", "labelpresent"),
+            MetaKind::Annotation => ("annotation", "annotationpresent"),
+        };
+        let sanitized = sanitize_label_name(key);
+        let built = (
+            Symbol::new(&format!("{META_PREFIX}{resource}_{kind_text}_{sanitized}")),
+            Symbol::new(&format!("{META_PREFIX}{resource}_{present_text}_{sanitized}")),
+        );
+        names
+            .entry((resource, kind))
+            .or_default()
+            .insert(key.into(), built.clone());
+        *kept += 1;
+        built
+    })
+}
+
 /// `__meta_kubernetes_<role>_name` plus the labels and annotations (`addObjectMetaLabels`).
-pub fn add_object_meta_labels(pairs: &mut LabelPairs, meta: &ObjectMeta, resource: &str) {
+pub fn add_object_meta_labels(pairs: &mut LabelPairs, meta: &ObjectMeta, resource: &'static str) {
     pairs.set(
         format!("{META_PREFIX}{resource}_name"),
         meta.name.clone().unwrap_or_default(),

@@ -46,7 +46,7 @@ pub struct PodView {
     pub name: String,
     /// `""` while the pod has no IP.
     pub ip: String,
-    /// The pod-wide labels (Prometheus `podLabels`), without the namespace, in the order set.
+    /// The pod-wide labels (Prometheus `podLabels`), without the namespace, sorted by name.
     labels: Vec<(Symbol, Symbol)>,
     /// The containers, then the init containers.
     containers: Vec<ContainerView>,
@@ -74,7 +74,9 @@ impl PodView {
     /// The view of `pod`.
     pub fn of(pod: &Pod) -> Self {
         let (namespace, name) = namespace_and_name(&pod.metadata);
-        let labels = pod_labels_of(pod).pairs().to_vec();
+        // Sorted by name (each name once): merged after a target's endpoint labels, they
+        // form one sorted run, which is what the final sort of each target finds cheapest.
+        let labels = pod_labels_of(pod).into_labels().pairs().to_vec();
         let containers = containers(pod)
             .map(|(container, init)| ContainerView {
                 name: container.name.clone(),
