@@ -62,6 +62,9 @@ pub(crate) struct Shared {
     pub committed_written: AtomicU64,
     /// `applied index + 1` last written to the state tree (durable after the next flush).
     pub applied_written: AtomicU64,
+    /// `applied index + 1` of the state machine in memory: the log's cache of recent entries
+    /// drops what is applied.
+    pub applied_in_memory: AtomicU64,
 }
 
 impl Shared {
@@ -232,6 +235,7 @@ impl DataDir {
                 witness: Mutex::new(witness),
                 committed_written: AtomicU64::new(0),
                 applied_written: AtomicU64::new(0),
+                applied_in_memory: AtomicU64::new(0),
             }),
         })
     }

@@ -7,13 +7,21 @@
 //!
 //! Keys in the `log` tree: `index (u64 BE) ++ chunk (u32 BE)`; values: chunks of a sealed
 //! bincode `Entry`. Keys in `meta`: `vote`, `committed`, `last_purged`.
+//!
+//! The entries appended and not yet applied are also kept in memory, as appended
+//! ([`Recent`]): openraft reads every entry back, once per follower to replicate it and once
+//! to apply it, and reading a leader's own entries from sled meant decoding, on the leader,
+//! the commands it had just built. The cache is always a contiguous tail of the log; what it
+//! does not hold is read from sled as before.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::marker::PhantomData;
 use std::ops::Bound;
 use std::ops::RangeBounds;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 use openraft::LogState;
@@ -43,8 +51,8 @@ const COMMITTED_KEY: &[u8] = b"committed";
 const LAST_PURGED_KEY: &[u8] = b"last_purged";
 
 /// The type configurations this store supports: openraft's default `u64` node ids and terms.
-pub trait StorageTypes: RaftTypeConfig<NodeId = u64, Term = u64> {}
-impl<C> StorageTypes for C where C: RaftTypeConfig<NodeId = u64, Term = u64> {}
+pub trait StorageTypes: RaftTypeConfig<NodeId = u64, Term = u64, Entry: Clone> {}
+impl<C> StorageTypes for C where C: RaftTypeConfig<NodeId = u64, Term = u64, Entry: Clone> {}
 
 /// How one log entry is kept in the `log` tree: its sealed encoding itself, or a reference to
 /// a payload file holding it.
@@ -101,9 +109,98 @@ pub(crate) fn raise_committed<C: StorageTypes>(shared: &Shared, applied: &LogIdO
     Ok(())
 }
 
+/// Most bytes (sealed size) of entries kept in memory; past it the oldest are dropped.
+const RECENT_BYTES: usize = 64 << 20;
+
+/// The newest entries as appended, not applied yet: a contiguous tail of the log.
+struct Recent<C: StorageTypes> {
+    entries: VecDeque<(C::Entry, usize)>,
+    bytes: usize,
+}
+
+impl<C: StorageTypes> Default for Recent<C> {
+    fn default() -> Self {
+        Self {
+            entries: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<C: StorageTypes> Recent<C> {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(entry, _)| entry.index())
+    }
+
+    /// Append entries that continue the tail (anything else starts the tail over).
+    fn push(&mut self, entries: impl IntoIterator<Item = (C::Entry, usize)>, applied_through: u64) {
+        for (entry, size) in entries {
+            let continues = self
+                .entries
+                .back()
+                .is_none_or(|(last, _)| last.index() + 1 == entry.index());
+            if !continues {
+                self.entries.clear();
+                self.bytes = 0;
+            }
+            self.bytes += size;
+            self.entries.push_back((entry, size));
+        }
+        self.drop_applied(applied_through);
+        while self.bytes > RECENT_BYTES
+            && let Some((_, size)) = self.entries.pop_front()
+        {
+            self.bytes -= size;
+        }
+    }
+
+    /// Drop entries below `end` (applied, or purged).
+    fn drop_applied(&mut self, end: u64) {
+        while let Some((entry, size)) = self.entries.front()
+            && entry.index() < end
+        {
+            self.bytes -= size;
+            self.entries.pop_front();
+        }
+    }
+
+    /// Drop entries at `start` and after (truncated).
+    fn drop_from(&mut self, start: u64) {
+        while let Some((entry, size)) = self.entries.back()
+            && entry.index() >= start
+        {
+            self.bytes -= size;
+            self.entries.pop_back();
+        }
+    }
+
+    /// `[start, end)` if held entirely (`end` `None`: through the last appended).
+    fn range(&self, start: u64, end: Option<u64>) -> Option<Vec<C::Entry>> {
+        let first = self.first_index()?;
+        let last = self.entries.back().map(|(entry, _)| entry.index())?;
+        let end = end.unwrap_or(last + 1);
+        if start < first || end > last + 1 {
+            return None;
+        }
+        if end <= start {
+            return Some(Vec::new());
+        }
+        let skip = (start - first) as usize;
+        Some(
+            self.entries
+                .iter()
+                .skip(skip)
+                .take((end - start) as usize)
+                .map(|(entry, _)| entry.clone())
+                .collect(),
+        )
+    }
+}
+
 /// The single writer of the Raft log.
 pub struct LogStore<C: StorageTypes> {
     shared: Arc<Shared>,
+    recent: Arc<Mutex<Recent<C>>>,
     last_purged: Option<LogIdOf<C>>,
     last_log: Option<LogIdOf<C>>,
 }
@@ -111,6 +208,7 @@ pub struct LogStore<C: StorageTypes> {
 /// A read-only handle to the log, used by openraft's replication tasks.
 pub struct LogReader<C: StorageTypes> {
     shared: Arc<Shared>,
+    recent: Arc<Mutex<Recent<C>>>,
     _types: PhantomData<C>,
 }
 
@@ -118,9 +216,15 @@ impl<C: StorageTypes> Clone for LogReader<C> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
+            recent: Arc::clone(&self.recent),
             _types: PhantomData,
         }
     }
+}
+
+/// The cache, whatever a panicking holder left (it only ever holds whole entries).
+fn lock<C: StorageTypes>(recent: &Mutex<Recent<C>>) -> std::sync::MutexGuard<'_, Recent<C>> {
+    recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<C: StorageTypes> LogStore<C> {
@@ -130,6 +234,7 @@ impl<C: StorageTypes> LogStore<C> {
         let last_purged: Option<LogIdOf<C>> = shared.meta_get(LAST_PURGED_KEY)?;
         let reader = LogReader::<C> {
             shared: Arc::clone(&shared),
+            recent: Arc::default(),
             _types: PhantomData,
         };
         finish_interrupted_purge::<C>(&shared, last_purged.as_ref())?;
@@ -166,6 +271,7 @@ impl<C: StorageTypes> LogStore<C> {
         }
         let store = Self {
             shared,
+            recent: Arc::default(),
             last_purged,
             last_log,
         };
@@ -223,6 +329,7 @@ impl<C: StorageTypes> LogStore<C> {
     fn reader(&self) -> LogReader<C> {
         LogReader {
             shared: Arc::clone(&self.shared),
+            recent: Arc::clone(&self.recent),
             _types: PhantomData,
         }
     }
@@ -243,6 +350,7 @@ impl<C: StorageTypes> LogStore<C> {
         }
         let mut batch = sled::Batch::default();
         let mut wrote_payloads = false;
+        let mut sizes = Vec::with_capacity(entries.len());
         for entry in &entries {
             let index = entry.index();
             if let Some(next) = expected
@@ -253,6 +361,7 @@ impl<C: StorageTypes> LogStore<C> {
                 )));
             }
             let sealed = envelope::encode(entry);
+            sizes.push(sealed.len());
             let stored = if sealed.len() > payloads::THRESHOLD {
                 wrote_payloads = true;
                 let dir = self.shared.payload_dir.clone();
@@ -281,6 +390,8 @@ impl<C: StorageTypes> LogStore<C> {
             .flush_durable(move |marks| marks.last_log = marks.last_log.max(last_plus_one))
             .await?;
         self.last_log = Some(last);
+        let applied_through = self.shared.applied_in_memory.load(Ordering::Acquire);
+        lock(&self.recent).push(entries.into_iter().zip(sizes), applied_through);
         Ok(())
     }
 }
@@ -406,6 +517,13 @@ impl<C: StorageTypes> RaftLogReader<C> for LogReader<C> {
         range: RB,
     ) -> Result<Vec<C::Entry>, io::Error> {
         let (start, end) = bounds(&range);
+        {
+            let mut recent = lock(&self.recent);
+            recent.drop_applied(self.shared.applied_in_memory.load(Ordering::Acquire));
+            if let Some(entries) = recent.range(start, end) {
+                return Ok(entries);
+            }
+        }
         Ok(self.read_range(start, end)?)
     }
 
@@ -509,6 +627,7 @@ impl<C: StorageTypes> RaftLogStorage<C> for LogStore<C> {
         self.shared
             .lower_witness(move |marks| marks.last_log = marks.last_log.min(new_mark))
             .await?;
+        lock(&self.recent).drop_from(keep_through);
         remove_log_keys(&self.shared, log_key(keep_through, 0).., "truncate")?;
         self.shared.flush_durable(|_| {}).await?;
         payloads::remove_where(&self.shared.payload_dir, |index, _| index >= keep_through)?;
@@ -523,6 +642,7 @@ impl<C: StorageTypes> RaftLogStorage<C> for LogStore<C> {
             .meta
             .insert(LAST_PURGED_KEY, envelope::encode(&log_id))
             .map_err(self.shared.sled_error("save last purged"))?;
+        lock(&self.recent).drop_applied(log_id.index() + 1);
         remove_log_keys(&self.shared, ..log_key(log_id.index() + 1, 0), "purge")?;
         let purged_mark = log_id.index() + 1;
         self.shared
@@ -538,5 +658,59 @@ impl<C: StorageTypes> RaftLogStorage<C> for LogStore<C> {
         }
         self.last_purged = Some(log_id);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::vote::RaftLeaderIdExt;
+
+    use super::*;
+
+    openraft::declare_raft_types!(
+        TestTypes: D = String, R = (),
+    );
+
+    type TestEntry = <TestTypes as RaftTypeConfig>::Entry;
+
+    fn entry(index: u64) -> TestEntry {
+        let log_id = openraft::LogId::new(openraft::alias::LeaderIdOf::<TestTypes>::new_committed(1, 1), index);
+        TestEntry::new_normal(log_id, format!("entry {index}"))
+    }
+
+    fn indexes(entries: Option<Vec<TestEntry>>) -> Option<Vec<u64>> {
+        entries.map(|entries| entries.iter().map(|e| e.index()).collect())
+    }
+
+    #[test]
+    fn the_cache_is_a_contiguous_tail_that_drops_what_is_applied_truncated_or_too_big() {
+        let mut recent = Recent::<TestTypes>::default();
+        recent.push((1..=5).map(|i| (entry(i), 10)), 0);
+        assert_eq!(indexes(recent.range(2, Some(4))), Some(vec![2, 3]));
+        assert_eq!(indexes(recent.range(3, None)), Some(vec![3, 4, 5]));
+        assert_eq!(
+            indexes(recent.range(0, Some(3))),
+            None,
+            "below the tail: read from sled"
+        );
+        assert_eq!(indexes(recent.range(4, Some(7))), None, "past the tail: read from sled");
+
+        recent.drop_applied(3);
+        assert_eq!(recent.first_index(), Some(3));
+        assert_eq!(recent.bytes, 30);
+        recent.drop_from(5);
+        assert_eq!(indexes(recent.range(3, None)), Some(vec![3, 4]));
+
+        // An append that does not continue the tail (after a truncation elsewhere) restarts it.
+        recent.push([(entry(9), 10)], 0);
+        assert_eq!(indexes(recent.range(9, None)), Some(vec![9]));
+        assert_eq!(recent.bytes, 10);
+
+        // What is applied is dropped as it is pushed; the byte bound drops the oldest.
+        recent.push([(entry(10), 10), (entry(11), RECENT_BYTES)], 10);
+        assert_eq!(indexes(recent.range(11, None)), Some(vec![11]));
+        recent.push([(entry(12), 1)], 0);
+        assert_eq!(indexes(recent.range(12, None)), Some(vec![12]));
+        assert_eq!(recent.bytes, 1);
     }
 }

@@ -171,6 +171,7 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
             ));
         }
         shared.applied_written.store(recovered_applied, Ordering::Release);
+        shared.applied_in_memory.store(recovered_applied, Ordering::Release);
         // Loaded from the durable snapshot: visible to readers from now on.
         logic.after_persist();
         Ok(Self {
@@ -248,6 +249,7 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> StateMachineStore<C, L> {
             .insert(SNAPSHOT_KEY, envelope::encode(&(file_name.clone(), meta.clone())))
             .map_err(shared.sled_error("switch snapshot"))?;
         shared.applied_written.store(applied_mark, Ordering::Release);
+        shared.applied_in_memory.store(applied_mark, Ordering::Release);
         shared
             .flush_durable(move |marks| marks.applied = marks.applied.max(applied_mark))
             .await?;
@@ -387,6 +389,9 @@ impl<C: StorageTypes, L: StateMachineLogic<C>> RaftStateMachine<C> for StateMach
         // durable too (docs/architecture.md, I3: "not even across its own restart").
         if let Some(applied) = &self.applied {
             crate::log_store::raise_committed::<C>(&self.shared, applied)?;
+            self.shared
+                .applied_in_memory
+                .fetch_max(applied.index + 1, std::sync::atomic::Ordering::AcqRel);
         }
         self.shared.flush_durable(|_| {}).await?;
         self.logic.after_persist();
