@@ -152,11 +152,16 @@ impl LeaderLoop {
     /// [`DISCOVERY_SETTLE`] (at most one coalesce window), so that a change arriving as a
     /// stream of updates (a rollout seen through kubernetes_sd: pods deleted and added, then
     /// their slices) goes out as one plan instead of its first update at once and the rest a
-    /// window later. False when discovery has closed.
-    async fn settle_discovery(&mut self, shutdown: &CancellationToken) -> bool {
+    /// window later. The change that completes discovery's first sync (`was_synced` false)
+    /// is planned at once: a cold start waits for nothing more. False when discovery has
+    /// closed.
+    async fn settle_discovery(&mut self, shutdown: &CancellationToken, was_synced: bool) -> bool {
         let settle = DISCOVERY_SETTLE.min(self.coalesce_window);
         let until = tokio::time::Instant::now() + self.coalesce_window;
         loop {
+            if !was_synced && self.discovery.borrow().all_synced {
+                return true;
+            }
             let quiet_at = (tokio::time::Instant::now() + settle).min(until);
             tokio::select! {
                 () = shutdown.cancelled() => return true,
@@ -219,7 +224,7 @@ impl LeaderLoop {
                 }
             };
             if woken_by_discovery {
-                discovery_open = self.settle_discovery(&shutdown).await;
+                discovery_open = self.settle_discovery(&shutdown, synced).await;
             }
             let now = Instant::now();
             while let Ok(ids) = self.registrations.try_recv() {
