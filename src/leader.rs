@@ -5,7 +5,8 @@
 //! no desired state. Only the leader plans and proposes. Changes are coalesced: the loop wakes
 //! once per `coalesce_window`, or on a discovery change when no plan went out within the
 //! window (once discovery has been quiet for 200 ms, so a change that arrives as a stream of
-//! updates is one batch), and turns whatever arrived since into one batch. A new leader
+//! updates is one batch; the change completing the first sync at once), and turns whatever
+//! arrived since into one batch. A new leader
 //! starts discovery cold; until it has synced, plans never remove a target, and the table
 //! already holds every assignment, so nothing moves meanwhile.
 //!
