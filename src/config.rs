@@ -112,7 +112,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_targets: 2_000_000,
-            max_source_bytes: 256 << 20,
+            max_source_bytes: 1 << 30,
             max_label_bytes: 16 << 10,
             max_labels_per_target: 256,
         }
