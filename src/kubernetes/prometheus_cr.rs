@@ -1,4 +1,4 @@
-//! Prometheus CR discovery (upstream-compat.md §7): ServiceMonitors and PodMonitors
+//! Prometheus CR discovery (docs/architecture.md, "Prometheus CRs"): ServiceMonitors and PodMonitors
 //! (`monitoring.coreos.com/v1`) turned into scrape jobs named and shaped like
 //! prometheus-operator's, which join the file's jobs.
 //!

@@ -7,7 +7,7 @@
 //!
 //! - **Precedence**: on a name clash the file's job wins and the generated one is left out
 //!   with a warning. Upstream resolves clashes in nondeterministic order
-//!   (upstream-compat.md §4.1); a fixed rule is the only testable one, and a generated name
+//!   (docs/architecture.md, "Prometheus CRs", "Precedence"); a fixed rule is the only testable one, and a generated name
 //!   (`serviceMonitor/...`) can only clash with a file job written to collide on purpose.
 //! - **Sync** (I7): the job set is synced once the CR view is; the merged discovery view is
 //!   synced when both managers are, so a restart never makes the leader remove targets.

@@ -1,6 +1,6 @@
 //! Credentials monitors reference (basic auth, bearer token, authorization, TLS CA,
 //! certificate and key), which upstream fetches from Secrets and ConfigMaps in the monitor's
-//! namespace and inlines into the generated scrape config (upstream-compat.md §7). This
+//! namespace and inlines into the generated scrape config (docs/architecture.md, "Prometheus CRs"). This
 //! module lists the references (pure) and holds the fetched values; the watcher does the
 //! fetching. Inlined secrets are then masked on plain HTTP like any other (src/secrets.rs).
 

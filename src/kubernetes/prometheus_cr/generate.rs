@@ -9,7 +9,7 @@
 //! role `endpointslice`, `podMonitor/<ns>/<name>/<index>` with role `pod`. The relabelings
 //! are prometheus-operator's, in its order, ending with the `$(SHARD)` hashmod rules, which
 //! are served as they are for the collector to substitute (the allocator neutralises them
-//! when filtering, upstream-compat.md §4.3).
+//! when filtering, docs/allocation.md, "Targets").
 //!
 //! A monitor whose credentials cannot all be resolved is left out whole, as
 //! prometheus-operator rejects it; so are jobs reading files when

@@ -1,5 +1,5 @@
 //! Which monitors the allocator turns into jobs, with prometheus-operator's semantics for
-//! the synthetic Prometheus upstream builds from `prometheus_cr` (upstream-compat.md §7):
+//! the synthetic Prometheus upstream builds from `prometheus_cr` (docs/architecture.md, "Prometheus CRs"):
 //!
 //! - monitor selector: `None` selects no monitor, `{}` every monitor;
 //! - namespace selector: `None` means only the Prometheus's own namespace

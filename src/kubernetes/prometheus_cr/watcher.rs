@@ -3,7 +3,7 @@
 //! selector has requirements, owns what they describe, and republishes the generated jobs
 //! as a [`PrometheusCrView`] on a `watch` channel.
 //!
-//! - **Sync** (DESIGN.md I7): `synced` turns true once every watched resource has been
+//! - **Sync** (I7, docs/architecture.md): `synced` turns true once every watched resource has been
 //!   listed completely once; before that the jobs are a partial view, so a consumer may add
 //!   them but must not remove jobs missing from it.
 //! - **Missing CRD** (404 on the resource's path): reported in [`PrometheusCrView::errors`]
