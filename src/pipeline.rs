@@ -91,7 +91,7 @@ impl DesiredState {
         {
             return Vec::new();
         }
-        let prepared = PreparedJob::new(job, filter);
+        let mut prepared = PreparedJob::new(job, filter);
         let previous = self.jobs.remove(&job.name).unwrap_or_default();
         let mut previous_by_pointer: FxHashMap<*const TargetGroup, ProcessedGroup> = previous
             .into_iter()
@@ -104,7 +104,7 @@ impl DesiredState {
                 processed_now.push(unchanged);
                 continue;
             }
-            let built = build_group(&prepared, group);
+            let built = build_group(&mut prepared, group);
             let mut ids = Vec::with_capacity(built.len());
             let mut refused = 0;
             for target in built {

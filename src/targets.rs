@@ -10,10 +10,14 @@ use std::time::Duration;
 use ta_raft::TargetId;
 
 use ta_raft::intern::Symbol;
+use ta_raft::model::IdentityHasher;
+use ta_raft::model::LabelMerger;
 use ta_raft::model::Labels;
 
 use crate::allocation::desired::DesiredTarget;
-use crate::allocation::desired::node_of;
+use crate::allocation::desired::NODE_LABELS;
+use crate::allocation::desired::SLICE_TARGET_KIND;
+use crate::allocation::desired::SLICE_TARGET_NAME;
 use crate::discovery::TargetGroup;
 use crate::prometheus_duration;
 use crate::relabel;
@@ -63,94 +67,80 @@ pub struct AllocatableTarget {
 }
 
 /// Labels of `group` merged with one target's own; the target's value wins on a clash.
-/// Both inputs are sorted, so this is one merge pass; with no group labels it is a share.
 pub fn served_labels(group_labels: &Labels, target_labels: &Labels) -> Labels {
-    LabelMerger::default().merge(group_labels, target_labels)
+    Labels::merge(group_labels, target_labels, &mut LabelMerger::new())
 }
 
-/// One step of merging a group's labels with a target's.
-#[derive(Clone, Copy)]
-enum MergeStep {
-    Group,
-    Target,
-    /// Both have the name; the target's value wins.
-    Both,
+/// What a label name means to target building, by its position in a served label set.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Part of the identity as it is.
+    Plain,
+    /// `__meta_*`: served, never part of the identity.
+    Meta,
+    /// A name seeding sets (index into the job's seeds).
+    Seed(u8),
+    /// The no-sharding label, which the wrapper sets and deletes.
+    DisableSharding,
 }
 
-/// [`served_labels`] for the targets of one group. The targets of a group almost always carry
-/// the same label names, so the order of the merge is worked out (by comparing names as text)
-/// for the first target and replayed for the next ones whose names are the same symbols.
+/// The positions that matter in served label sets with one sequence of names: worked out
+/// once by text and reused, by symbol number, for every target with the same names (the
+/// targets of a group, and most groups of a job).
 #[derive(Default)]
-struct LabelMerger {
-    /// Symbol numbers of the names the steps were worked out for.
-    names: Vec<u32>,
-    steps: Vec<MergeStep>,
+struct Layout {
+    /// The names, held so that their numbers stay theirs.
+    names: Vec<Symbol>,
+    roles: Vec<Role>,
+    address: Option<usize>,
+    /// Positions of `NODE_LABELS`, in their order of preference.
+    node_labels: Vec<usize>,
+    /// Positions of the EndpointSlice target kind and name (a `Node` target names its node).
+    slice_target: Option<(usize, usize)>,
 }
 
-impl LabelMerger {
-    fn merge(&mut self, group_labels: &Labels, target_labels: &Labels) -> Labels {
-        if group_labels.is_empty() {
-            return target_labels.clone();
-        }
-        let (group, target) = (group_labels.pairs(), target_labels.pairs());
-        let same_names =
-            self.names.len() == target.len() && target.iter().zip(&self.names).all(|((name, _), id)| name.id() == *id);
-        if !same_names {
-            self.plan(group, target);
-        }
-        let mut merged: Vec<(Symbol, Symbol)> = Vec::with_capacity(self.steps.len());
-        let (mut g, mut t) = (0, 0);
-        for step in &self.steps {
-            match step {
-                MergeStep::Group => {
-                    merged.push(group[g].clone());
-                    g += 1;
-                }
-                MergeStep::Target => {
-                    merged.push(target[t].clone());
-                    t += 1;
-                }
-                MergeStep::Both => {
-                    merged.push(target[t].clone());
-                    g += 1;
-                    t += 1;
-                }
-            }
-        }
-        // Sorted by construction; shared with the table's copy once applied (on the leader).
-        Labels::shared_sorted(merged)
+impl Layout {
+    fn fits(&self, served: &Labels) -> bool {
+        self.names.len() == served.len()
+            && self
+                .names
+                .iter()
+                .zip(served.pair_iter())
+                .all(|(name, (other, _))| name.id() == other.id())
     }
 
-    fn plan(&mut self, group: &[(Symbol, Symbol)], target: &[(Symbol, Symbol)]) {
-        self.names.clear();
-        self.names.extend(target.iter().map(|(name, _)| name.id()));
-        self.steps.clear();
-        let (mut g, mut t) = (0, 0);
-        while g < group.len() || t < target.len() {
-            let step = match (group.get(g), target.get(t)) {
-                (Some(gp), Some(tp)) => match gp.0.cmp(&tp.0) {
-                    std::cmp::Ordering::Less => MergeStep::Group,
-                    std::cmp::Ordering::Greater => MergeStep::Target,
-                    std::cmp::Ordering::Equal => MergeStep::Both,
-                },
-                (Some(_), None) => MergeStep::Group,
-                _ => MergeStep::Target,
-            };
-            match step {
-                MergeStep::Group => g += 1,
-                MergeStep::Target => t += 1,
-                MergeStep::Both => {
-                    g += 1;
-                    t += 1;
+    fn new(served: &Labels, seeds: &[(Symbol, String)], disable_sharding: &Symbol) -> Self {
+        let names: Vec<Symbol> = served.pair_iter().map(|(name, _)| name.clone()).collect();
+        let position = |wanted: &str| names.iter().position(|name| name.as_str() == wanted);
+        let roles = names
+            .iter()
+            .map(|name| {
+                if let Some(i) = seeds.iter().position(|(seed, _)| seed == name) {
+                    // `identity_without_rules` refuses jobs with more than 64 seeds first.
+                    Role::Seed(i as u8)
+                } else if name == disable_sharding {
+                    Role::DisableSharding
+                } else if name.as_str().starts_with("__meta_") {
+                    Role::Meta
+                } else {
+                    Role::Plain
                 }
-            }
-            self.steps.push(step);
+            })
+            .collect();
+        let node_labels = NODE_LABELS.iter().filter_map(|wanted| position(wanted)).collect();
+        let slice_target = position(SLICE_TARGET_KIND).zip(position(SLICE_TARGET_NAME));
+        Self {
+            address: position("__address__"),
+            node_labels,
+            slice_target,
+            roles,
+            names,
         }
     }
 }
 
 /// A job prepared for building its targets: what seeding sets, computed once per pass
-/// instead of once per target.
+/// instead of once per target, and the caches that make the targets of a group cheap.
 pub struct PreparedJob<'a> {
     pub settings: &'a JobSettings,
     pub symbol: Symbol,
@@ -158,6 +148,8 @@ pub struct PreparedJob<'a> {
     /// Prometheus's `PopulateDiscoveredLabels` defaults in the order it sets them.
     seeds: Vec<(Symbol, String)>,
     disable_sharding: Symbol,
+    merger: LabelMerger,
+    layout: Layout,
 }
 
 impl<'a> PreparedJob<'a> {
@@ -186,58 +178,105 @@ impl<'a> PreparedJob<'a> {
             filter,
             seeds,
             disable_sharding: Symbol::from(DISABLE_SHARDING),
+            merger: LabelMerger::new(),
+            layout: Layout::default(),
         }
+    }
+
+    /// The layout of `served`'s names, worked out again only when they differ from the last.
+    fn layout_of(&mut self, served: &Labels) -> &Layout {
+        if !self.layout.fits(served) {
+            self.layout = Layout::new(served, &self.seeds, &self.disable_sharding);
+        }
+        &self.layout
     }
 
     /// The identity of a target with served labels `served` when the job has no relabel rules:
     /// what [`relabel_builder`] then [`TargetId::compute`] give, without building labels
     /// (`None` for a job with more seeds than this tracks; the caller builds them then).
-    fn identity_without_rules(&self, served: &Labels) -> Option<TargetId> {
-        let job = &self.settings.name;
-        if self.filter == FilterStrategy::Disabled {
-            return Some(TargetId::compute(job, served.iter()));
-        }
+    fn identity_without_rules(&mut self, served: &Labels) -> Option<TargetId> {
         if self.seeds.len() > 64 {
             return None;
         }
-        let seed_index = |name: &Symbol| self.seeds.iter().position(|(seed, _)| seed == name);
+        let disabled = self.filter == FilterStrategy::Disabled;
+        let layout = self.layout_of(served);
+        let mut hasher = IdentityHasher::new();
         // A seed is set where the discovered value is empty or absent; setting an empty value
         // deletes. Either way a discovered label of that name is no longer untouched, and
-        // neither is the no-sharding label, which is set and then deleted.
+        // neither is the no-sharding label, which is set and then deleted. The untouched
+        // labels hash first, in name order, then the ones seeding set, in seed order.
         let mut discovered: u64 = 0;
-        for (name, value) in served.pairs() {
-            if let Some(i) = seed_index(name)
-                && !value.is_empty()
-            {
-                discovered |= 1 << i;
+        for ((name, value), role) in served.pair_iter().zip(&layout.roles) {
+            match role {
+                Role::Meta => {}
+                Role::Plain => hasher.add(name.as_str(), value.as_str()),
+                _ if disabled => hasher.add(name.as_str(), value.as_str()),
+                Role::DisableSharding => {}
+                Role::Seed(i) => {
+                    let value = value.as_str();
+                    if !value.is_empty() {
+                        discovered |= 1 << i;
+                        hasher.add(name.as_str(), value);
+                    }
+                }
             }
         }
-        let seeded = |i: usize| discovered & (1 << i) == 0;
-        let untouched = served
-            .pairs()
+        if !disabled {
+            for (i, (name, value)) in self.seeds.iter().enumerate() {
+                if discovered & (1 << i) == 0 && !value.is_empty() {
+                    hasher.add(name.as_str(), value);
+                }
+            }
+        }
+        Some(hasher.finish(&self.settings.name))
+    }
+
+    /// The address and node of a target with served labels `served` (see [`node_of`]).
+    fn address_and_node(&mut self, served: &Labels) -> (Symbol, Option<Symbol>) {
+        let layout = self.layout_of(served);
+        let mut address = None;
+        let mut node_values: [Option<&Symbol>; 3] = [None; 3];
+        let mut slice_target: (Option<&Symbol>, Option<&Symbol>) = (None, None);
+        let interesting = layout.address.is_some() || !layout.node_labels.is_empty() || layout.slice_target.is_some();
+        if interesting {
+            for (position, (_, value)) in served.pair_iter().enumerate() {
+                if Some(position) == layout.address {
+                    address = Some(value);
+                }
+                if let Some(k) = layout.node_labels.iter().position(|p| *p == position) {
+                    node_values[k] = Some(value);
+                }
+                if let Some((kind, name)) = layout.slice_target {
+                    if position == kind {
+                        slice_target.0 = Some(value);
+                    } else if position == name {
+                        slice_target.1 = Some(value);
+                    }
+                }
+            }
+        }
+        let node = node_values
             .iter()
-            .filter(|(name, _)| *name != self.disable_sharding && seed_index(name).is_none_or(|i| !seeded(i)))
-            .map(|(name, value)| (name.as_str(), value.as_str()));
-        let set = self
-            .seeds
-            .iter()
-            .enumerate()
-            .filter(|(i, (_, value))| seeded(*i) && !value.is_empty())
-            .map(|(_, (name, value))| (name.as_str(), value.as_str()));
-        Some(TargetId::compute(job, untouched.chain(set)))
+            .flatten()
+            .find(|value| !value.is_empty())
+            .copied()
+            .or_else(|| match slice_target {
+                (Some(kind), Some(name)) if kind.as_str() == "Node" && !name.is_empty() => Some(name),
+                _ => None,
+            });
+        (address.cloned().unwrap_or_else(|| Symbol::from("")), node.cloned())
     }
 }
 
 /// Build the allocatable targets of `job` from one discovered group. Targets that collapse
 /// to one identity are one target; the last one wins (upstream §4.4).
-pub fn build_group(job: &PreparedJob<'_>, group: &TargetGroup) -> Vec<AllocatableTarget> {
+pub fn build_group(job: &mut PreparedJob<'_>, group: &TargetGroup) -> Vec<AllocatableTarget> {
     let mut built: Vec<AllocatableTarget> = Vec::with_capacity(group.targets.len());
     // A static config can hold thousands of targets in one group: find repeats by id.
     let mut positions: HashMap<TargetId, usize> = HashMap::with_capacity(group.targets.len());
-    let mut merger = LabelMerger::default();
     let without_rules = job.settings.rules.is_empty();
     for target_labels in &group.targets {
-        let served = merger.merge(&group.labels, target_labels);
+        let served = Labels::merge(&group.labels, target_labels, &mut job.merger);
         let fast = if without_rules {
             job.identity_without_rules(&served)
         } else {
@@ -252,13 +291,7 @@ pub fn build_group(job: &PreparedJob<'_>, group: &TargetGroup) -> Vec<Allocatabl
                 TargetId::compute(&job.settings.name, builder.range())
             }
         };
-        let address: Symbol = served
-            .pairs()
-            .iter()
-            .find(|(n, _)| n.as_ref() == "__address__")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| Symbol::from(""));
-        let node = node_of(&served).map(Symbol::from);
+        let (address, node) = job.address_and_node(&served);
         let target = DesiredTarget {
             job: job.symbol.clone(),
             address,
@@ -278,11 +311,11 @@ pub fn build_group(job: &PreparedJob<'_>, group: &TargetGroup) -> Vec<Allocatabl
 
 /// Build the allocatable targets of `job` from its discovered `groups` (see [`build_group`]).
 pub fn build(job: &JobSettings, filter: FilterStrategy, groups: &[TargetGroup]) -> Vec<AllocatableTarget> {
-    let prepared = PreparedJob::new(job, filter);
+    let mut prepared = PreparedJob::new(job, filter);
     let mut by_id: HashMap<TargetId, usize> = HashMap::new();
     let mut built: Vec<AllocatableTarget> = Vec::new();
     for group in groups {
-        for target in build_group(&prepared, group) {
+        for target in build_group(&mut prepared, group) {
             match by_id.get(&target.id) {
                 Some(&index) => built[index] = target,
                 None => {
@@ -407,7 +440,7 @@ mod tests {
             }
             let served = Labels::new(pairs);
             for filter in [FilterStrategy::RelabelConfig, FilterStrategy::Disabled] {
-                let prepared = PreparedJob::new(&settings, filter);
+                let mut prepared = PreparedJob::new(&settings, filter);
                 let fast = prepared.identity_without_rules(&served).expect("few seeds");
                 let builder = relabel_builder(&prepared, LabelBuilder::from_labels(served.clone())).expect("no rules");
                 let slow = TargetId::compute(&settings.name, builder.range());
@@ -425,7 +458,7 @@ mod tests {
         let second = Labels::new(vec![(s("a"), s("2")), (s("d"), s("t2")), (s("g"), s("2"))]);
         let other_names = Labels::new(vec![(s("c"), s("3")), (s("f"), s("t3"))]);
         for target in [&first, &second, &other_names, &first] {
-            let replayed = merger.merge(&group, target);
+            let replayed = Labels::merge(&group, target, &mut merger);
             let mut expected: std::collections::BTreeMap<&str, &str> = group.iter().collect();
             expected.extend(target.iter());
             assert_eq!(

@@ -553,8 +553,7 @@ mod wire {
                     id: *id,
                     job: table.string(job),
                     labels: labels
-                        .pairs()
-                        .iter()
+                        .pair_iter()
                         .enumerate()
                         .map(|(i, (n, v))| (table.string_at(2 * i, n), table.string_at(2 * i + 1, v)))
                         .collect(),

@@ -65,6 +65,7 @@ struct State {
     alive_after_sweep: usize,
 }
 
+#[inline]
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| Registry {
@@ -80,6 +81,7 @@ fn registry() -> &'static Registry {
 }
 
 /// Chunk and offset of slot `n`.
+#[inline]
 fn locate(n: u32) -> (usize, usize) {
     let shifted = n as u64 + (1u64 << FIRST_CHUNK_BITS);
     let top = 63 - shifted.leading_zeros();
@@ -88,6 +90,7 @@ fn locate(n: u32) -> (usize, usize) {
 }
 
 impl Registry {
+    #[inline]
     fn slot(&self, n: u32) -> &Slot {
         let (chunk, offset) = locate(n);
         let base = self.chunks[chunk].load(AtomicOrdering::Acquire);
@@ -179,6 +182,7 @@ impl Symbol {
     }
 
     /// The text.
+    #[inline]
     pub fn as_str(&self) -> &str {
         let slot = registry().slot(self.0.get() - 1);
         let text = slot.text.load(AtomicOrdering::Acquire);
@@ -190,12 +194,14 @@ impl Symbol {
 
     /// The registry's number for this string: equal strings have equal numbers while either
     /// is held. For caches keyed by symbol, never for anything that outlives the process.
+    #[inline]
     pub fn id(&self) -> u32 {
         self.0.get()
     }
 }
 
 impl Clone for Symbol {
+    #[inline]
     fn clone(&self) -> Self {
         let previous = registry()
             .slot(self.0.get() - 1)
@@ -210,6 +216,7 @@ impl Clone for Symbol {
 }
 
 impl Drop for Symbol {
+    #[inline]
     fn drop(&mut self) {
         registry()
             .slot(self.0.get() - 1)
@@ -220,24 +227,28 @@ impl Drop for Symbol {
 
 impl std::ops::Deref for Symbol {
     type Target = str;
+    #[inline]
     fn deref(&self) -> &str {
         self.as_str()
     }
 }
 
 impl AsRef<str> for Symbol {
+    #[inline]
     fn as_ref(&self) -> &str {
         self.as_str()
     }
 }
 
 impl Borrow<str> for Symbol {
+    #[inline]
     fn borrow(&self) -> &str {
         self.as_str()
     }
 }
 
 impl PartialEq for Symbol {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         self.0 == other.0
     }
@@ -252,6 +263,7 @@ impl PartialOrd for Symbol {
 }
 
 impl Ord for Symbol {
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         if self.0 == other.0 {
             return Ordering::Equal;

@@ -29,18 +29,44 @@ pub struct TargetId(pub u64);
 impl TargetId {
     /// Hash `job` and the post-relabel identity labels, in the order given.
     pub fn compute<'a>(job: &str, identity_labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut hasher = xxhash_rust::xxh64::Xxh64::new(0);
+        let mut hasher = IdentityHasher::new();
         for (name, value) in identity_labels {
             if name.starts_with("__meta_") {
                 continue;
             }
-            hasher.update(name.as_bytes());
-            hasher.update(&[0xff]);
-            hasher.update(value.as_bytes());
-            hasher.update(&[0xff]);
+            hasher.add(name, value);
         }
-        hasher.update(job.as_bytes());
-        Self(hasher.digest())
+        hasher.finish(job)
+    }
+}
+
+/// [`TargetId::compute`] one label at a time, for callers that already know which labels
+/// are `__meta_*` (and so skip them themselves).
+pub struct IdentityHasher(xxhash_rust::xxh64::Xxh64);
+
+impl IdentityHasher {
+    pub fn new() -> Self {
+        Self(xxhash_rust::xxh64::Xxh64::new(0))
+    }
+
+    /// Add one identity label (never a `__meta_*` one).
+    #[inline]
+    pub fn add(&mut self, name: &str, value: &str) {
+        self.0.update(name.as_bytes());
+        self.0.update(&[0xff]);
+        self.0.update(value.as_bytes());
+        self.0.update(&[0xff]);
+    }
+
+    pub fn finish(mut self, job: &str) -> TargetId {
+        self.0.update(job.as_bytes());
+        TargetId(self.0.digest())
+    }
+}
+
+impl Default for IdentityHasher {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -52,12 +78,48 @@ impl fmt::Display for TargetId {
 
 /// A label set sorted by name, with interned names and values (most repeat across targets).
 ///
-/// Sets made with [`Labels::shared`] are one allocation per distinct set while any holds it
-/// ([`LabelSets`]): on the leader, the desired state and the applied table share every
-/// target's labels instead of holding a copy each. Short-lived sets use [`Labels::new`] and
-/// never enter the registry.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Labels(Arc<[(Symbol, Symbol)]>);
+/// Two layouts behind one interface:
+/// - flat: one sorted array. Sets made with [`Labels::shared`] are one allocation per
+///   distinct set while any holds it ([`LabelSets`]); short-lived sets use [`Labels::new`]
+///   and never enter the registry.
+/// - merged: a discovered group's labels and one target's own labels, kept as the two arrays
+///   discovery made plus the order that interleaves them ([`LabelMerger`]). The targets of
+///   a group share its labels instead of each holding a merged copy, and building one costs
+///   a few reference counts instead of one per label (docs/architecture.md, "Memory
+///   layout").
+///
+/// Equality, hashing and iteration see only the pairs, never the layout.
+#[derive(Clone, Default)]
+pub struct Labels(Repr);
+
+type Pairs = Arc<[(Symbol, Symbol)]>;
+
+#[derive(Clone)]
+enum Repr {
+    Flat(Pairs),
+    Merged(Arc<Merged>),
+}
+
+impl Default for Repr {
+    fn default() -> Self {
+        Repr::Flat(Pairs::default())
+    }
+}
+
+struct Merged {
+    group: Pairs,
+    own: Pairs,
+    steps: Arc<[MergeStep]>,
+}
+
+/// One step of interleaving a group's labels with a target's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MergeStep {
+    Group,
+    Own,
+    /// Both have the name; the target's own value wins.
+    Both,
+}
 
 /// The process's label sets, by a hash of their symbol numbers. A set only this registry
 /// holds is dropped by the next sweep, once as many sets were created since the last one
@@ -70,7 +132,7 @@ struct LabelSets {
 }
 
 /// The sets of one hash (almost always one).
-type SmallSets = Vec<Arc<[(Symbol, Symbol)]>>;
+type SmallSets = Vec<Pairs>;
 
 fn label_sets() -> &'static Mutex<LabelSets> {
     static SETS: OnceLock<Mutex<LabelSets>> = OnceLock::new();
@@ -88,7 +150,7 @@ fn set_hash(pairs: &[(Symbol, Symbol)]) -> u64 {
 }
 
 impl LabelSets {
-    fn share(&mut self, pairs: Arc<[(Symbol, Symbol)]>) -> Arc<[(Symbol, Symbol)]> {
+    fn share(&mut self, pairs: Pairs) -> Pairs {
         let hash = set_hash(&pairs);
         if let Some(existing) = self
             .by_hash
@@ -111,6 +173,117 @@ impl LabelSets {
     }
 }
 
+/// Pairs of a label set in name order.
+pub struct PairIter<'a> {
+    group: &'a [(Symbol, Symbol)],
+    own: &'a [(Symbol, Symbol)],
+    /// `None` for a flat set, which is all in `group`.
+    steps: Option<std::slice::Iter<'a, MergeStep>>,
+}
+
+impl<'a> Iterator for PairIter<'a> {
+    type Item = &'a (Symbol, Symbol);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let Some(steps) = &mut self.steps else {
+            let (first, rest) = self.group.split_first()?;
+            self.group = rest;
+            return Some(first);
+        };
+        // The steps were worked out for exactly these arrays, so the indexing holds.
+        match steps.next()? {
+            MergeStep::Group => {
+                let (first, rest) = self.group.split_first()?;
+                self.group = rest;
+                Some(first)
+            }
+            MergeStep::Own => {
+                let (first, rest) = self.own.split_first()?;
+                self.own = rest;
+                Some(first)
+            }
+            MergeStep::Both => {
+                self.group = self.group.get(1..)?;
+                let (first, rest) = self.own.split_first()?;
+                self.own = rest;
+                Some(first)
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let len = match &self.steps {
+            Some(steps) => steps.len(),
+            None => self.group.len(),
+        };
+        (len, Some(len))
+    }
+}
+
+impl ExactSizeIterator for PairIter<'_> {}
+
+/// Merges a group's labels with its targets' own ones ([`Labels::merge`]). The targets of a
+/// group, and most groups of a job, carry the same label names, so the interleaving is worked
+/// out (comparing names as text) once and replayed while the names are the same symbols.
+#[derive(Default)]
+pub struct LabelMerger {
+    /// The names the steps were worked out for; held, so their numbers stay theirs.
+    group_names: Vec<Symbol>,
+    own_names: Vec<Symbol>,
+    steps: Option<Arc<[MergeStep]>>,
+}
+
+impl LabelMerger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn same_names(names: &[Symbol], pairs: &[(Symbol, Symbol)]) -> bool {
+        names.len() == pairs.len()
+            && names
+                .iter()
+                .zip(pairs)
+                .all(|(name, (other, _))| name.id() == other.id())
+    }
+
+    fn steps_for(&mut self, group: &[(Symbol, Symbol)], own: &[(Symbol, Symbol)]) -> Arc<[MergeStep]> {
+        if let Some(steps) = &self.steps
+            && Self::same_names(&self.own_names, own)
+            && Self::same_names(&self.group_names, group)
+        {
+            return Arc::clone(steps);
+        }
+        let mut steps = Vec::with_capacity(group.len() + own.len());
+        let (mut g, mut t) = (0, 0);
+        while g < group.len() || t < own.len() {
+            let step = match (group.get(g), own.get(t)) {
+                (Some(gp), Some(tp)) => match gp.0.cmp(&tp.0) {
+                    std::cmp::Ordering::Less => MergeStep::Group,
+                    std::cmp::Ordering::Greater => MergeStep::Own,
+                    std::cmp::Ordering::Equal => MergeStep::Both,
+                },
+                (Some(_), None) => MergeStep::Group,
+                _ => MergeStep::Own,
+            };
+            match step {
+                MergeStep::Group => g += 1,
+                MergeStep::Own => t += 1,
+                MergeStep::Both => {
+                    g += 1;
+                    t += 1;
+                }
+            }
+            steps.push(step);
+        }
+        let steps: Arc<[MergeStep]> = steps.into();
+        self.group_names = group.iter().map(|(name, _)| name.clone()).collect();
+        self.own_names = own.iter().map(|(name, _)| name.clone()).collect();
+        self.steps = Some(Arc::clone(&steps));
+        steps
+    }
+}
+
 impl Labels {
     /// Build from pairs; sorts by name and keeps the last value of a repeated name.
     pub fn new(mut pairs: Vec<(Symbol, Symbol)>) -> Self {
@@ -126,60 +299,130 @@ impl Labels {
                 false
             }
         });
-        Self(pairs.into())
+        Self(Repr::Flat(pairs.into()))
     }
 
     /// [`Labels::new`], sharing the allocation with any equal set made this way: for sets
     /// that live as long as a target does (the desired state's, the table's).
     pub fn shared(pairs: Vec<(Symbol, Symbol)>) -> Self {
-        let labels = Self::new(pairs);
-        if labels.is_empty() {
-            return labels;
+        let Repr::Flat(pairs) = Self::new(pairs).0 else {
+            unreachable!("Labels::new makes flat sets")
+        };
+        if pairs.is_empty() {
+            return Self(Repr::Flat(pairs));
         }
         let mut sets = label_sets().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Self(sets.share(labels.0))
+        Self(Repr::Flat(sets.share(pairs)))
     }
 
-    /// [`Labels::shared`] for pairs already sorted by name with no name repeated (a merge of
-    /// two label sets, say), which skips checking that.
-    pub fn shared_sorted(pairs: Vec<(Symbol, Symbol)>) -> Self {
-        debug_assert!(
-            pairs.is_sorted_by(|a, b| a.0 < b.0),
-            "shared_sorted given unsorted labels"
-        );
-        if pairs.is_empty() {
-            return Self::default();
+    /// A group's labels merged with one target's own: every name of either, the target's
+    /// value where both have it. Shares both inputs instead of copying them.
+    pub fn merge(group: &Labels, own: &Labels, merger: &mut LabelMerger) -> Labels {
+        if group.is_empty() {
+            return own.clone();
         }
-        let mut sets = label_sets().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Self(sets.share(pairs.into()))
+        if own.is_empty() {
+            return group.clone();
+        }
+        let (group, own) = (group.flat(), own.flat());
+        let steps = merger.steps_for(&group, &own);
+        if steps.len() == group.len() && steps.iter().all(|step| *step == MergeStep::Both) {
+            // Every group label is overridden: the target's own set is the whole answer.
+            return Labels(Repr::Flat(own));
+        }
+        Labels(Repr::Merged(Arc::new(Merged { group, own, steps })))
+    }
+
+    /// The set as one array (shared when it is one already).
+    fn flat(&self) -> Pairs {
+        match &self.0 {
+            Repr::Flat(pairs) => Arc::clone(pairs),
+            Repr::Merged(_) => self.pair_iter().cloned().collect::<Vec<_>>().into(),
+        }
     }
 
     /// Iterate `(name, value)` in name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.pair_iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
     }
 
-    /// The pairs, sorted by name.
-    pub fn pairs(&self) -> &[(Symbol, Symbol)] {
-        &self.0
+    /// The interned pairs in name order.
+    #[inline]
+    pub fn pair_iter(&self) -> PairIter<'_> {
+        match &self.0 {
+            Repr::Flat(pairs) => PairIter {
+                group: pairs,
+                own: &[],
+                steps: None,
+            },
+            Repr::Merged(merged) => PairIter {
+                group: &merged.group,
+                own: &merged.own,
+                steps: Some(merged.steps.iter()),
+            },
+        }
     }
 
     /// Value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(n, _)| n.as_ref().cmp(name))
-            .ok()
-            .map(|i| self.0[i].1.as_ref())
+        let find = |pairs: &'_ [(Symbol, Symbol)]| -> Option<usize> {
+            pairs.binary_search_by(|(n, _)| n.as_ref().cmp(name)).ok()
+        };
+        match &self.0 {
+            Repr::Flat(pairs) => find(pairs).map(|i| pairs[i].1.as_ref()),
+            Repr::Merged(merged) => match find(&merged.own) {
+                Some(i) => Some(merged.own[i].1.as_ref()),
+                None => find(&merged.group).map(|i| merged.group[i].1.as_ref()),
+            },
+        }
     }
 
     /// Number of labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        match &self.0 {
+            Repr::Flat(pairs) => pairs.len(),
+            Repr::Merged(merged) => merged.steps.len(),
+        }
     }
 
     /// True when there are no labels.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
+    }
+
+    /// True when both are the same allocation(s), which implies equal.
+    fn same_allocation(&self, other: &Labels) -> bool {
+        match (&self.0, &other.0) {
+            (Repr::Flat(a), Repr::Flat(b)) => Arc::ptr_eq(a, b),
+            (Repr::Merged(a), Repr::Merged(b)) => {
+                Arc::ptr_eq(a, b)
+                    || (Arc::ptr_eq(&a.group, &b.group) && Arc::ptr_eq(&a.own, &b.own) && a.steps == b.steps)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        if self.same_allocation(other) {
+            return true;
+        }
+        match (&self.0, &other.0) {
+            (Repr::Flat(a), Repr::Flat(b)) => a[..] == b[..],
+            _ => self.len() == other.len() && self.pair_iter().eq(other.pair_iter()),
+        }
+    }
+}
+
+impl Eq for Labels {}
+
+impl std::hash::Hash for Labels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.len());
+        for pair in self.pair_iter() {
+            pair.hash(state);
+        }
     }
 }
 
@@ -335,10 +578,54 @@ mod tests {
         let s = |x: &str| Symbol::from(x);
         let a = Labels::shared(vec![(s("job"), s("x")), (s("__address__"), s("share-1:80"))]);
         let b = Labels::shared(vec![(s("__address__"), s("share-1:80")), (s("job"), s("x"))]);
-        assert!(Arc::ptr_eq(&a.0, &b.0));
+        assert!(a.same_allocation(&b));
         let c = Labels::shared(vec![(s("__address__"), s("share-2:80"))]);
-        assert!(!Arc::ptr_eq(&a.0, &c.0));
+        assert!(!a.same_allocation(&c));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn merged_sets_read_and_compare_like_the_flat_merge() {
+        use rand::Rng;
+        use rand::SeedableRng;
+        let seed: u64 = rand::random();
+        let mut random = rand::rngs::StdRng::seed_from_u64(seed);
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let mut merger = LabelMerger::new();
+        for case in 0..2000 {
+            let mut set = |prefix: &str| -> Vec<(Symbol, Symbol)> {
+                let mut pairs = Vec::new();
+                for name in names {
+                    if random.gen_bool(0.5) {
+                        let value = format!("{prefix}{}", random.gen_range(0..3));
+                        pairs.push((Symbol::from(name), Symbol::from(value)));
+                    }
+                }
+                pairs
+            };
+            let (group, own) = (Labels::new(set("g")), Labels::new(set("t")));
+            let merged = Labels::merge(&group, &own, &mut merger);
+            let mut expected: std::collections::BTreeMap<&str, &str> = group.iter().collect();
+            expected.extend(own.iter());
+            let context = format!("seed {seed}, case {case}, group {group:?}, own {own:?}");
+            assert_eq!(
+                merged.iter().collect::<Vec<_>>(),
+                expected.clone().into_iter().collect::<Vec<_>>(),
+                "{context}"
+            );
+            assert_eq!(merged.len(), expected.len(), "{context}");
+            for name in names {
+                assert_eq!(merged.get(name), expected.get(name).copied(), "{context}");
+            }
+            let flat = Labels::new(merged.pair_iter().cloned().collect());
+            assert_eq!(merged, flat, "{context}");
+            assert_eq!(flat, merged, "{context}");
+            let hash = |labels: &Labels| {
+                use std::hash::BuildHasher;
+                rustc_hash::FxBuildHasher.hash_one(labels)
+            };
+            assert_eq!(hash(&merged), hash(&flat), "{context}");
+        }
     }
 
     #[test]

@@ -23,11 +23,15 @@ pub struct DesiredTarget {
 pub type DesiredTargets = FxHashMap<TargetId, DesiredTarget>;
 
 /// Labels that name a target's node, in upstream's order of preference (`per_node.go`).
-const NODE_LABELS: [&str; 3] = [
+pub const NODE_LABELS: [&str; 3] = [
     "__meta_kubernetes_pod_node_name",
     "__meta_kubernetes_node_name",
     "__meta_kubernetes_endpoint_node_name",
 ];
+
+/// The EndpointSlice target's kind and name: a `Node` target names its node.
+pub const SLICE_TARGET_KIND: &str = "__meta_kubernetes_endpointslice_address_target_kind";
+pub const SLICE_TARGET_NAME: &str = "__meta_kubernetes_endpointslice_address_target_name";
 
 /// The node of a target with served labels `labels`, as upstream's `per-node` reads it:
 /// the first non-empty node label, else the EndpointSlice target name when its kind is `Node`.
@@ -39,10 +43,8 @@ pub fn node_of(labels: &Labels) -> Option<&str> {
     {
         return Some(node);
     }
-    if labels.get("__meta_kubernetes_endpointslice_address_target_kind") == Some("Node") {
-        return labels
-            .get("__meta_kubernetes_endpointslice_address_target_name")
-            .filter(|name| !name.is_empty());
+    if labels.get(SLICE_TARGET_KIND) == Some("Node") {
+        return labels.get(SLICE_TARGET_NAME).filter(|name| !name.is_empty());
     }
     None
 }

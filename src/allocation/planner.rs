@@ -228,6 +228,7 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
         &removed,
         input.strategy.bookkeeping(),
     );
+    allocation.reserve(candidates.len());
     input.strategy.assign(&mut allocation, &candidates);
     let rebalance_moves = input.strategy.rebalance(&mut allocation, input.rebalance_budget);
     let decided = allocation.into_decisions();
@@ -264,7 +265,7 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
     touched.dedup();
     // In (job, new owner) order: the read model rebuilds the body of each (job, collector)
     // an entry touches, so an entry of a large plan touches a few bodies instead of all.
-    let mut touched: Vec<(&DesiredTarget, Option<&Symbol>, Option<&Symbol>, TargetId)> = touched
+    let touched: Vec<(&DesiredTarget, Option<&Symbol>, Option<&Symbol>, TargetId)> = touched
         .into_iter()
         .filter_map(|id| {
             let wanted = input.desired.get(&id)?;
@@ -276,12 +277,21 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
             Some((wanted, owner, current, id))
         })
         .collect();
-    // Jobs and owners are few: rank them by name once and sort by rank, not by text.
+    // Jobs and owners are few: rank them by name once and sort by rank, not by text; the
+    // keys are worked out once per target, not once per comparison.
     let job_rank = rank(touched.iter().map(|t| &t.0.job));
     let owner_rank = rank(touched.iter().filter_map(|t| t.1));
-    touched.sort_unstable_by_key(|(wanted, owner, _, id)| {
-        (job_rank[&wanted.job.id()], owner.map(|o| owner_rank[&o.id()]), *id)
-    });
+    let mut order: Vec<(u64, TargetId, u32)> = touched
+        .iter()
+        .enumerate()
+        .map(|(index, (wanted, owner, _, id))| {
+            let job = job_rank[&wanted.job.id()] as u64;
+            let owner = owner.map_or(0, |o| owner_rank[&o.id()] as u64 + 1);
+            ((job << 32) | owner, *id, index as u32)
+        })
+        .collect();
+    order.sort_unstable();
+    let touched: Vec<_> = order.into_iter().map(|(_, _, index)| touched[index as usize]).collect();
     for (wanted, owner, current, id) in touched {
         let upsert_weight = DECISION_WEIGHT + 2 * wanted.labels.len();
         if added.binary_search(&id).is_ok() {

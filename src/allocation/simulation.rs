@@ -212,7 +212,7 @@ pub fn synthetic_targets(count: usize, jobs: usize, nodes: usize, seed: u64) -> 
 
 /// A target's labels changed (a pod relabeled): same identity, new served labels.
 pub fn relabeled(target: &DesiredTarget, generation: u64) -> DesiredTarget {
-    let mut pairs: Vec<(Symbol, Symbol)> = target.labels.pairs().to_vec();
+    let mut pairs: Vec<(Symbol, Symbol)> = target.labels.pair_iter().cloned().collect();
     pairs.push((Symbol::from("__meta_generation"), Symbol::from(generation.to_string())));
     DesiredTarget {
         labels: Labels::new(pairs),

@@ -32,12 +32,15 @@ pub struct Allocation<'a> {
     members: &'a BTreeMap<Symbol, Member>,
     /// Targets removed by this plan: not counted, never reassigned.
     removed: &'a FxHashSet<TargetId>,
+    /// The members by symbol number (held by `members`, so the numbers stay theirs): a
+    /// membership check per target is then a hash of a number, not a search by text.
+    member_ids: FxHashSet<u32>,
     /// Owners decided by this plan, overriding the table.
     decided: FxHashMap<TargetId, Option<Symbol>>,
-    /// Targets per member (only with `Bookkeeping::Counts` or more).
-    counts: Option<FxHashMap<Symbol, usize>>,
-    /// Targets per job and member (only with `Bookkeeping::CountsPerJob`).
-    job_counts: Option<FxHashMap<Symbol, FxHashMap<Symbol, usize>>>,
+    /// Targets per member by symbol number (only with `Bookkeeping::Counts` or more).
+    counts: Option<FxHashMap<u32, usize>>,
+    /// Targets per job and member, by symbol numbers (only with `Bookkeeping::CountsPerJob`).
+    job_counts: Option<FxHashMap<u32, FxHashMap<u32, usize>>>,
 }
 
 impl<'a> Allocation<'a> {
@@ -53,25 +56,26 @@ impl<'a> Allocation<'a> {
             desired,
             members,
             removed,
+            member_ids: members.keys().map(Symbol::id).collect(),
             decided: FxHashMap::default(),
             counts: None,
             job_counts: None,
         };
         if bookkeeping >= Bookkeeping::Counts {
-            let mut counts: FxHashMap<Symbol, usize> = members.keys().map(|id| (id.clone(), 0)).collect();
-            let mut job_counts: FxHashMap<Symbol, FxHashMap<Symbol, usize>> = FxHashMap::default();
+            let mut counts: FxHashMap<u32, usize> = members.keys().map(|id| (id.id(), 0)).collect();
+            let mut job_counts: FxHashMap<u32, FxHashMap<u32, usize>> = FxHashMap::default();
             for (id, target) in &table.targets {
                 if removed.contains(id) {
                     continue;
                 }
                 let Some(owner) = &target.collector else { continue };
-                if let Some(count) = counts.get_mut(owner) {
+                if let Some(count) = counts.get_mut(&owner.id()) {
                     *count += 1;
                     if bookkeeping == Bookkeeping::CountsPerJob {
                         *job_counts
-                            .entry(target.job.clone())
+                            .entry(target.job.id())
                             .or_default()
-                            .entry(owner.clone())
+                            .entry(owner.id())
                             .or_default() += 1;
                     }
                 }
@@ -82,6 +86,11 @@ impl<'a> Allocation<'a> {
             }
         }
         allocation
+    }
+
+    /// Room for `decisions` more decisions without growing.
+    pub fn reserve(&mut self, decisions: usize) {
+        self.decided.reserve(decisions);
     }
 
     /// The collectors that may own targets, by id.
@@ -104,14 +113,14 @@ impl<'a> Allocation<'a> {
 
     /// The current owner if it is still a member.
     pub fn member_owner(&self, id: TargetId) -> Option<&Symbol> {
-        self.owner(id).filter(|owner| self.members.contains_key(*owner))
+        self.owner(id).filter(|owner| self.member_ids.contains(&owner.id()))
     }
 
     /// Targets owned by `collector` (requires counts).
     pub fn count(&self, collector: &Symbol) -> usize {
         self.counts
             .as_ref()
-            .and_then(|counts| counts.get(collector).copied())
+            .and_then(|counts| counts.get(&collector.id()).copied())
             .unwrap_or(0)
     }
 
@@ -119,39 +128,46 @@ impl<'a> Allocation<'a> {
     pub fn job_count(&self, collector: &Symbol, job: &Symbol) -> usize {
         self.job_counts
             .as_ref()
-            .and_then(|counts| counts.get(job))
-            .and_then(|per_member| per_member.get(collector).copied())
+            .and_then(|counts| counts.get(&job.id()))
+            .and_then(|per_member| per_member.get(&collector.id()).copied())
             .unwrap_or(0)
     }
 
     /// Give `id` to `owner` (or leave it unassigned).
     pub fn assign(&mut self, id: TargetId, owner: Option<Symbol>) {
-        if self.owner(id) == owner.as_ref() {
+        let current = self.owner(id);
+        if current == owner.as_ref() {
             return;
         }
-        let previous = self.member_owner(id).cloned();
-        let job = self.desired.get(&id).map(|t| t.job.clone());
+        // By symbol number: `previous` is a member (held by `members`), `owner` is held by
+        // the caller until it is stored in `decided` below.
+        let previous = current.map(Symbol::id).filter(|id| self.member_ids.contains(id));
+        let owner_id = owner.as_ref().map(Symbol::id);
+        let job = match self.job_counts {
+            Some(_) => self.desired.get(&id).map(|t| t.job.id()),
+            None => None,
+        };
         if let Some(counts) = &mut self.counts {
-            if let Some(previous) = &previous
-                && let Some(count) = counts.get_mut(previous)
+            if let Some(previous) = previous
+                && let Some(count) = counts.get_mut(&previous)
             {
                 *count = count.saturating_sub(1);
             }
-            if let Some(owner) = &owner
-                && let Some(count) = counts.get_mut(owner)
+            if let Some(owner) = owner_id
+                && let Some(count) = counts.get_mut(&owner)
             {
                 *count += 1;
             }
         }
         if let (Some(job_counts), Some(job)) = (&mut self.job_counts, job) {
             let per_member = job_counts.entry(job).or_default();
-            if let Some(previous) = &previous
-                && let Some(count) = per_member.get_mut(previous)
+            if let Some(previous) = previous
+                && let Some(count) = per_member.get_mut(&previous)
             {
                 *count = count.saturating_sub(1);
             }
-            if let Some(owner) = &owner {
-                *per_member.entry(owner.clone()).or_default() += 1;
+            if let Some(owner) = owner_id {
+                *per_member.entry(owner).or_default() += 1;
             }
         }
         self.decided.insert(id, owner);

@@ -76,7 +76,7 @@ impl PodView {
         let (namespace, name) = namespace_and_name(&pod.metadata);
         // Sorted by name (each name once): merged after a target's endpoint labels, they
         // form one sorted run, which is what the final sort of each target finds cheapest.
-        let labels = pod_labels_of(pod).into_labels().pairs().to_vec();
+        let labels = pod_labels_of(pod).into_labels().pair_iter().cloned().collect();
         let containers = containers(pod)
             .map(|(container, init)| ContainerView {
                 name: container.name.clone(),
