@@ -33,10 +33,14 @@ struct ProcessedGroup {
 /// `limits.max_labels_per_target`; one above either is refused, counted, and not allocated
 /// (docs/compatibility.md, "Limits").
 fn within_limits(limits: &LimitsConfig, labels: &ta_raft::model::Labels) -> bool {
-    labels.len() <= limits.max_labels_per_target
-        && labels
-            .iter()
-            .all(|(name, value)| name.len() <= limits.max_label_bytes && value.len() <= limits.max_label_bytes)
+    labels.len() <= limits.max_labels_per_target && within_label_bytes(limits, labels)
+}
+
+/// Whether every name and value of `labels` is within `limits.max_label_bytes`.
+fn within_label_bytes(limits: &LimitsConfig, labels: &ta_raft::model::Labels) -> bool {
+    labels
+        .iter()
+        .all(|(name, value)| name.len() <= limits.max_label_bytes && value.len() <= limits.max_label_bytes)
 }
 
 /// Desired targets kept in step with discovery.
@@ -104,11 +108,20 @@ impl DesiredState {
                 processed_now.push(unchanged);
                 continue;
             }
+            // Every served label comes from the group's labels or a target's own: when all of
+            // those are within the byte limit, only the counts are left to check per target.
+            let bytes_within = within_label_bytes(&self.limits, &group.labels)
+                && group.targets.iter().all(|own| within_label_bytes(&self.limits, own));
             let built = build_group(&mut prepared, group);
             let mut ids = Vec::with_capacity(built.len());
             let mut refused = 0;
             for target in built {
-                if !within_limits(&self.limits, &target.target.labels) {
+                let within = if bytes_within {
+                    target.target.labels.len() <= self.limits.max_labels_per_target
+                } else {
+                    within_limits(&self.limits, &target.target.labels)
+                };
+                if !within {
                     refused += 1;
                     continue;
                 }

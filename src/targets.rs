@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use ta_raft::TargetId;
 
 use ta_raft::intern::Symbol;
@@ -84,6 +85,17 @@ enum Role {
     DisableSharding,
 }
 
+/// Where a position's value goes besides the identity.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    None,
+    Address,
+    /// One of `NODE_LABELS`, by its index there (its rank of preference).
+    Node(u8),
+    SliceTargetKind,
+    SliceTargetName,
+}
+
 /// The positions that matter in served label sets with one sequence of names: worked out
 /// once by text and reused, by symbol number, for every target with the same names (the
 /// targets of a group, and most groups of a job).
@@ -91,12 +103,7 @@ enum Role {
 struct Layout {
     /// The names, held so that their numbers stay theirs.
     names: Vec<Symbol>,
-    roles: Vec<Role>,
-    address: Option<usize>,
-    /// Positions of `NODE_LABELS`, in their order of preference.
-    node_labels: Vec<usize>,
-    /// Positions of the EndpointSlice target kind and name (a `Node` target names its node).
-    slice_target: Option<(usize, usize)>,
+    roles: Vec<(Role, Mark)>,
 }
 
 impl Layout {
@@ -111,32 +118,44 @@ impl Layout {
 
     fn new(served: &Labels, seeds: &[(Symbol, String)], disable_sharding: &Symbol) -> Self {
         let names: Vec<Symbol> = served.pair_iter().map(|(name, _)| name.clone()).collect();
-        let position = |wanted: &str| names.iter().position(|name| name.as_str() == wanted);
         let roles = names
             .iter()
             .map(|name| {
-                if let Some(i) = seeds.iter().position(|(seed, _)| seed == name) {
+                let text = name.as_str();
+                let role = if let Some(i) = seeds.iter().position(|(seed, _)| seed == name) {
                     // `identity_without_rules` refuses jobs with more than 64 seeds first.
                     Role::Seed(i as u8)
                 } else if name == disable_sharding {
                     Role::DisableSharding
-                } else if name.as_str().starts_with("__meta_") {
+                } else if text.starts_with("__meta_") {
                     Role::Meta
                 } else {
                     Role::Plain
-                }
+                };
+                let mark = if text == "__address__" {
+                    Mark::Address
+                } else if let Some(k) = NODE_LABELS.iter().position(|node| *node == text) {
+                    Mark::Node(k as u8)
+                } else if text == SLICE_TARGET_KIND {
+                    Mark::SliceTargetKind
+                } else if text == SLICE_TARGET_NAME {
+                    Mark::SliceTargetName
+                } else {
+                    Mark::None
+                };
+                (role, mark)
             })
             .collect();
-        let node_labels = NODE_LABELS.iter().filter_map(|wanted| position(wanted)).collect();
-        let slice_target = position(SLICE_TARGET_KIND).zip(position(SLICE_TARGET_NAME));
-        Self {
-            address: position("__address__"),
-            node_labels,
-            slice_target,
-            roles,
-            names,
-        }
+        Self { names, roles }
     }
+}
+
+/// What one pass over a target's served labels found.
+struct Read {
+    /// `None` when the caller must relabel to know it.
+    id: Option<TargetId>,
+    address: Symbol,
+    node: Option<Symbol>,
 }
 
 /// A job prepared for building its targets: what seeding sets, computed once per pass
@@ -191,13 +210,14 @@ impl<'a> PreparedJob<'a> {
         &self.layout
     }
 
-    /// The identity of a target with served labels `served` when the job has no relabel rules:
-    /// what [`relabel_builder`] then [`TargetId::compute`] give, without building labels
-    /// (`None` for a job with more seeds than this tracks; the caller builds them then).
-    fn identity_without_rules(&mut self, served: &Labels) -> Option<TargetId> {
-        if self.seeds.len() > 64 {
-            return None;
-        }
+    /// One pass over a target's served labels: its address and node (see [`node_of`]), and,
+    /// when the job has no relabel rules (`identity`), its identity as [`relabel_builder`]
+    /// then [`TargetId::compute`] give it, without building labels (`None` for a job with
+    /// more seeds than this tracks; the caller builds them then).
+    ///
+    /// [`node_of`]: crate::allocation::desired::node_of
+    fn read(&mut self, served: &Labels, identity: bool) -> Read {
+        let identity = identity && self.seeds.len() <= 64;
         let disabled = self.filter == FilterStrategy::Disabled;
         let layout = self.layout_of(served);
         let mut hasher = IdentityHasher::new();
@@ -206,7 +226,20 @@ impl<'a> PreparedJob<'a> {
         // neither is the no-sharding label, which is set and then deleted. The untouched
         // labels hash first, in name order, then the ones seeding set, in seed order.
         let mut discovered: u64 = 0;
-        for ((name, value), role) in served.pair_iter().zip(&layout.roles) {
+        let mut address = None;
+        let mut nodes: [Option<&Symbol>; NODE_LABELS.len()] = [None; NODE_LABELS.len()];
+        let (mut slice_kind, mut slice_name) = (None, None);
+        for ((name, value), (role, mark)) in served.pair_iter().zip(&layout.roles) {
+            match mark {
+                Mark::None => {}
+                Mark::Address => address = Some(value),
+                Mark::Node(k) => nodes[*k as usize] = Some(value),
+                Mark::SliceTargetKind => slice_kind = Some(value),
+                Mark::SliceTargetName => slice_name = Some(value),
+            }
+            if !identity {
+                continue;
+            }
             match role {
                 Role::Meta => {}
                 Role::Plain => hasher.add(name.as_str(), value.as_str()),
@@ -221,50 +254,30 @@ impl<'a> PreparedJob<'a> {
                 }
             }
         }
-        if !disabled {
-            for (i, (name, value)) in self.seeds.iter().enumerate() {
-                if discovered & (1 << i) == 0 && !value.is_empty() {
-                    hasher.add(name.as_str(), value);
-                }
-            }
-        }
-        Some(hasher.finish(&self.settings.name))
-    }
-
-    /// The address and node of a target with served labels `served` (see [`node_of`]).
-    fn address_and_node(&mut self, served: &Labels) -> (Symbol, Option<Symbol>) {
-        let layout = self.layout_of(served);
-        let mut address = None;
-        let mut node_values: [Option<&Symbol>; 3] = [None; 3];
-        let mut slice_target: (Option<&Symbol>, Option<&Symbol>) = (None, None);
-        let interesting = layout.address.is_some() || !layout.node_labels.is_empty() || layout.slice_target.is_some();
-        if interesting {
-            for (position, (_, value)) in served.pair_iter().enumerate() {
-                if Some(position) == layout.address {
-                    address = Some(value);
-                }
-                if let Some(k) = layout.node_labels.iter().position(|p| *p == position) {
-                    node_values[k] = Some(value);
-                }
-                if let Some((kind, name)) = layout.slice_target {
-                    if position == kind {
-                        slice_target.0 = Some(value);
-                    } else if position == name {
-                        slice_target.1 = Some(value);
+        let id = identity.then(|| {
+            if !disabled {
+                for (i, (name, value)) in self.seeds.iter().enumerate() {
+                    if discovered & (1 << i) == 0 && !value.is_empty() {
+                        hasher.add(name.as_str(), value);
                     }
                 }
             }
-        }
-        let node = node_values
+            hasher.finish(&self.settings.name)
+        });
+        let node = nodes
             .iter()
             .flatten()
             .find(|value| !value.is_empty())
             .copied()
-            .or_else(|| match slice_target {
+            .or_else(|| match (slice_kind, slice_name) {
                 (Some(kind), Some(name)) if kind.as_str() == "Node" && !name.is_empty() => Some(name),
                 _ => None,
             });
-        (address.cloned().unwrap_or_else(|| Symbol::from("")), node.cloned())
+        Read {
+            id,
+            address: address.cloned().unwrap_or_else(|| Symbol::from("")),
+            node: node.cloned(),
+        }
     }
 }
 
@@ -272,17 +285,15 @@ impl<'a> PreparedJob<'a> {
 /// to one identity are one target; the last one wins (upstream §4.4).
 pub fn build_group(job: &mut PreparedJob<'_>, group: &TargetGroup) -> Vec<AllocatableTarget> {
     let mut built: Vec<AllocatableTarget> = Vec::with_capacity(group.targets.len());
-    // A static config can hold thousands of targets in one group: find repeats by id.
-    let mut positions: HashMap<TargetId, usize> = HashMap::with_capacity(group.targets.len());
+    // A static config can hold thousands of targets in one group: find repeats by id there;
+    // a small group is searched in place.
+    let mut positions: FxHashMap<TargetId, usize> = FxHashMap::default();
+    let many = group.targets.len() > 16;
     let without_rules = job.settings.rules.is_empty();
     for target_labels in &group.targets {
         let served = Labels::merge(&group.labels, target_labels, &mut job.merger);
-        let fast = if without_rules {
-            job.identity_without_rules(&served)
-        } else {
-            None
-        };
-        let id = match fast {
+        let read = job.read(&served, without_rules);
+        let id = match read.id {
             Some(id) => id,
             None => {
                 let Some(builder) = relabel_builder(job, LabelBuilder::from_labels(served.clone())) else {
@@ -291,17 +302,23 @@ pub fn build_group(job: &mut PreparedJob<'_>, group: &TargetGroup) -> Vec<Alloca
                 TargetId::compute(&job.settings.name, builder.range())
             }
         };
-        let (address, node) = job.address_and_node(&served);
         let target = DesiredTarget {
             job: job.symbol.clone(),
-            address,
+            address: read.address,
             labels: served,
-            node,
+            node: read.node,
         };
-        match positions.get(&id) {
-            Some(&index) => built[index].target = target,
+        let existing = if many {
+            positions.get(&id).copied()
+        } else {
+            built.iter().position(|b| b.id == id)
+        };
+        match existing {
+            Some(index) => built[index].target = target,
             None => {
-                positions.insert(id, built.len());
+                if many {
+                    positions.insert(id, built.len());
+                }
                 built.push(AllocatableTarget { id, target });
             }
         }
@@ -419,8 +436,13 @@ mod tests {
             "__address__",
             "instance",
             "zone",
+            "__meta_kubernetes_pod_node_name",
+            "__meta_kubernetes_node_name",
+            "__meta_kubernetes_endpoint_node_name",
+            SLICE_TARGET_KIND,
+            SLICE_TARGET_NAME,
         ];
-        let values = ["", "a", "/metrics", "http", "30s"];
+        let values = ["", "a", "/metrics", "http", "30s", "Node"];
         for case in 0..2000 {
             let mut settings = job("fast", vec![]);
             if random.gen_bool(0.3) {
@@ -441,7 +463,14 @@ mod tests {
             let served = Labels::new(pairs);
             for filter in [FilterStrategy::RelabelConfig, FilterStrategy::Disabled] {
                 let mut prepared = PreparedJob::new(&settings, filter);
-                let fast = prepared.identity_without_rules(&served).expect("few seeds");
+                let read = prepared.read(&served, true);
+                let fast = read.id.expect("few seeds");
+                assert_eq!(
+                    read.node.as_deref(),
+                    crate::allocation::desired::node_of(&served),
+                    "seed {seed}, case {case}, node of {served:?}"
+                );
+                assert_eq!(&*read.address, served.get("__address__").unwrap_or(""));
                 let builder = relabel_builder(&prepared, LabelBuilder::from_labels(served.clone())).expect("no rules");
                 let slow = TargetId::compute(&settings.name, builder.range());
                 assert_eq!(fast, slow, "seed {seed}, case {case}, {filter:?}, labels {served:?}");

@@ -258,23 +258,26 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
         entries.next(DECISION_WEIGHT).remove_target(id, Expect::Present);
         summary.targets_removed += 1;
     }
-    let mut touched: Vec<TargetId> = decided.keys().copied().collect();
-    touched.extend(added.iter().copied());
-    touched.extend(relabeled.iter().copied());
+    // Each touched target with why: added and relabeled ones sort before a decision on the
+    // same id, so the dedup keeps the reason that needs its labels.
+    let mut touched: Vec<(TargetId, Touch)> = Vec::with_capacity(decided.len() + added.len() + relabeled.len());
+    touched.extend(added.iter().map(|id| (*id, Touch::Added)));
+    touched.extend(relabeled.iter().map(|id| (*id, Touch::Relabeled)));
+    touched.extend(decided.keys().map(|id| (*id, Touch::Decided)));
     touched.sort_unstable();
-    touched.dedup();
+    touched.dedup_by_key(|(id, _)| *id);
     // In (job, new owner) order: the read model rebuilds the body of each (job, collector)
     // an entry touches, so an entry of a large plan touches a few bodies instead of all.
-    let touched: Vec<(&DesiredTarget, Option<&Symbol>, Option<&Symbol>, TargetId)> = touched
+    let touched: Vec<Touched<'_>> = touched
         .into_iter()
-        .filter_map(|id| {
+        .filter_map(|(id, touch)| {
             let wanted = input.desired.get(&id)?;
             let current: Option<&Symbol> = table.targets.get(&id).and_then(|t| t.collector.as_ref());
             let owner: Option<&Symbol> = match decided.get(&id) {
                 Some(decision) => decision.as_ref(),
                 None => current,
             };
-            Some((wanted, owner, current, id))
+            Some((wanted, owner, current, id, touch))
         })
         .collect();
     // Jobs and owners are few: rank them by name once and sort by rank, not by text; the
@@ -284,7 +287,7 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
     let mut order: Vec<(u64, TargetId, u32)> = touched
         .iter()
         .enumerate()
-        .map(|(index, (wanted, owner, _, id))| {
+        .map(|(index, (wanted, owner, _, id, _))| {
             let job = job_rank[&wanted.job.id()] as u64;
             let owner = owner.map_or(0, |o| owner_rank[&o.id()] as u64 + 1);
             ((job << 32) | owner, *id, index as u32)
@@ -292,15 +295,15 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
         .collect();
     order.sort_unstable();
     let touched: Vec<_> = order.into_iter().map(|(_, _, index)| touched[index as usize]).collect();
-    for (wanted, owner, current, id) in touched {
+    for (wanted, owner, current, id, touch) in touched {
         let upsert_weight = DECISION_WEIGHT + 2 * wanted.labels.len();
-        if added.binary_search(&id).is_ok() {
+        if touch == Touch::Added {
             entries
                 .next(upsert_weight)
                 .upsert_target_labels(id, &wanted.job, &wanted.labels, owner, Expect::Absent);
             summary.targets_added += 1;
             summary.left_unassigned += usize::from(owner.is_none());
-        } else if relabeled.binary_search(&id).is_ok() {
+        } else if touch == Touch::Relabeled {
             entries.next(upsert_weight).upsert_target_labels(
                 id,
                 &wanted.job,
@@ -332,6 +335,24 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
         summary,
         decisions,
     }
+}
+
+/// A target in a plan's batch: wanted as, new owner, current owner, id, why.
+type Touched<'a> = (
+    &'a DesiredTarget,
+    Option<&'a Symbol>,
+    Option<&'a Symbol>,
+    TargetId,
+    Touch,
+);
+
+/// Why a target is in a plan's batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Touch {
+    Added,
+    Relabeled,
+    /// Only its owner may change.
+    Decided,
 }
 
 /// Each distinct symbol's position in name order, by symbol number.
