@@ -47,6 +47,7 @@ use crate::allocation::planner::PlanInput;
 use crate::allocation::planner::Scope;
 use crate::allocation::strategy::Strategy;
 use crate::api::Refusals;
+use crate::blocking::off_the_runtime;
 use crate::config::Config;
 use crate::config::scrape::ScrapeConfig;
 use crate::discovery::manager::Discovered;
@@ -627,12 +628,3 @@ const ENTRIES_IN_FLIGHT: usize = 4;
 const FIRST_PLAN_SYNC_WINDOWS: u32 = 5;
 /// How long discovery must stay quiet after a change before the change is planned.
 const DISCOVERY_SETTLE: Duration = Duration::from_millis(200);
-
-/// Run CPU-heavy work (relabeling or planning a large table takes seconds) without stalling
-/// the tasks that share this worker thread, Raft heartbeats among them.
-fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
-}

@@ -11,6 +11,7 @@
 
 pub mod allocation;
 pub mod api;
+pub mod blocking;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -171,6 +171,21 @@ pub fn join_host_port(host: &str, port: impl fmt::Display) -> String {
     }
 }
 
+/// The symbol of a constant string, from a per-thread cache keyed by the string's address:
+/// label names are the same few dozen constants for every target, and interning each again
+/// (a lock and a hash of the text) was a large part of building an EndpointSlice group.
+pub fn constant(text: &'static str) -> Symbol {
+    thread_local! {
+        static CONSTANTS: RefCell<HashMap<(usize, usize), Symbol, FxBuildHasher>> = RefCell::default();
+    }
+    CONSTANTS.with_borrow_mut(|constants| {
+        constants
+            .entry((text.as_ptr() as usize, text.len()))
+            .or_insert_with(|| Symbol::new(text))
+            .clone()
+    })
+}
+
 /// Labels being assembled as Prometheus assembles a `model.LabelSet` (a map): setting a
 /// name again replaces its value, and merging another set lets that set's values win.
 /// Names and values are interned as they are set, so that a pod's labels, kept as symbols in
@@ -183,8 +198,30 @@ impl LabelPairs {
         Self::default()
     }
 
-    pub fn set(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
+    /// Set a label whose name is a constant of this module: its symbol is looked up by
+    /// address in a per-thread cache instead of interned again for every target.
+    pub fn set(&mut self, name: &'static str, value: impl AsRef<str>) {
+        self.0.push((constant(name), Symbol::new(value.as_ref())));
+    }
+
+    /// [`LabelPairs::set`] for a name built at run time (from a label key, say).
+    pub fn set_built(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
         self.0.push((Symbol::new(name.as_ref()), Symbol::new(value.as_ref())));
+    }
+
+    /// [`LabelPairs::set_built`] with a constant value.
+    pub fn set_constant_value(&mut self, name: impl AsRef<str>, value: &'static str) {
+        self.0.push((Symbol::new(name.as_ref()), constant(value)));
+    }
+
+    /// Append already interned pairs (later ones win, as with [`LabelPairs::set`]).
+    pub fn extend_symbols<'a>(&mut self, pairs: impl IntoIterator<Item = &'a (Symbol, Symbol)>) {
+        self.0.extend(pairs.into_iter().cloned());
+    }
+
+    /// [`LabelPairs::set`] with a constant value too (`"true"`, a kind name).
+    pub fn set_constant(&mut self, name: &'static str, value: &'static str) {
+        self.0.push((constant(name), constant(value)));
     }
 
     /// [`LabelPairs::set`] with strings already interned.
@@ -216,7 +253,7 @@ impl LabelPairs {
 /// `__meta_kubernetes_<resource>_label_<name>` and `_labelpresent_<name>` for every label,
 /// the same pair for annotations (Prometheus's `addObjectAnnotationsAndLabels`).
 pub fn add_labels_and_annotations(pairs: &mut LabelPairs, meta: &ObjectMeta, resource: &'static str) {
-    let present = Symbol::new(PRESENT);
+    let present = constant(PRESENT);
     for (kind, map) in [
         (MetaKind::Label, &meta.labels),
         (MetaKind::Annotation, &meta.annotations),
@@ -275,10 +312,16 @@ fn meta_label_names(resource: &'static str, kind: MetaKind, key: &str) -> (Symbo
 
 /// `__meta_kubernetes_<role>_name` plus the labels and annotations (`addObjectMetaLabels`).
 pub fn add_object_meta_labels(pairs: &mut LabelPairs, meta: &ObjectMeta, resource: &'static str) {
-    pairs.set(
-        format!("{META_PREFIX}{resource}_name"),
-        meta.name.clone().unwrap_or_default(),
-    );
+    thread_local! {
+        static NAME_LABELS: RefCell<HashMap<usize, Symbol, FxBuildHasher>> = RefCell::default();
+    }
+    let name = NAME_LABELS.with_borrow_mut(|names| {
+        names
+            .entry(resource.as_ptr() as usize)
+            .or_insert_with(|| Symbol::new(&format!("{META_PREFIX}{resource}_name")))
+            .clone()
+    });
+    pairs.set_symbols(name, Symbol::new(meta.name.as_deref().unwrap_or_default()));
     add_labels_and_annotations(pairs, meta, resource);
 }
 

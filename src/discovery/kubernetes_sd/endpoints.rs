@@ -93,7 +93,7 @@ pub fn endpoints_group(
                     target.set(ENDPOINT_HOSTNAME, hostname);
                 }
                 if let Some(pod) = super::referenced_pod(address.target_ref.as_ref(), pods) {
-                    target.merge(&pod::pod_labels(pod));
+                    pod::merge_pod_labels(&mut target, pod);
                     // Unlike the endpointslice role, Prometheus labels the container port
                     // with the endpoint port's protocol here.
                     let protocol = port.protocol.as_deref().unwrap_or_default();

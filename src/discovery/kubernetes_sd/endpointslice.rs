@@ -91,8 +91,35 @@ pub fn endpoint_slice_group(
     // Pods met, in the order met, with the slice ports their targets already cover.
     let mut seen_pods: Vec<(&PodView, Vec<i32>)> = Vec::new();
     let ports = slice.ports.as_deref().unwrap_or_default();
+    // What every target of one port shares, and of one endpoint, interned once rather than
+    // once per target.
+    let port_labels: Vec<LabelPairs> = ports
+        .iter()
+        .map(|port| {
+            let mut labels = LabelPairs::new();
+            if let Some(name) = &port.name {
+                labels.set(PORT_NAME, name.as_str());
+            }
+            if let Some(protocol) = &port.protocol {
+                labels.set(PORT_PROTOCOL, protocol.as_str());
+            }
+            if let Some(number) = port.port {
+                labels.set(PORT, number.to_string());
+            }
+            if let Some(app_protocol) = &port.app_protocol {
+                labels.set(PORT_APP_PROTOCOL, app_protocol.as_str());
+            }
+            labels
+        })
+        .collect();
     for endpoint in &slice.endpoints {
-        for port in ports {
+        let endpoint_labels = endpoint_labels(endpoint);
+        let pod = super::referenced_pod(endpoint.target_ref.as_ref(), pods);
+        for (port, port_labels) in ports.iter().zip(&port_labels) {
+            // The container port labels depend on the pod and the port, not the address.
+            let container = pod
+                .zip(port.port)
+                .and_then(|(pod, number)| pod::matching_container_port_labels(pod, number, None));
             for address in &endpoint.addresses {
                 let mut target = LabelPairs::new();
                 let target_address = match port.port {
@@ -100,59 +127,12 @@ pub fn endpoint_slice_group(
                     None => address.clone(),
                 };
                 target.set(ADDRESS_LABEL, target_address);
-                if let Some(name) = &port.name {
-                    target.set(PORT_NAME, name.as_str());
-                }
-                if let Some(protocol) = &port.protocol {
-                    target.set(PORT_PROTOCOL, protocol.as_str());
-                }
-                if let Some(number) = port.port {
-                    target.set(PORT, number.to_string());
-                }
-                if let Some(app_protocol) = &port.app_protocol {
-                    target.set(PORT_APP_PROTOCOL, app_protocol.as_str());
-                }
-                let conditions = endpoint.conditions.as_ref();
-                for (label, condition) in [
-                    (CONDITIONS_READY, conditions.and_then(|c| c.ready)),
-                    (CONDITIONS_SERVING, conditions.and_then(|c| c.serving)),
-                    (CONDITIONS_TERMINATING, conditions.and_then(|c| c.terminating)),
-                ] {
-                    if let Some(value) = condition {
-                        target.set(label, value.to_string());
-                    }
-                }
-                if let Some(hostname) = &endpoint.hostname {
-                    target.set(ENDPOINT_HOSTNAME, hostname.as_str());
-                }
-                if let Some(reference) = &endpoint.target_ref {
-                    target.set(ADDRESS_TARGET_KIND, reference.kind.clone().unwrap_or_default());
-                    target.set(ADDRESS_TARGET_NAME, reference.name.clone().unwrap_or_default());
-                }
-                if let Some(node_name) = &endpoint.node_name {
-                    target.set(ENDPOINT_NODE_NAME, node_name.as_str());
-                }
-                if let Some(zone) = &endpoint.zone {
-                    target.set(ENDPOINT_ZONE, zone.as_str());
-                }
-                for (key, value) in endpoint.deprecated_topology.iter().flatten() {
-                    let key = sanitize_label_name(key);
-                    target.set(
-                        format!("{META_PREFIX}endpointslice_endpoint_topology_{key}"),
-                        value.as_str(),
-                    );
-                    target.set(
-                        format!("{META_PREFIX}endpointslice_endpoint_topology_present_{key}"),
-                        "true",
-                    );
-                }
-
-                if let Some(pod) = super::referenced_pod(endpoint.target_ref.as_ref(), pods) {
-                    target.merge(&pod::pod_labels(pod));
-                    if let Some(number) = port.port
-                        && let Some(container) = pod::matching_container_port_labels(pod, number, None)
-                    {
-                        target.merge(&container);
+                target.merge(port_labels);
+                target.merge(&endpoint_labels);
+                if let Some(pod) = pod {
+                    pod::merge_pod_labels(&mut target, pod);
+                    if let Some(container) = &container {
+                        target.merge(container);
                     }
                     super::note_covered_port(&mut seen_pods, pod, port.port);
                 }
@@ -164,6 +144,46 @@ pub fn endpoint_slice_group(
         targets.extend(pod::uncovered_container_port_targets(pod, covered));
     }
     build_group(source, targets, labels)
+}
+
+/// The labels of one endpoint, shared by its targets (every port and address).
+fn endpoint_labels(endpoint: &k8s_openapi::api::discovery::v1::Endpoint) -> LabelPairs {
+    let mut labels = LabelPairs::new();
+    let conditions = endpoint.conditions.as_ref();
+    for (label, condition) in [
+        (CONDITIONS_READY, conditions.and_then(|c| c.ready)),
+        (CONDITIONS_SERVING, conditions.and_then(|c| c.serving)),
+        (CONDITIONS_TERMINATING, conditions.and_then(|c| c.terminating)),
+    ] {
+        if let Some(value) = condition {
+            labels.set_constant(label, if value { "true" } else { "false" });
+        }
+    }
+    if let Some(hostname) = &endpoint.hostname {
+        labels.set(ENDPOINT_HOSTNAME, hostname.as_str());
+    }
+    if let Some(reference) = &endpoint.target_ref {
+        labels.set(ADDRESS_TARGET_KIND, reference.kind.as_deref().unwrap_or_default());
+        labels.set(ADDRESS_TARGET_NAME, reference.name.as_deref().unwrap_or_default());
+    }
+    if let Some(node_name) = &endpoint.node_name {
+        labels.set(ENDPOINT_NODE_NAME, node_name.as_str());
+    }
+    if let Some(zone) = &endpoint.zone {
+        labels.set(ENDPOINT_ZONE, zone.as_str());
+    }
+    for (key, value) in endpoint.deprecated_topology.iter().flatten() {
+        let key = sanitize_label_name(key);
+        labels.set_built(
+            format!("{META_PREFIX}endpointslice_endpoint_topology_{key}"),
+            value.as_str(),
+        );
+        labels.set_constant_value(
+            format!("{META_PREFIX}endpointslice_endpoint_topology_present_{key}"),
+            "true",
+        );
+    }
+    labels
 }
 
 /// Whether `slice` is the secondary IP family of a dual-stack service: its address type is

@@ -64,7 +64,7 @@ pub fn node_group(node: &Node) -> Option<TargetGroup> {
             .unwrap_or_default(),
     );
     for condition in status.and_then(|s| s.conditions.as_deref()).unwrap_or_default() {
-        labels.set(
+        labels.set_built(
             format!(
                 "{CONDITION_PREFIX}{}",
                 sanitize_label_name(&condition.type_.to_lowercase())
@@ -79,7 +79,7 @@ pub fn node_group(node: &Node) -> Option<TargetGroup> {
     target.set(INSTANCE_LABEL, name);
     for (kind, addresses) in &addresses_by_type {
         if let Some(first) = addresses.first() {
-            target.set(sanitize_label_name(&format!("{ADDRESS_PREFIX}{kind}")), *first);
+            target.set_built(sanitize_label_name(&format!("{ADDRESS_PREFIX}{kind}")), *first);
         }
     }
     Some(build_group(node_source(name), vec![target], labels))

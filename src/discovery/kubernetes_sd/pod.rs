@@ -166,6 +166,11 @@ pub fn pod_labels(pod: &PodView) -> LabelPairs {
     labels
 }
 
+/// Add the pod-wide labels of `pod` to `target` (they win, as [`LabelPairs::merge`]).
+pub fn merge_pod_labels(target: &mut LabelPairs, pod: &PodView) {
+    target.extend_symbols(&pod.labels);
+}
+
 /// [`pod_labels`] from the object itself.
 fn pod_labels_of(pod: &Pod) -> LabelPairs {
     let status = pod.status.as_ref();

@@ -39,6 +39,7 @@ use super::state::KindEvent;
 use super::state::WatchSpec;
 use super::state::WatchUpdate;
 use super::state::watch_specs;
+use crate::blocking::off_the_runtime;
 use crate::kubernetes::client::ClientSource;
 
 /// First and longest wait between attempts to build the client.
@@ -47,6 +48,8 @@ const CLIENT_RETRY_MAX: Duration = Duration::from_secs(60);
 /// Most events applied before publishing: a huge relist still publishes now and then
 /// (nothing is lost: the rest is applied right after).
 const MAX_EVENTS_PER_PUBLICATION: usize = 10_000;
+/// Events held (decoded, not yet applied) at most while a publication is held back.
+const HELD_BEFORE_APPLYING: usize = 256;
 /// Events arriving within this long of a publication wait for the next one (a burst is
 /// published, and its groups rebuilt, once rather than per event).
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
@@ -118,19 +121,23 @@ async fn run(provider: KubernetesProvider, publish: watch::Sender<ProviderSnapsh
             return;
         };
         let started = std::time::Instant::now();
-        state.apply(update);
         // Apply what is already waiting (a relist arrives as many events) before publishing,
-        // so subscribers see one change, not thousands.
-        let mut applied = 1;
-        while applied < MAX_EVENTS_PER_PUBLICATION && started.elapsed() < PUBLISH_EVERY {
-            match updates.next().now_or_never() {
-                Some(Some(update)) => {
-                    state.apply(update);
-                    applied += 1;
+        // so subscribers see one change, not thousands. Decoding and applying an initial
+        // list is seconds of CPU: off the runtime.
+        let mut applied = off_the_runtime(|| {
+            state.apply(update);
+            let mut applied = 1;
+            while applied < MAX_EVENTS_PER_PUBLICATION && started.elapsed() < PUBLISH_EVERY {
+                match updates.next().now_or_never() {
+                    Some(Some(update)) => {
+                        state.apply(update);
+                        applied += 1;
+                    }
+                    _ => break,
                 }
-                _ => break,
             }
-        }
+            applied
+        });
         // A rollout arrives as a stream of small events (a pod deleted, a pod added, its
         // slice updated): publishing each would rebuild the same groups again and again. So
         // after a publication, what arrives within PUBLISH_EVERY is held and published as
@@ -138,6 +145,7 @@ async fn run(provider: KubernetesProvider, publish: watch::Sender<ProviderSnapsh
         // coming, a publication goes out every PUBLISH_EVERY (the leader waits for a quiet
         // spell longer than that before planning).
         let hold_until = last_published.map(|at| at + PUBLISH_EVERY);
+        let mut held = Vec::new();
         while let Some(deadline) = hold_until.filter(|deadline| *deadline > tokio::time::Instant::now())
             && applied < MAX_EVENTS_PER_PUBLICATION
         {
@@ -146,14 +154,23 @@ async fn run(provider: KubernetesProvider, publish: watch::Sender<ProviderSnapsh
                 () = tokio::time::sleep_until(deadline) => break,
                 update = updates.next() => match update {
                     Some(update) => {
-                        state.apply(update);
+                        held.push(update);
                         applied += 1;
+                        // Decoded objects are large: apply them in small batches.
+                        if held.len() >= HELD_BEFORE_APPLYING {
+                            off_the_runtime(|| held.drain(..).for_each(|update| state.apply(update)));
+                        }
                     }
                     None => break,
                 },
             }
         }
-        state.publish_to(&publish);
+        off_the_runtime(|| {
+            for update in held {
+                state.apply(update);
+            }
+            state.publish_to(&publish);
+        });
         last_published = Some(tokio::time::Instant::now());
         tracing::debug!(
             role = %config.role,
