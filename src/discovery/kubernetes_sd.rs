@@ -15,6 +15,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod ingress;
 pub mod node;
+pub mod objects;
 pub mod pod;
 pub mod provider;
 pub mod service;
@@ -212,6 +213,12 @@ impl LabelPairs {
     /// [`LabelPairs::set_built`] with a constant value.
     pub fn set_constant_value(&mut self, name: impl AsRef<str>, value: &'static str) {
         self.0.push((Symbol::new(name.as_ref()), constant(value)));
+    }
+
+    /// The same pairs without spare capacity, for sets kept for long.
+    pub fn shrunk(mut self) -> Self {
+        self.0.shrink_to_fit();
+        self
     }
 
     /// Append already interned pairs (later ones win, as with [`LabelPairs::set`]).

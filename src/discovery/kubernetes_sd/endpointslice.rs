@@ -10,6 +10,8 @@
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use ta_raft::intern::Symbol;
+
 use super::super::ADDRESS_LABEL;
 use super::super::TargetGroup;
 use super::LabelPairs;
@@ -47,6 +49,106 @@ pub fn endpoint_slice_source(namespace: &str, name: &str) -> String {
     format!("endpointslice/{namespace}/{name}")
 }
 
+/// What the conversion reads of a slice, taken once when it arrives. A typed `EndpointSlice`
+/// keeps every decoded field (each endpoint's full `targetRef`, hints, the whole metadata):
+/// measured at 100k endpoints, about 90 MB of the leader's memory; a view keeps the labels
+/// each endpoint and port contributes, already interned, and the pod references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceView {
+    namespace: String,
+    name: String,
+    /// The slice's own group labels: namespace, address type, name, labels, annotations.
+    labels: LabelPairs,
+    address_type: String,
+    service: Option<String>,
+    ports: Box<[PortView]>,
+    endpoints: Box<[EndpointView]>,
+}
+
+/// One slice port: its number and the labels every target on it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PortView {
+    number: Option<i32>,
+    labels: LabelPairs,
+}
+
+/// One endpoint: its addresses, the labels all its targets get, the pod it refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EndpointView {
+    addresses: Box<[Symbol]>,
+    labels: LabelPairs,
+    /// `(namespace, name)` of the referenced pod (a `targetRef` of kind `Pod`).
+    pod: Option<(Symbol, Symbol)>,
+}
+
+impl SliceView {
+    /// The view of `slice`.
+    pub fn of(slice: &EndpointSlice) -> Self {
+        let (namespace, name) = namespace_and_name(&slice.metadata);
+        let mut labels = LabelPairs::new();
+        labels.set(NAMESPACE_LABEL, namespace);
+        labels.set(ADDRESS_TYPE, slice.address_type.as_str());
+        add_object_meta_labels(&mut labels, &slice.metadata, "endpointslice");
+        let ports = slice
+            .ports
+            .iter()
+            .flatten()
+            .map(|port| {
+                let mut labels = LabelPairs::new();
+                if let Some(name) = &port.name {
+                    labels.set(PORT_NAME, name.as_str());
+                }
+                if let Some(protocol) = &port.protocol {
+                    labels.set(PORT_PROTOCOL, protocol.as_str());
+                }
+                if let Some(number) = port.port {
+                    labels.set(PORT, number.to_string());
+                }
+                if let Some(app_protocol) = &port.app_protocol {
+                    labels.set(PORT_APP_PROTOCOL, app_protocol.as_str());
+                }
+                PortView {
+                    number: port.port,
+                    labels: labels.shrunk(),
+                }
+            })
+            .collect();
+        let endpoints = slice
+            .endpoints
+            .iter()
+            .map(|endpoint| EndpointView {
+                addresses: endpoint.addresses.iter().map(|a| Symbol::new(a)).collect(),
+                labels: endpoint_labels(endpoint).shrunk(),
+                pod: super::pod_references(endpoint.target_ref.iter())
+                    .next()
+                    .map(|(namespace, name)| (Symbol::new(namespace), Symbol::new(name))),
+            })
+            .collect();
+        Self {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            labels: labels.shrunk(),
+            address_type: slice.address_type.clone(),
+            service: service_name(slice).map(str::to_string),
+            ports,
+            endpoints,
+        }
+    }
+
+    /// The name of the service the slice belongs to.
+    pub fn service(&self) -> Option<&str> {
+        self.service.as_deref()
+    }
+
+    /// The pods the slice's endpoints refer to, as `(namespace, name)`.
+    pub fn referenced_pods(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.endpoints
+            .iter()
+            .filter_map(|endpoint| endpoint.pod.as_ref())
+            .map(|(namespace, name)| (namespace.as_str(), name.as_str()))
+    }
+}
+
 /// The name of the service a slice belongs to.
 pub fn service_name(slice: &EndpointSlice) -> Option<&str> {
     slice
@@ -73,68 +175,54 @@ pub fn endpoint_slice_group(
     services: &dyn ObjectLookup<Service>,
     pods: &dyn ObjectLookup<PodView>,
 ) -> TargetGroup {
-    let (namespace, name) = namespace_and_name(&slice.metadata);
-    let source = endpoint_slice_source(namespace, name);
-    let mut labels = LabelPairs::new();
-    labels.set(NAMESPACE_LABEL, namespace);
-    labels.set(ADDRESS_TYPE, slice.address_type.as_str());
-    add_object_meta_labels(&mut labels, &slice.metadata, "endpointslice");
-    let service = service_name(slice).and_then(|service| services.find(namespace, service));
+    slice_group(&SliceView::of(slice), services, pods)
+}
+
+/// [`endpoint_slice_group`] from the slice's view.
+pub fn slice_group(
+    slice: &SliceView,
+    services: &dyn ObjectLookup<Service>,
+    pods: &dyn ObjectLookup<PodView>,
+) -> TargetGroup {
+    let source = endpoint_slice_source(&slice.namespace, &slice.name);
+    let mut labels = slice.labels.clone();
+    let service = slice
+        .service()
+        .and_then(|service| services.find(&slice.namespace, service));
     if let Some(service) = service {
         labels.merge(&service::service_labels(service));
     }
-    if service.is_some_and(|service| is_secondary_ip_family(service, slice)) {
+    if service.is_some_and(|service| is_secondary_ip_family(service, &slice.address_type)) {
         return build_group(source, Vec::new(), labels);
     }
 
     let mut targets = Vec::new();
     // Pods met, in the order met, with the slice ports their targets already cover.
     let mut seen_pods: Vec<(&PodView, Vec<i32>)> = Vec::new();
-    let ports = slice.ports.as_deref().unwrap_or_default();
-    // What every target of one port shares, and of one endpoint, interned once rather than
-    // once per target.
-    let port_labels: Vec<LabelPairs> = ports
-        .iter()
-        .map(|port| {
-            let mut labels = LabelPairs::new();
-            if let Some(name) = &port.name {
-                labels.set(PORT_NAME, name.as_str());
-            }
-            if let Some(protocol) = &port.protocol {
-                labels.set(PORT_PROTOCOL, protocol.as_str());
-            }
-            if let Some(number) = port.port {
-                labels.set(PORT, number.to_string());
-            }
-            if let Some(app_protocol) = &port.app_protocol {
-                labels.set(PORT_APP_PROTOCOL, app_protocol.as_str());
-            }
-            labels
-        })
-        .collect();
     for endpoint in &slice.endpoints {
-        let endpoint_labels = endpoint_labels(endpoint);
-        let pod = super::referenced_pod(endpoint.target_ref.as_ref(), pods);
-        for (port, port_labels) in ports.iter().zip(&port_labels) {
+        let pod = endpoint
+            .pod
+            .as_ref()
+            .and_then(|(namespace, name)| pods.find(namespace.as_str(), name.as_str()));
+        for port in &slice.ports {
             // The container port labels depend on the pod and the port, not the address.
             let container = pod
-                .zip(port.port)
+                .zip(port.number)
                 .and_then(|(pod, number)| pod::matching_container_port_labels(pod, number, None));
             for address in &endpoint.addresses {
                 let mut target = LabelPairs::new();
-                let target_address = match port.port {
-                    Some(number) => join_host_port(address, number),
-                    None => address.clone(),
-                };
-                target.set(ADDRESS_LABEL, target_address);
-                target.merge(port_labels);
-                target.merge(&endpoint_labels);
+                match port.number {
+                    Some(number) => target.set(ADDRESS_LABEL, join_host_port(address.as_str(), number)),
+                    None => target.set_symbols(super::constant(ADDRESS_LABEL), address.clone()),
+                }
+                target.merge(&port.labels);
+                target.merge(&endpoint.labels);
                 if let Some(pod) = pod {
                     pod::merge_pod_labels(&mut target, pod);
                     if let Some(container) = &container {
                         target.merge(container);
                     }
-                    super::note_covered_port(&mut seen_pods, pod, port.port);
+                    super::note_covered_port(&mut seen_pods, pod, port.number);
                 }
                 targets.push(target);
             }
@@ -188,7 +276,7 @@ fn endpoint_labels(endpoint: &k8s_openapi::api::discovery::v1::Endpoint) -> Labe
 
 /// Whether `slice` is the secondary IP family of a dual-stack service: its address type is
 /// not the service's first IP family.
-fn is_secondary_ip_family(service: &Service, slice: &EndpointSlice) -> bool {
+fn is_secondary_ip_family(service: &Service, address_type: &str) -> bool {
     let Some(spec) = &service.spec else {
         return false;
     };
@@ -197,7 +285,7 @@ fn is_secondary_ip_family(service: &Service, slice: &EndpointSlice) -> bool {
         Some("PreferDualStack" | "RequireDualStack")
     );
     match spec.ip_families.as_deref().and_then(|families| families.first()) {
-        Some(primary) if dual_stack => *primary != slice.address_type,
+        Some(primary) if dual_stack => primary != address_type,
         _ => false,
     }
 }

@@ -9,9 +9,9 @@
 //! structs are large even when empty), so at 100k pods the cache alone was hundreds of MB on
 //! the leader; a view is a few hundred bytes, its labels interned.
 
-use k8s_openapi::api::core::v1::Container;
-use k8s_openapi::api::core::v1::ContainerStatus;
-use k8s_openapi::api::core::v1::Pod;
+use super::objects::Container;
+use super::objects::ContainerStatus;
+use super::objects::Pod;
 use ta_raft::intern::Symbol;
 
 use super::super::ADDRESS_LABEL;

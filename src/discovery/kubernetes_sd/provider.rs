@@ -12,12 +12,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use super::objects::Pod;
 use futures::FutureExt;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Endpoints;
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;

@@ -21,9 +21,9 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use super::objects::Pod;
 use k8s_openapi::api::core::v1::Endpoints;
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -37,6 +37,7 @@ use super::KubernetesRole;
 use super::ObjectLookup;
 use super::endpoints;
 use super::endpointslice;
+use super::endpointslice::SliceView;
 use super::ingress;
 use super::namespace_and_name;
 use super::node;
@@ -132,6 +133,12 @@ trait Kept<K>: PartialEq + Sized {
 impl<K: k8s_openapi::Metadata<Ty = ObjectMeta> + PartialEq> Kept<K> for K {
     fn keep(object: K) -> Self {
         slim(object)
+    }
+}
+
+impl Kept<EndpointSlice> for SliceView {
+    fn keep(slice: EndpointSlice) -> Self {
+        SliceView::of(&slice)
     }
 }
 
@@ -262,7 +269,7 @@ pub struct DiscoveryState {
     pods: ObjectCache<Pod, PodView>,
     services: ObjectCache<Service>,
     endpoints: ObjectCache<Endpoints>,
-    endpoint_slices: ObjectCache<EndpointSlice>,
+    endpoint_slices: ObjectCache<EndpointSlice, SliceView>,
     nodes: ObjectCache<Node>,
     ingresses: ObjectCache<Ingress>,
     /// Built groups, by the key of the object of the role's kind.
@@ -427,9 +434,10 @@ impl DiscoveryState {
         match self.role {
             KubernetesRole::EndpointSlice => {
                 for (key, slice) in &self.endpoint_slices.objects {
-                    let service_changed = endpointslice::service_name(slice)
+                    let service_changed = slice
+                        .service()
                         .is_some_and(|service| changed_services.contains(&(key.0.clone(), service.to_string())));
-                    if service_changed || endpointslice::referenced_pods(slice).any(pod_changed) {
+                    if service_changed || slice.referenced_pods().any(pod_changed) {
                         self.dirty.insert(key.clone());
                     }
                 }
@@ -456,7 +464,7 @@ impl DiscoveryState {
             KubernetesRole::EndpointSlice => self
                 .endpoint_slices
                 .get(key)
-                .map(|s| endpointslice::endpoint_slice_group(s, &self.services, &self.pods)),
+                .map(|s| endpointslice::slice_group(s, &self.services, &self.pods)),
             KubernetesRole::Endpoints => self
                 .endpoints
                 .get(key)
