@@ -226,6 +226,11 @@ impl LabelPairs {
         self.0.extend(pairs.into_iter().cloned());
     }
 
+    /// [`LabelPairs::set`] with a value already interned.
+    pub fn set_symbol(&mut self, name: &'static str, value: &Symbol) {
+        self.0.push((constant(name), value.clone()));
+    }
+
     /// [`LabelPairs::set`] with a constant value too (`"true"`, a kind name).
     pub fn set_constant(&mut self, name: &'static str, value: &'static str) {
         self.0.push((constant(name), constant(value)));
@@ -348,7 +353,8 @@ impl<K: k8s_openapi::Metadata<Ty = ObjectMeta>> ObjectLookup<K> for Vec<K> {
 
 impl ObjectLookup<PodView> for Vec<PodView> {
     fn find(&self, namespace: &str, name: &str) -> Option<&PodView> {
-        self.iter().find(|pod| pod.namespace == namespace && pod.name == name)
+        self.iter()
+            .find(|pod| pod.namespace.as_str() == namespace && pod.name.as_str() == name)
     }
 }
 

@@ -39,35 +39,37 @@ pub const CONTAINER_PORT_NAME: &str = "__meta_kubernetes_pod_container_port_name
 pub const CONTAINER_PORT_NUMBER: &str = "__meta_kubernetes_pod_container_port_number";
 pub const CONTAINER_PORT_PROTOCOL: &str = "__meta_kubernetes_pod_container_port_protocol";
 
-/// What the conversions read of a pod, taken once when it arrives.
+/// What the conversions read of a pod, taken once when it arrives. Every string is interned:
+/// the name, IP and container names are also values of the pod's labels, and images and
+/// port names repeat across a deployment's pods, so a view adds only a few words per pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodView {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Symbol,
+    pub name: Symbol,
     /// `""` while the pod has no IP.
-    pub ip: String,
+    pub ip: Symbol,
     /// The pod-wide labels (Prometheus `podLabels`), without the namespace, sorted by name.
-    labels: Vec<(Symbol, Symbol)>,
+    labels: Box<[(Symbol, Symbol)]>,
     /// The containers, then the init containers.
-    containers: Vec<ContainerView>,
+    containers: Box<[ContainerView]>,
 }
 
 /// One container of a [`PodView`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerView {
-    pub name: String,
-    pub image: String,
-    pub id: String,
+    pub name: Symbol,
+    pub image: Symbol,
+    pub id: Symbol,
     pub init: bool,
-    pub ports: Vec<PortView>,
+    pub ports: Box<[PortView]>,
 }
 
 /// One container port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortView {
-    pub name: String,
+    pub name: Symbol,
     pub number: i32,
-    pub protocol: String,
+    pub protocol: Symbol,
 }
 
 impl PodView {
@@ -79,26 +81,26 @@ impl PodView {
         let labels = pod_labels_of(pod).into_labels().pair_iter().cloned().collect();
         let containers = containers(pod)
             .map(|(container, init)| ContainerView {
-                name: container.name.clone(),
-                image: container.image.clone().unwrap_or_default(),
-                id: container_id(pod, &container.name, init),
+                name: Symbol::new(&container.name),
+                image: Symbol::new(container.image.as_deref().unwrap_or_default()),
+                id: Symbol::new(container_id(pod, &container.name, init)),
                 init,
                 ports: container
                     .ports
                     .iter()
                     .flatten()
                     .map(|port| PortView {
-                        name: port.name.clone().unwrap_or_default(),
+                        name: Symbol::new(port.name.as_deref().unwrap_or_default()),
                         number: port.container_port,
-                        protocol: port.protocol.clone().unwrap_or_default(),
+                        protocol: Symbol::new(port.protocol.as_deref().unwrap_or_default()),
                     })
                     .collect(),
             })
             .collect();
         Self {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            ip: pod_ip(pod).to_string(),
+            namespace: Symbol::new(namespace),
+            name: Symbol::new(name),
+            ip: Symbol::new(pod_ip(pod)),
             labels,
             containers,
         }
@@ -131,15 +133,15 @@ pub fn pod_group(pod: &PodView) -> TargetGroup {
         return build_group(source, Vec::new(), LabelPairs::new());
     }
     let mut labels = pod_labels(pod);
-    labels.set(NAMESPACE_LABEL, pod.namespace.as_str());
+    labels.set_symbol(NAMESPACE_LABEL, &pod.namespace);
 
     let mut targets = Vec::new();
     for container in pod.containers() {
         let mut target = LabelPairs::new();
-        target.set(CONTAINER_NAME, container.name.as_str());
-        target.set(CONTAINER_ID, container.id.as_str());
-        target.set(CONTAINER_IMAGE, container.image.as_str());
-        target.set(CONTAINER_INIT, container.init.to_string());
+        target.set_symbol(CONTAINER_NAME, &container.name);
+        target.set_symbol(CONTAINER_ID, &container.id);
+        target.set_symbol(CONTAINER_IMAGE, &container.image);
+        target.set_constant(CONTAINER_INIT, if container.init { "true" } else { "false" });
         if container.ports.is_empty() {
             target.set(ADDRESS_LABEL, ip);
             targets.push(target);
@@ -149,8 +151,8 @@ pub fn pod_group(pod: &PodView) -> TargetGroup {
             let mut port_target = target.clone();
             port_target.set(ADDRESS_LABEL, join_host_port(ip, port.number));
             port_target.set(CONTAINER_PORT_NUMBER, port.number.to_string());
-            port_target.set(CONTAINER_PORT_NAME, port.name.as_str());
-            port_target.set(CONTAINER_PORT_PROTOCOL, port.protocol.as_str());
+            port_target.set_symbol(CONTAINER_PORT_NAME, &port.name);
+            port_target.set_symbol(CONTAINER_PORT_PROTOCOL, &port.protocol);
             targets.push(port_target);
         }
     }
@@ -222,7 +224,7 @@ fn containers(pod: &Pod) -> impl Iterator<Item = (&Container, bool)> {
     regular.iter().map(|c| (c, false)).chain(init.iter().map(|c| (c, true)))
 }
 
-fn container_id(pod: &Pod, container: &str, is_init: bool) -> String {
+fn container_id<'p>(pod: &'p Pod, container: &str, is_init: bool) -> &'p str {
     let statuses: &[ContainerStatus] = pod
         .status
         .as_ref()
@@ -237,7 +239,7 @@ fn container_id(pod: &Pod, container: &str, is_init: bool) -> String {
     statuses
         .iter()
         .find(|status| status.name == container)
-        .and_then(|status| status.container_id.clone())
+        .and_then(|status| status.container_id.as_deref())
         .unwrap_or_default()
 }
 
@@ -252,16 +254,16 @@ pub fn matching_container_port_labels(pod: &PodView, port: i32, protocol: Option
             continue;
         };
         let mut labels = LabelPairs::new();
-        labels.set(CONTAINER_NAME, container.name.as_str());
-        labels.set(CONTAINER_IMAGE, container.image.as_str());
-        labels.set(CONTAINER_PORT_NAME, container_port.name.as_str());
+        labels.set_symbol(CONTAINER_NAME, &container.name);
+        labels.set_symbol(CONTAINER_IMAGE, &container.image);
+        labels.set_symbol(CONTAINER_PORT_NAME, &container_port.name);
         labels.set(CONTAINER_PORT_NUMBER, port.to_string());
         let protocol = match protocol {
             Some(protocol) => protocol.to_string(),
-            None => container_port.protocol.clone(),
+            None => container_port.protocol.to_string(),
         };
         labels.set(CONTAINER_PORT_PROTOCOL, protocol);
-        labels.set(CONTAINER_INIT, container.init.to_string());
+        labels.set_constant(CONTAINER_INIT, if container.init { "true" } else { "false" });
         found = Some(labels);
     }
     found
@@ -283,12 +285,12 @@ pub fn uncovered_container_port_targets(pod: &PodView, covered_ports: &[i32]) ->
             }
             let mut target = LabelPairs::new();
             target.set(ADDRESS_LABEL, join_host_port(ip, port.number));
-            target.set(CONTAINER_NAME, container.name.as_str());
-            target.set(CONTAINER_IMAGE, container.image.as_str());
-            target.set(CONTAINER_PORT_NAME, port.name.as_str());
+            target.set_symbol(CONTAINER_NAME, &container.name);
+            target.set_symbol(CONTAINER_IMAGE, &container.image);
+            target.set_symbol(CONTAINER_PORT_NAME, &port.name);
             target.set(CONTAINER_PORT_NUMBER, port.number.to_string());
-            target.set(CONTAINER_PORT_PROTOCOL, port.protocol.as_str());
-            target.set(CONTAINER_INIT, container.init.to_string());
+            target.set_symbol(CONTAINER_PORT_PROTOCOL, &port.protocol);
+            target.set_constant(CONTAINER_INIT, if container.init { "true" } else { "false" });
             target.merge(&pod_labels);
             targets.push(target);
         }
