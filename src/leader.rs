@@ -452,6 +452,11 @@ impl LeaderLoop {
                         replicate_and_apply_ms = proposed.elapsed().as_millis() as u64,
                         "plan applied"
                     );
+                    if plan.decisions >= TRIM_AFTER_DECISIONS {
+                        // The plan's commands and the planner's maps are freed by now; the
+                        // read model's trim may have run before they were.
+                        off_the_runtime(crate::memory::release_free_memory);
+                    }
                     last_observed = Some(observed);
                     pending.clear();
                     if synced {
@@ -626,5 +631,8 @@ impl LeaderLoop {
 const ENTRIES_IN_FLIGHT: usize = 4;
 /// A new leader's first plan waits this many coalesce windows for discovery to sync.
 const FIRST_PLAN_SYNC_WINDOWS: u32 = 5;
+/// A plan of at least this many decisions gives freed memory back once it is applied.
+const TRIM_AFTER_DECISIONS: usize = 50_000;
+
 /// How long discovery must stay quiet after a change before the change is planned.
 const DISCOVERY_SETTLE: Duration = Duration::from_millis(200);
