@@ -172,7 +172,7 @@ fn group(job: usize, group: usize, generation: usize, interner: &mut Interner) -
         })
         .collect();
     TargetGroup {
-        source: format!("{job}/{group}"),
+        source: format!("{job}/{group}").into(),
         targets,
         labels: group_labels,
     }

@@ -21,10 +21,33 @@ use crate::targets::JobSettings;
 use crate::targets::PreparedJob;
 use crate::targets::build_group;
 
+/// The ids one group yielded. Most groups of a large file_sd or http_sd source hold one
+/// target: their id is kept inline rather than in an allocation of its own.
+enum Ids {
+    One(TargetId),
+    Many(Box<[TargetId]>),
+}
+
+impl Ids {
+    fn from_vec(ids: Vec<TargetId>) -> Self {
+        match ids.as_slice() {
+            [id] => Ids::One(*id),
+            _ => Ids::Many(ids.into_boxed_slice()),
+        }
+    }
+
+    fn as_slice(&self) -> &[TargetId] {
+        match self {
+            Ids::One(id) => std::slice::from_ref(id),
+            Ids::Many(ids) => ids,
+        }
+    }
+}
+
 /// What one processed group yielded.
 struct ProcessedGroup {
     group: Arc<TargetGroup>,
-    ids: Vec<TargetId>,
+    ids: Ids,
     /// Targets of the group refused by the limits.
     refused: usize,
 }
@@ -134,13 +157,13 @@ impl DesiredState {
             }
             processed_now.push(ProcessedGroup {
                 group: Arc::clone(group),
-                ids,
+                ids: Ids::from_vec(ids),
                 refused,
             });
         }
         // Groups gone or replaced: forget what only they yielded.
         for (_, gone) in previous_by_pointer {
-            for id in gone.ids {
+            for &id in gone.ids.as_slice() {
                 if let Some(count) = self.yielded_by.get_mut(&id) {
                     *count -= 1;
                     if *count == 0 {

@@ -85,7 +85,7 @@ async fn static_groups_are_published_at_once_with_positional_sources() {
     ]);
     let mut running = Running::start(Box::new(provider));
     let first = running.wait_for("the static groups", |s| s.synced).await;
-    let sources: Vec<&str> = first.groups.iter().map(|g| g.source.as_str()).collect();
+    let sources: Vec<String> = first.groups.iter().map(|g| g.source.to_string()).collect();
     assert_eq!(sources, ["0", "1"]);
     assert_eq!(addresses(&first.groups), ["a:1", "b:1"]);
     assert_eq!(first.groups[0].labels.get("env"), Some("x"));

@@ -132,7 +132,7 @@ fn static_group(
     }
     let address = interner.intern("__address__");
     let group = TargetGroup {
-        source: index.to_string(),
+        source: index.to_string().into(),
         targets: targets
             .iter()
             .map(|t| Labels::new(vec![(address.clone(), interner.intern(t))]))

@@ -282,7 +282,7 @@ pub fn group_from_records(name: &str, records: &[Record], port: u16, interner: &
         targets.push(Labels::new(labels));
     }
     TargetGroup {
-        source: name.to_string(),
+        source: name.to_string().into(),
         targets,
         labels: Labels::default(),
     }

@@ -15,12 +15,14 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use yaml_rust2::parser::Event;
 use yaml_rust2::parser::Parser;
 use yaml_rust2::scanner::TScalarStyle;
 
 use super::ADDRESS_LABEL;
+use super::GroupSource;
 use super::Interner;
 use super::Labels;
 use super::Symbol;
@@ -120,7 +122,7 @@ impl GroupSink for OwnedGroups {
 }
 
 struct InternedGroups<'i> {
-    source_prefix: &'i str,
+    source_prefix: Arc<str>,
     meta_label: (&'i str, &'i str),
     address_name: Symbol,
     meta: (Symbol, Symbol),
@@ -131,7 +133,7 @@ struct InternedGroups<'i> {
 impl<'i> InternedGroups<'i> {
     fn new(source_prefix: &'i str, meta_label: (&'i str, &'i str), interner: &'i mut Interner) -> Self {
         Self {
-            source_prefix,
+            source_prefix: source_prefix.into(),
             meta_label,
             address_name: interner.intern(ADDRESS_LABEL),
             meta: (interner.intern(meta_label.0), interner.intern(meta_label.1)),
@@ -155,7 +157,7 @@ impl GroupSink for InternedGroups<'_> {
         pairs.push(self.meta.clone());
         let index = self.groups.len();
         self.groups.push(TargetGroup {
-            source: format!("{}:{index}", self.source_prefix),
+            source: GroupSource::indexed(&self.source_prefix, index),
             targets,
             labels: Labels::new(pairs),
         });
@@ -755,6 +757,7 @@ pub fn build_groups(
 ) -> Vec<TargetGroup> {
     let address_name = interner.intern(ADDRESS_LABEL);
     let (meta_name, meta_value) = (interner.intern(meta_label.0), interner.intern(meta_label.1));
+    let source_prefix: Arc<str> = source_prefix.into();
     raw.into_iter()
         .enumerate()
         .map(|(index, group)| {
@@ -771,7 +774,7 @@ pub fn build_groups(
                 .collect();
             labels.push((meta_name.clone(), meta_value.clone()));
             TargetGroup {
-                source: format!("{source_prefix}:{index}"),
+                source: GroupSource::indexed(&source_prefix, index),
                 targets,
                 labels: Labels::new(labels),
             }

@@ -404,7 +404,7 @@ pub(crate) fn namespace_and_name(meta: &ObjectMeta) -> (&str, &str) {
 /// A group from assembled labels.
 pub(crate) fn build_group(source: String, targets: Vec<LabelPairs>, labels: LabelPairs) -> TargetGroup {
     TargetGroup {
-        source,
+        source: source.into(),
         targets: targets.into_iter().map(LabelPairs::into_labels).collect(),
         labels: labels.into_labels(),
     }

@@ -30,7 +30,7 @@ impl StaticProvider {
             .enumerate()
             .map(|(index, group)| {
                 Arc::new(TargetGroup {
-                    source: index.to_string(),
+                    source: index.to_string().into(),
                     ..group.clone()
                 })
             })
