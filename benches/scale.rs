@@ -665,14 +665,16 @@ impl Http {
         let term = header("x-allocator-term").and_then(|t| t.parse::<u64>().ok());
         if let (Some(term), Some(leader)) = (term, header("x-allocator-leader")) {
             let mut terms = self.terms();
-            if let Some(last) = terms.last
-                && term > last
-                && !terms.expect_new
-            {
-                terms.changes += 1;
-                eprintln!("  leader election: term {last} → {term} ({leader} leads)");
-            }
-            if terms.last.is_none_or(|last| term > last) || terms.expect_new {
+            // Only a newer term is news. A replica just restarted can still name the leader of
+            // the term it persisted until it hears of the new one; that must not count as the
+            // expected new term, or the new term that follows would count as an election.
+            if terms.last.is_none_or(|last| term > last) {
+                if let Some(last) = terms.last
+                    && !terms.expect_new
+                {
+                    terms.changes += 1;
+                    eprintln!("  leader election: term {last} → {term} ({leader} leads)");
+                }
                 (terms.last, terms.expect_new, terms.leader) = (Some(term), false, Some(leader));
             }
         }

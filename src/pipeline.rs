@@ -72,8 +72,11 @@ pub struct DesiredState {
     desired: DesiredTargets,
     /// Per job, the groups processed last time, by position.
     jobs: FxHashMap<String, Vec<ProcessedGroup>>,
-    /// How many processed groups yield each target.
-    yielded_by: FxHashMap<TargetId, u32>,
+    /// For a target more than one processed group yields: how many others do. A desired
+    /// target without an entry is yielded by exactly one group, which is nearly every target,
+    /// so the map stays small instead of holding a count per target (at a million targets
+    /// that map was 20 MB).
+    also_yielded_by: FxHashMap<TargetId, u32>,
     limits: LimitsConfig,
     /// Per job with any, the targets of its current groups the limits refused.
     refused: BTreeMap<String, usize>,
@@ -148,10 +151,20 @@ impl DesiredState {
                     refused += 1;
                     continue;
                 }
-                *self.yielded_by.entry(target.id).or_default() += 1;
-                if self.desired.get(&target.id) != Some(&target.target) {
-                    changed.push(target.id);
-                    self.desired.insert(target.id, target.target);
+                match self.desired.get(&target.id) {
+                    Some(existing) => {
+                        // Yielded already: by another group, or by this group's previous
+                        // version, which is forgotten below.
+                        *self.also_yielded_by.entry(target.id).or_default() += 1;
+                        if *existing != target.target {
+                            changed.push(target.id);
+                            self.desired.insert(target.id, target.target);
+                        }
+                    }
+                    None => {
+                        changed.push(target.id);
+                        self.desired.insert(target.id, target.target);
+                    }
                 }
                 ids.push(target.id);
             }
@@ -164,12 +177,17 @@ impl DesiredState {
         // Groups gone or replaced: forget what only they yielded.
         for (_, gone) in previous_by_pointer {
             for &id in gone.ids.as_slice() {
-                if let Some(count) = self.yielded_by.get_mut(&id) {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.yielded_by.remove(&id);
-                        self.desired.remove(&id);
-                        changed.push(id);
+                match self.also_yielded_by.get_mut(&id) {
+                    Some(others) => {
+                        *others -= 1;
+                        if *others == 0 {
+                            self.also_yielded_by.remove(&id);
+                        }
+                    }
+                    None => {
+                        if self.desired.remove(&id).is_some() {
+                            changed.push(id);
+                        }
                     }
                 }
             }
@@ -187,5 +205,134 @@ impl DesiredState {
     /// Forget a job entirely; returns the ids removed.
     pub fn remove_job(&mut self, job: &JobSettings, filter: FilterStrategy) -> Vec<TargetId> {
         self.update_job(job, filter, &[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use rand::Rng;
+    use rand::SeedableRng;
+    use ta_raft::intern::Symbol;
+    use ta_raft::model::Labels;
+
+    use super::*;
+
+    fn job() -> JobSettings {
+        JobSettings {
+            name: "j".into(),
+            scrape_interval: Duration::from_secs(30),
+            scrape_timeout: Duration::from_secs(10),
+            metrics_path: "/metrics".into(),
+            scheme: "http".into(),
+            params: BTreeMap::new(),
+            rules: Vec::new(),
+        }
+    }
+
+    /// A group of `addresses`; a target's labels follow from its address alone, so a target
+    /// two groups yield is the same target in both.
+    fn group(source: usize, addresses: &[usize]) -> Arc<TargetGroup> {
+        let s = |x: String| Symbol::from(x.as_str());
+        Arc::new(TargetGroup {
+            source: source.to_string().into(),
+            targets: addresses
+                .iter()
+                .map(|a| {
+                    Labels::new(vec![
+                        (s("__address__".into()), s(format!("10.0.0.{a}:80"))),
+                        (s("zone".into()), s(format!("z{}", a % 3))),
+                    ])
+                })
+                .collect(),
+            labels: Labels::new(vec![(s("team".into()), s("t".into()))]),
+        })
+    }
+
+    fn ids_of(state: &DesiredState) -> BTreeSet<TargetId> {
+        state.desired().keys().copied().collect()
+    }
+
+    #[test]
+    fn a_target_two_groups_yield_stays_until_both_are_gone() {
+        let mut state = DesiredState::new();
+        let (a, b) = (group(0, &[1, 2]), group(1, &[2, 3]));
+        let changed = state.update_job(&job(), FilterStrategy::RelabelConfig, &[a.clone(), b.clone()]);
+        assert_eq!(state.desired().len(), 3);
+        assert_eq!(changed.iter().collect::<BTreeSet<_>>().len(), 3);
+        let before = ids_of(&state);
+        // The group yielding 2 and 3 goes: 3 goes, 2 stays (group a yields it).
+        let changed = state.update_job(&job(), FilterStrategy::RelabelConfig, std::slice::from_ref(&a));
+        assert_eq!(state.desired().len(), 2);
+        let gone: Vec<_> = before.difference(&ids_of(&state)).copied().collect();
+        assert_eq!(changed, gone, "only the target no group yields any more changed");
+        // A new version of a with the same targets changes nothing.
+        let changed = state.update_job(&job(), FilterStrategy::RelabelConfig, &[group(0, &[1, 2])]);
+        assert!(changed.is_empty());
+        assert_eq!(state.desired().len(), 2);
+        let changed = state.update_job(&job(), FilterStrategy::RelabelConfig, &[]);
+        assert_eq!(changed.len(), 2);
+        assert!(state.desired().is_empty());
+        assert!(state.also_yielded_by.is_empty());
+    }
+
+    #[test]
+    fn incremental_updates_match_a_fresh_build_over_random_histories() {
+        let seed: u64 = rand::random();
+        let mut random = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut state = DesiredState::new();
+        let mut groups: Vec<Arc<TargetGroup>> = Vec::new();
+        for step in 0..300 {
+            match random.gen_range(0..4) {
+                // Add a group, replace one (a new version), drop one, or change nothing.
+                0 => {
+                    let addresses: Vec<usize> = (0..random.gen_range(0..4)).map(|_| random.gen_range(0..12)).collect();
+                    groups.push(group(random.gen_range(0..1000), &addresses));
+                }
+                1 if !groups.is_empty() => {
+                    let at = random.gen_range(0..groups.len());
+                    let addresses: Vec<usize> = (0..random.gen_range(0..4)).map(|_| random.gen_range(0..12)).collect();
+                    groups[at] = group(at, &addresses);
+                }
+                2 if !groups.is_empty() => {
+                    groups.remove(random.gen_range(0..groups.len()));
+                }
+                _ => {}
+            }
+            let before = ids_of(&state);
+            let changed: BTreeSet<TargetId> = state
+                .update_job(&job(), FilterStrategy::RelabelConfig, &groups)
+                .into_iter()
+                .collect();
+            let mut fresh = DesiredState::new();
+            fresh.update_job(&job(), FilterStrategy::RelabelConfig, &groups);
+            assert_eq!(ids_of(&state), ids_of(&fresh), "seed {seed}, step {step}");
+            for (id, target) in fresh.desired() {
+                assert_eq!(state.desired().get(id), Some(target), "seed {seed}, step {step}");
+            }
+            let moved: BTreeSet<TargetId> = before.symmetric_difference(&ids_of(&state)).copied().collect();
+            assert!(
+                moved.is_subset(&changed),
+                "seed {seed}, step {step}: {moved:?} not in {changed:?}"
+            );
+            // The extra counts are exactly the groups beyond the first that yield a target.
+            let settings = job();
+            let mut prepared = PreparedJob::new(&settings, FilterStrategy::RelabelConfig);
+            let mut yielding: BTreeMap<TargetId, u32> = BTreeMap::new();
+            for group in &groups {
+                for target in build_group(&mut prepared, group) {
+                    *yielding.entry(target.id).or_default() += 1;
+                }
+            }
+            let expected: BTreeMap<TargetId, u32> = yielding
+                .into_iter()
+                .filter(|(_, groups)| *groups > 1)
+                .map(|(id, groups)| (id, groups - 1))
+                .collect();
+            let extra: BTreeMap<TargetId, u32> = state.also_yielded_by.iter().map(|(id, n)| (*id, *n)).collect();
+            assert_eq!(extra, expected, "seed {seed}, step {step}");
+        }
     }
 }
