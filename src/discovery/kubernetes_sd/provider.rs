@@ -12,7 +12,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use super::objects::Pod;
 use futures::FutureExt;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -34,6 +33,7 @@ use super::super::error_chain;
 use super::KubernetesRole;
 use super::KubernetesSdConfig;
 use super::NamespaceDiscovery;
+use super::objects::Pod;
 use super::state::DiscoveryState;
 use super::state::KindEvent;
 use super::state::WatchSpec;

@@ -21,7 +21,6 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::objects::Pod;
 use k8s_openapi::api::core::v1::Endpoints;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::core::v1::Service;
@@ -41,6 +40,7 @@ use super::endpointslice::SliceView;
 use super::ingress;
 use super::namespace_and_name;
 use super::node;
+use super::objects::Pod;
 use super::pod;
 use super::pod::PodView;
 use super::service;
