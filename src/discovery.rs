@@ -3,7 +3,7 @@
 //! `kubernetes_sd_configs`) runs as one [`Provider`] task that owns its state and publishes complete
 //! snapshots of its target groups through a `watch` channel, with a flag saying whether its
 //! first full sync is done. The leader must not treat "nothing discovered yet" as "everything
-//! gone" (DESIGN.md I7), so consumers wait for [`ProviderSnapshot::synced`] on every source.
+//! gone" (docs/architecture.md, I7), so consumers wait for [`ProviderSnapshot::synced`] on every source.
 //!
 //! Groups are shared (`Arc`): a provider republishes unchanged groups as the same `Arc`, so
 //! downstream processing can skip them by pointer identity.

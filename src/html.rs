@@ -1,4 +1,4 @@
-//! Upstream's HTML debugging UI (upstream-compat.md §2.4), rendered from one revision of the
+//! Upstream's HTML debugging UI (docs/compatibility.md, "The HTML pages"), rendered from one revision of the
 //! replicated table: the index, scrape configs, jobs, one job, targets, one target and one
 //! collector, with upstream's markup, status codes and quirks.
 //!

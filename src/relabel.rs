@@ -1,5 +1,5 @@
 //! The Prometheus relabel engine: rules, and their application to one target's labels, with
-//! Prometheus's semantics (upstream-compat.md §4.3). The allocator runs it to decide which
+//! Prometheus's semantics (docs/allocation.md, "Targets"). The allocator runs it to decide which
 //! targets a job keeps and what identity they have; the collector re-runs the same rules.
 //!
 //! - [`LabelBuilder`] mirrors Prometheus's `labels.Builder`: base labels in name order,
@@ -533,7 +533,7 @@ mod tests {
 
     #[test]
     fn hashmod_matches_the_prometheus_vectors() {
-        // upstream-compat.md §4.3, from upstream's conformance fixtures.
+        // Prometheus's conformance vectors (docs/allocation.md, "Targets").
         let thousand = NonZeroU64::new(1000).unwrap();
         assert_eq!(hashmod("baz", thousand), 976);
         assert_eq!(hashmod("foo\nbar", thousand), 734);

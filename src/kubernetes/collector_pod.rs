@@ -1,8 +1,8 @@
 //! What one collector pod means to collector membership: the pure mapping from a Kubernetes
 //! `Pod` to an [`ObservedCollector`] (or to nothing), following upstream's collector watcher
-//! (upstream-compat.md §6). No clock is read here: readiness is reported with the time the
+//! (docs/architecture.md, "Kubernetes collector discovery"). No clock is read here: readiness is reported with the time the
 //! pod stopped being ready, and `allocation::membership` applies the grace period, so the
-//! grace timer is the same on every leader (DESIGN.md I4).
+//! grace timer is the same on every leader (docs/architecture.md, I4).
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

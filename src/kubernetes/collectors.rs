@@ -1,7 +1,8 @@
-//! Collector discovery from Kubernetes (upstream-compat.md §6): one task watches the pods of
-//! `collector_namespace` selected by `collector_selector` and owns the resulting collector
-//! set, which it publishes as a [`CollectorView`] on a `watch` channel. Every replica runs
-//! it, so a newly elected leader starts with the set already listed.
+//! Collector discovery from Kubernetes (docs/architecture.md, "Kubernetes collector
+//! discovery"): one task watches the pods of `collector_namespace` selected by
+//! `collector_selector` and owns the resulting collector set, which it publishes as a
+//! [`CollectorView`] on a `watch` channel. Every replica runs it, so a newly elected leader
+//! starts with the set already listed.
 //!
 //! ```text
 //!  API server ─list/watch─► kube watcher (+ backoff) ─► PodCache ─► watch<CollectorView>
