@@ -176,15 +176,59 @@ pub fn join_host_port(host: &str, port: impl fmt::Display) -> String {
 /// label names are the same few dozen constants for every target, and interning each again
 /// (a lock and a hash of the text) was a large part of building an EndpointSlice group.
 pub fn constant(text: &'static str) -> Symbol {
+    derived_constant(text, "", || text.to_string())
+}
+
+/// The symbol of a string made from two constants (`make` builds its text), cached per
+/// thread by the constants' addresses like [`constant`].
+fn derived_constant(first: &'static str, second: &'static str, make: impl FnOnce() -> String) -> Symbol {
+    type Key = (usize, usize, usize, usize);
     thread_local! {
-        static CONSTANTS: RefCell<HashMap<(usize, usize), Symbol, FxBuildHasher>> = RefCell::default();
+        static CONSTANTS: RefCell<HashMap<Key, Symbol, FxBuildHasher>> = RefCell::default();
     }
-    CONSTANTS.with_borrow_mut(|constants| {
-        constants
-            .entry((text.as_ptr() as usize, text.len()))
-            .or_insert_with(|| Symbol::new(text))
-            .clone()
-    })
+    let key = (
+        first.as_ptr() as usize,
+        first.len(),
+        second.as_ptr() as usize,
+        second.len(),
+    );
+    CONSTANTS.with_borrow_mut(|constants| constants.entry(key).or_insert_with(|| Symbol::new(&make())).clone())
+}
+
+/// A label value as [`LabelPairs::set`] takes it: text is interned, a symbol is shared, a
+/// boolean is written as Go's `strconv.FormatBool` writes it.
+pub trait LabelValue {
+    fn into_symbol(self) -> Symbol;
+}
+
+impl LabelValue for &str {
+    fn into_symbol(self) -> Symbol {
+        Symbol::new(self)
+    }
+}
+
+impl LabelValue for String {
+    fn into_symbol(self) -> Symbol {
+        Symbol::new(&self)
+    }
+}
+
+impl LabelValue for &String {
+    fn into_symbol(self) -> Symbol {
+        Symbol::new(self)
+    }
+}
+
+impl LabelValue for &Symbol {
+    fn into_symbol(self) -> Symbol {
+        self.clone()
+    }
+}
+
+impl LabelValue for bool {
+    fn into_symbol(self) -> Symbol {
+        constant(if self { "true" } else { "false" })
+    }
 }
 
 /// Labels being assembled as Prometheus assembles a `model.LabelSet` (a map): setting a
@@ -201,18 +245,13 @@ impl LabelPairs {
 
     /// Set a label whose name is a constant of this module: its symbol is looked up by
     /// address in a per-thread cache instead of interned again for every target.
-    pub fn set(&mut self, name: &'static str, value: impl AsRef<str>) {
-        self.0.push((constant(name), Symbol::new(value.as_ref())));
+    pub fn set(&mut self, name: &'static str, value: impl LabelValue) {
+        self.0.push((constant(name), value.into_symbol()));
     }
 
     /// [`LabelPairs::set`] for a name built at run time (from a label key, say).
-    pub fn set_built(&mut self, name: impl AsRef<str>, value: impl AsRef<str>) {
-        self.0.push((Symbol::new(name.as_ref()), Symbol::new(value.as_ref())));
-    }
-
-    /// [`LabelPairs::set_built`] with a constant value.
-    pub fn set_constant_value(&mut self, name: impl AsRef<str>, value: &'static str) {
-        self.0.push((Symbol::new(name.as_ref()), constant(value)));
+    pub fn set_built(&mut self, name: impl AsRef<str>, value: impl LabelValue) {
+        self.0.push((Symbol::new(name.as_ref()), value.into_symbol()));
     }
 
     /// The same pairs without spare capacity, for sets kept for long.
@@ -224,16 +263,6 @@ impl LabelPairs {
     /// Append already interned pairs (later ones win, as with [`LabelPairs::set`]).
     pub fn extend_symbols<'a>(&mut self, pairs: impl IntoIterator<Item = &'a (Symbol, Symbol)>) {
         self.0.extend(pairs.into_iter().cloned());
-    }
-
-    /// [`LabelPairs::set`] with a value already interned.
-    pub fn set_symbol(&mut self, name: &'static str, value: &Symbol) {
-        self.0.push((constant(name), value.clone()));
-    }
-
-    /// [`LabelPairs::set`] with a constant value too (`"true"`, a kind name).
-    pub fn set_constant(&mut self, name: &'static str, value: &'static str) {
-        self.0.push((constant(name), constant(value)));
     }
 
     /// [`LabelPairs::set`] with strings already interned.
@@ -324,15 +353,7 @@ fn meta_label_names(resource: &'static str, kind: MetaKind, key: &str) -> (Symbo
 
 /// `__meta_kubernetes_<role>_name` plus the labels and annotations (`addObjectMetaLabels`).
 pub fn add_object_meta_labels(pairs: &mut LabelPairs, meta: &ObjectMeta, resource: &'static str) {
-    thread_local! {
-        static NAME_LABELS: RefCell<HashMap<usize, Symbol, FxBuildHasher>> = RefCell::default();
-    }
-    let name = NAME_LABELS.with_borrow_mut(|names| {
-        names
-            .entry(resource.as_ptr() as usize)
-            .or_insert_with(|| Symbol::new(&format!("{META_PREFIX}{resource}_name")))
-            .clone()
-    });
+    let name = derived_constant(resource, "_name", || format!("{META_PREFIX}{resource}_name"));
     pairs.set_symbols(name, Symbol::new(meta.name.as_deref().unwrap_or_default()));
     add_labels_and_annotations(pairs, meta, resource);
 }

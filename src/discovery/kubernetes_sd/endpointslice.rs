@@ -159,26 +159,8 @@ pub fn service_name(slice: &EndpointSlice) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// The pods a slice's endpoints refer to, as `(namespace, name)`.
-pub fn referenced_pods(slice: &EndpointSlice) -> impl Iterator<Item = (&str, &str)> {
-    super::pod_references(
-        slice
-            .endpoints
-            .iter()
-            .filter_map(|endpoint| endpoint.target_ref.as_ref()),
-    )
-}
-
-/// The group of one slice; `services` and `pods` are what the provider currently knows.
-pub fn endpoint_slice_group(
-    slice: &EndpointSlice,
-    services: &dyn ObjectLookup<Service>,
-    pods: &dyn ObjectLookup<PodView>,
-) -> TargetGroup {
-    slice_group(&SliceView::of(slice), services, pods)
-}
-
-/// [`endpoint_slice_group`] from the slice's view.
+/// The group of one slice, from its view; `services` and `pods` are what the provider
+/// currently knows.
 pub fn slice_group(
     slice: &SliceView,
     services: &dyn ObjectLookup<Service>,
@@ -244,7 +226,7 @@ fn endpoint_labels(endpoint: &k8s_openapi::api::discovery::v1::Endpoint) -> Labe
         (CONDITIONS_TERMINATING, conditions.and_then(|c| c.terminating)),
     ] {
         if let Some(value) = condition {
-            labels.set_constant(label, if value { "true" } else { "false" });
+            labels.set(label, value);
         }
     }
     if let Some(hostname) = &endpoint.hostname {
@@ -266,7 +248,7 @@ fn endpoint_labels(endpoint: &k8s_openapi::api::discovery::v1::Endpoint) -> Labe
             format!("{META_PREFIX}endpointslice_endpoint_topology_{key}"),
             value.as_str(),
         );
-        labels.set_constant_value(
+        labels.set_built(
             format!("{META_PREFIX}endpointslice_endpoint_topology_present_{key}"),
             "true",
         );
@@ -297,6 +279,15 @@ mod tests {
     use super::super::test_support::assert_group;
     use super::super::test_support::object;
     use super::*;
+
+    /// The group of `slice` as the provider builds it, from the slice's view.
+    fn endpoint_slice_group(
+        slice: &EndpointSlice,
+        services: &dyn ObjectLookup<Service>,
+        pods: &dyn ObjectLookup<PodView>,
+    ) -> TargetGroup {
+        slice_group(&SliceView::of(slice), services, pods)
+    }
 
     /// Prometheus's `makeEndpointSliceV1`.
     fn slice() -> EndpointSlice {
@@ -695,10 +686,24 @@ mod tests {
     }
 
     #[test]
-    fn referenced_pods_and_service_name_are_read_from_the_slice() {
-        let slice = slice();
-        assert_eq!(service_name(&slice), Some("testendpoints"));
-        let pods: Vec<_> = referenced_pods(&slice).collect();
-        assert!(pods.is_empty(), "{pods:?}");
+    fn the_view_names_the_service_and_only_the_pods_referenced() {
+        let view = SliceView::of(&slice());
+        assert_eq!(view.service(), Some("testendpoints"));
+        assert_eq!(
+            view.referenced_pods().count(),
+            0,
+            "an empty targetRef and a Node are not pods"
+        );
+        let with_pod: EndpointSlice = object(json!({
+            "metadata": {"name": "s", "namespace": "default"},
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["1.2.3.4"], "targetRef": {"kind": "Pod", "name": "p", "namespace": "other"}},
+                {"addresses": ["1.2.3.5"], "targetRef": {"kind": "Node", "name": "n"}}
+            ]
+        }));
+        let view = SliceView::of(&with_pod);
+        assert_eq!(view.service(), None);
+        assert_eq!(view.referenced_pods().collect::<Vec<_>>(), [("other", "p")]);
     }
 }

@@ -133,15 +133,15 @@ pub fn pod_group(pod: &PodView) -> TargetGroup {
         return build_group(source, Vec::new(), LabelPairs::new());
     }
     let mut labels = pod_labels(pod);
-    labels.set_symbol(NAMESPACE_LABEL, &pod.namespace);
+    labels.set(NAMESPACE_LABEL, &pod.namespace);
 
     let mut targets = Vec::new();
     for container in pod.containers() {
         let mut target = LabelPairs::new();
-        target.set_symbol(CONTAINER_NAME, &container.name);
-        target.set_symbol(CONTAINER_ID, &container.id);
-        target.set_symbol(CONTAINER_IMAGE, &container.image);
-        target.set_constant(CONTAINER_INIT, if container.init { "true" } else { "false" });
+        target.set(CONTAINER_NAME, &container.name);
+        target.set(CONTAINER_ID, &container.id);
+        target.set(CONTAINER_IMAGE, &container.image);
+        target.set(CONTAINER_INIT, container.init);
         if container.ports.is_empty() {
             target.set(ADDRESS_LABEL, ip);
             targets.push(target);
@@ -151,8 +151,8 @@ pub fn pod_group(pod: &PodView) -> TargetGroup {
             let mut port_target = target.clone();
             port_target.set(ADDRESS_LABEL, join_host_port(ip, port.number));
             port_target.set(CONTAINER_PORT_NUMBER, port.number.to_string());
-            port_target.set_symbol(CONTAINER_PORT_NAME, &port.name);
-            port_target.set_symbol(CONTAINER_PORT_PROTOCOL, &port.protocol);
+            port_target.set(CONTAINER_PORT_NAME, &port.name);
+            port_target.set(CONTAINER_PORT_PROTOCOL, &port.protocol);
             targets.push(port_target);
         }
     }
@@ -254,16 +254,16 @@ pub fn matching_container_port_labels(pod: &PodView, port: i32, protocol: Option
             continue;
         };
         let mut labels = LabelPairs::new();
-        labels.set_symbol(CONTAINER_NAME, &container.name);
-        labels.set_symbol(CONTAINER_IMAGE, &container.image);
-        labels.set_symbol(CONTAINER_PORT_NAME, &container_port.name);
+        labels.set(CONTAINER_NAME, &container.name);
+        labels.set(CONTAINER_IMAGE, &container.image);
+        labels.set(CONTAINER_PORT_NAME, &container_port.name);
         labels.set(CONTAINER_PORT_NUMBER, port.to_string());
         let protocol = match protocol {
             Some(protocol) => protocol.to_string(),
             None => container_port.protocol.to_string(),
         };
         labels.set(CONTAINER_PORT_PROTOCOL, protocol);
-        labels.set_constant(CONTAINER_INIT, if container.init { "true" } else { "false" });
+        labels.set(CONTAINER_INIT, container.init);
         found = Some(labels);
     }
     found
@@ -285,12 +285,12 @@ pub fn uncovered_container_port_targets(pod: &PodView, covered_ports: &[i32]) ->
             }
             let mut target = LabelPairs::new();
             target.set(ADDRESS_LABEL, join_host_port(ip, port.number));
-            target.set_symbol(CONTAINER_NAME, &container.name);
-            target.set_symbol(CONTAINER_IMAGE, &container.image);
-            target.set_symbol(CONTAINER_PORT_NAME, &port.name);
+            target.set(CONTAINER_NAME, &container.name);
+            target.set(CONTAINER_IMAGE, &container.image);
+            target.set(CONTAINER_PORT_NAME, &port.name);
             target.set(CONTAINER_PORT_NUMBER, port.number.to_string());
-            target.set_symbol(CONTAINER_PORT_PROTOCOL, &port.protocol);
-            target.set_constant(CONTAINER_INIT, if container.init { "true" } else { "false" });
+            target.set(CONTAINER_PORT_PROTOCOL, &port.protocol);
+            target.set(CONTAINER_INIT, container.init);
             target.merge(&pod_labels);
             targets.push(target);
         }
