@@ -129,6 +129,13 @@ impl DesiredState {
             .collect();
         let mut changed = Vec::new();
         let mut processed_now = Vec::with_capacity(groups.len());
+        let every_string_within = ta_raft::intern::longest_interned() <= self.limits.max_label_bytes;
+        if previous_by_pointer.is_empty() {
+            // A job seen for the first time: room for its targets at once rather than
+            // rehashing the map several times on the way.
+            self.desired
+                .reserve(groups.iter().map(|group| group.targets.len()).sum());
+        }
         for group in groups {
             if let Some(unchanged) = previous_by_pointer.remove(&Arc::as_ptr(group)) {
                 processed_now.push(unchanged);
@@ -136,8 +143,10 @@ impl DesiredState {
             }
             // Every served label comes from the group's labels or a target's own: when all of
             // those are within the byte limit, only the counts are left to check per target.
-            let bytes_within = within_label_bytes(&self.limits, &group.labels)
-                && group.targets.iter().all(|own| within_label_bytes(&self.limits, own));
+            // While no live string is longer than the limit, none of them is.
+            let bytes_within = every_string_within
+                || (within_label_bytes(&self.limits, &group.labels)
+                    && group.targets.iter().all(|own| within_label_bytes(&self.limits, own)));
             let built = build_group(&mut prepared, group);
             let mut ids = Vec::with_capacity(built.len());
             let mut refused = 0;

@@ -169,6 +169,8 @@ pub struct PreparedJob<'a> {
     disable_sharding: Symbol,
     merger: LabelMerger,
     layout: Layout,
+    /// Reused for every target, so its buffer is allocated once per pass.
+    hasher: IdentityHasher,
 }
 
 impl<'a> PreparedJob<'a> {
@@ -199,15 +201,15 @@ impl<'a> PreparedJob<'a> {
             disable_sharding: Symbol::from(DISABLE_SHARDING),
             merger: LabelMerger::new(),
             layout: Layout::default(),
+            hasher: IdentityHasher::new(),
         }
     }
 
-    /// The layout of `served`'s names, worked out again only when they differ from the last.
-    fn layout_of(&mut self, served: &Labels) -> &Layout {
+    /// Make the layout `served`'s, worked out again only when its names differ from the last.
+    fn refresh_layout(&mut self, served: &Labels) {
         if !self.layout.fits(served) {
             self.layout = Layout::new(served, &self.seeds, &self.disable_sharding);
         }
-        &self.layout
     }
 
     /// One pass over a target's served labels: its address and node (see [`node_of`]), and,
@@ -219,8 +221,9 @@ impl<'a> PreparedJob<'a> {
     fn read(&mut self, served: &Labels, identity: bool) -> Read {
         let identity = identity && self.seeds.len() <= 64;
         let disabled = self.filter == FilterStrategy::Disabled;
-        let layout = self.layout_of(served);
-        let mut hasher = IdentityHasher::new();
+        self.refresh_layout(served);
+        let layout = &self.layout;
+        let hasher = &mut self.hasher;
         // A seed is set where the discovered value is empty or absent; setting an empty value
         // deletes. Either way a discovered label of that name is no longer untouched, and
         // neither is the no-sharding label, which is set and then deleted. The untouched

@@ -53,6 +53,9 @@ struct Registry {
     /// Slot storage that never moves: chunk `k` holds `1 << (FIRST_CHUNK_BITS + k)` slots.
     chunks: [AtomicPtr<Slot>; CHUNKS],
     state: Mutex<State>,
+    /// No live symbol names a longer string: raised by `intern` before it hands the symbol
+    /// out, lowered only by a sweep, to the longest survivor (both under the state lock).
+    longest: AtomicU32,
 }
 
 struct State {
@@ -77,6 +80,7 @@ fn registry() -> &'static Registry {
             created_since_sweep: 0,
             alive_after_sweep: 0,
         }),
+        longest: AtomicU32::new(0),
     })
 }
 
@@ -142,6 +146,7 @@ impl Registry {
         let slot = self.slot(n);
         slot.len.store(len, AtomicOrdering::Relaxed);
         slot.references.store(1, AtomicOrdering::Relaxed);
+        self.longest.fetch_max(len, AtomicOrdering::Relaxed);
         slot.text.store(leaked.as_mut_ptr(), AtomicOrdering::Release);
         state.index.insert(leaked, n);
         state.created_since_sweep += 1;
@@ -151,15 +156,18 @@ impl Registry {
     /// Free every string no symbol names. Called under the state lock.
     fn sweep(&self, state: &mut State) {
         let mut freed = Vec::new();
+        let mut longest = 0;
         state.index.retain(|_, &mut n| {
             let slot = self.slot(n);
             if slot.references.load(AtomicOrdering::Acquire) == 0 {
                 freed.push(n);
                 false
             } else {
+                longest = longest.max(slot.len.load(AtomicOrdering::Relaxed));
                 true
             }
         });
+        self.longest.store(longest, AtomicOrdering::Relaxed);
         for n in freed {
             let slot = self.slot(n);
             let text = slot.text.swap(std::ptr::null_mut(), AtomicOrdering::AcqRel);
@@ -173,6 +181,16 @@ impl Registry {
         state.created_since_sweep = 0;
         state.alive_after_sweep = state.index.len();
     }
+}
+
+/// An upper bound on the length in bytes of every string a live symbol names. While it is
+/// within a limit, every label is: checking that costs one load instead of reading the
+/// length of each label of each target, which at 100k targets was a quarter of processing
+/// discovery (docs/architecture.md, "Memory layout").
+pub fn longest_interned() -> usize {
+    // A symbol received from another thread came with a happens-before edge from its
+    // `intern`, so even a relaxed load sees the raise made for it.
+    registry().longest.load(AtomicOrdering::Relaxed) as usize
 }
 
 impl Symbol {
@@ -393,6 +411,22 @@ mod tests {
         assert_eq!(map.get("a-order"), Some(&1));
         let hashed: HashSet<Symbol> = [a, b].into_iter().collect();
         assert!(hashed.contains("b-order"));
+    }
+
+    #[test]
+    fn the_longest_bound_covers_every_live_string_and_falls_once_the_long_one_is_swept() {
+        let long = "x".repeat((1 << 20) + 7);
+        let held = Symbol::from(long.as_str());
+        assert!(longest_interned() >= long.len());
+        drop(held);
+        // More new strings than a sweep waits for (at least 65536): the long one is freed
+        // and the bound falls back below it (no other test interns a string this long).
+        let churn: Vec<Symbol> = (0..140_000).map(|i| Symbol::from(format!("bound-{i}"))).collect();
+        drop(churn);
+        for i in 0..140_000 {
+            drop(Symbol::from(format!("bound-again-{i}")));
+        }
+        assert!(longest_interned() < long.len(), "bound {}", longest_interned());
     }
 
     #[test]

@@ -97,7 +97,10 @@ pub fn parse_json_groups(
 ) -> Result<Vec<TargetGroup>, GroupListError> {
     let mut sink = InternedGroups::new(source_prefix, meta_label, interner);
     stream_json(bytes, &mut sink)?;
-    Ok(sink.groups)
+    let address = sink.address_name.clone();
+    let mut groups = sink.groups;
+    factor_shared_labels(&mut groups, &address);
+    Ok(groups)
 }
 
 /// Receives each group as it is parsed (its targets and labels in document order).
@@ -758,7 +761,8 @@ pub fn build_groups(
     let address_name = interner.intern(ADDRESS_LABEL);
     let (meta_name, meta_value) = (interner.intern(meta_label.0), interner.intern(meta_label.1));
     let source_prefix: Arc<str> = source_prefix.into();
-    raw.into_iter()
+    let mut groups: Vec<TargetGroup> = raw
+        .into_iter()
         .enumerate()
         .map(|(index, group)| {
             let targets = group
@@ -779,7 +783,67 @@ pub fn build_groups(
                 labels: Labels::new(labels),
             }
         })
-        .collect()
+        .collect();
+    factor_shared_labels(&mut groups, &address_name);
+    groups
+}
+
+/// Groups sampled to find the labels most one-target groups share.
+const FACTOR_SAMPLE: usize = 4096;
+
+/// Below this many one-target groups a list is left as written.
+const FACTOR_MIN_GROUPS: usize = 64;
+
+/// A list of many one-target groups (a CMDB export: one group per host, its labels written
+/// out in full) repeats most labels in every group. Each such group keeps as its labels only
+/// the pairs that at least one in 16 of them carry, one allocation shared by every group with
+/// the same ones ([`Labels::shared`]); the rest move to the target's own labels. The served
+/// labels are the same pairs either way, since a target's own labels hold only its address,
+/// which stays where it is (docs/architecture.md, "Memory layout"). At a million such
+/// targets this is most of the desired state's memory.
+///
+/// Which pairs are shared is read from an evenly spread sample, so the pass costs one small
+/// map lookup per label; a change to a few groups of a file leaves the others' split as it
+/// was, so they stay unchanged for the pipeline.
+fn factor_shared_labels(groups: &mut [TargetGroup], address: &Symbol) {
+    let single = |group: &TargetGroup| {
+        matches!(group.targets.as_slice(), [own] if own.len() == 1
+            && own.pair_iter().next().is_some_and(|(name, _)| name == address))
+    };
+    let singles = groups.iter().filter(|group| single(group)).count();
+    if singles < FACTOR_MIN_GROUPS {
+        return;
+    }
+    let stride = singles.div_ceil(FACTOR_SAMPLE);
+    let mut counts: HashMap<(u32, u32), u32, rustc_hash::FxBuildHasher> = HashMap::default();
+    let mut sampled = 0u32;
+    for group in groups.iter().filter(|group| single(group)).step_by(stride) {
+        sampled += 1;
+        for (name, value) in group.labels.pair_iter() {
+            *counts.entry((name.id(), value.id())).or_default() += 1;
+        }
+    }
+    let threshold = (sampled / 16).max(2);
+    counts.retain(|_, count| *count >= threshold);
+    if counts.is_empty() {
+        return;
+    }
+    for group in groups.iter_mut().filter(|group| single(group)) {
+        let (mut shared, mut own) = (Vec::new(), Vec::new());
+        for (name, value) in group.labels.pair_iter() {
+            if name == address || counts.contains_key(&(name.id(), value.id())) {
+                shared.push((name.clone(), value.clone()));
+            } else {
+                own.push((name.clone(), value.clone()));
+            }
+        }
+        if own.is_empty() || shared.is_empty() {
+            continue;
+        }
+        own.extend(group.targets[0].pair_iter().cloned());
+        group.targets[0] = Labels::new(own);
+        group.labels = Labels::shared(shared);
+    }
 }
 
 #[cfg(test)]
@@ -925,6 +989,65 @@ mod tests {
             parse_json_groups(br#"[{"targets": [1]}]"#, "f", ("m", "f"), &mut Interner::default()),
             Err(GroupListError::BadTargets { index: 0 })
         );
+    }
+
+    #[test]
+    fn many_one_target_groups_keep_what_they_share_once_and_serve_the_same_labels() {
+        // 200 hosts: `env` and `team` in every group, `rack` one of 4 (each in 1/4 of the
+        // groups), `host` unique, and one group that also sets `__address__` (its target's
+        // own address must still win).
+        let mut groups = Vec::new();
+        for i in 0..200 {
+            let mut labels = format!(r#""env":"prod","team":"db","rack":"r{}","host":"h{i}""#, i % 4);
+            if i == 7 {
+                labels.push_str(r#","__address__":"from-the-group:1""#);
+            }
+            groups.push(format!(r#"{{"targets":["10.0.0.{i}:9100"],"labels":{{{labels}}}}}"#));
+        }
+        groups.push(r#"{"targets":["a:1","b:2"],"labels":{"env":"prod","host":"pair"}}"#.to_string());
+        let body = format!("[{}]", groups.join(","));
+        let meta = ("__meta_filepath", "f.json");
+        let streamed = parse_json_groups(body.as_bytes(), "f.json", meta, &mut Interner::default()).unwrap();
+        let built = build_groups(
+            parse_json(body.as_bytes()).unwrap(),
+            "f.json",
+            meta,
+            &mut Interner::default(),
+        );
+        assert_eq!(streamed, built);
+        let served = |group: &TargetGroup, target: usize| -> Vec<(String, String)> {
+            crate::targets::served_labels(&group.labels, &group.targets[target])
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        for (i, group) in streamed.iter().take(200).enumerate() {
+            let mut expected: Vec<(String, String)> = [
+                ("__address__", format!("10.0.0.{i}:9100")),
+                ("__meta_filepath", "f.json".into()),
+                ("env", "prod".into()),
+                ("host", format!("h{i}")),
+                ("rack", format!("r{}", i % 4)),
+                ("team", "db".into()),
+            ]
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
+            expected.sort();
+            assert_eq!(served(group, 0), expected, "group {i}");
+            let kept: Vec<&str> = group.labels.iter().map(|(n, _)| n).collect();
+            let expected_kept: &[&str] = if i == 7 {
+                &["__address__", "__meta_filepath", "env", "rack", "team"]
+            } else {
+                &["__meta_filepath", "env", "rack", "team"]
+            };
+            assert_eq!(kept, expected_kept, "group {i} keeps the shared pairs");
+            assert_eq!(group.targets[0].len(), 2, "group {i}: its address and its host");
+        }
+        // A group of two targets is left as written.
+        let pair = &streamed[200];
+        assert_eq!(pair.labels.len(), 3);
+        assert_eq!(served(pair, 1).len(), 4);
     }
 
     #[test]
