@@ -130,7 +130,9 @@ pub struct TargetGroup {
     pub source: GroupSource,
     /// Each target's own labels (`__address__` at least).
     pub targets: Vec<Labels>,
-    /// Labels common to the group; a target's own label wins on a clash.
+    /// Labels common to the group; a target's own label wins on a clash. Only the merge of
+    /// the two is meaningful: a list of one-target groups keeps part of each group's labels
+    /// with its target instead (docs/architecture.md, "Memory layout").
     pub labels: Labels,
 }
 

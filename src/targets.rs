@@ -104,6 +104,12 @@ struct Layout {
     /// The names, held so that their numbers stay theirs.
     names: Vec<Symbol>,
     roles: Vec<(Role, Mark)>,
+    /// The positions whose label is not a `__meta_*` one without a mark, in name order, with
+    /// where each pair sits in served sets of `placed_for`'s layout: all a target's read
+    /// looks at (in Kubernetes-style sets, 5 labels of 43).
+    relevant: Vec<((u8, u32), Role, Mark)>,
+    /// The merger layout `relevant` was placed for (`None`: only the set it was placed from).
+    placed_for: Option<u64>,
 }
 
 impl Layout {
@@ -146,7 +152,23 @@ impl Layout {
                 (role, mark)
             })
             .collect();
-        Self { names, roles }
+        Self {
+            names,
+            roles,
+            relevant: Vec::new(),
+            placed_for: None,
+        }
+    }
+
+    /// Work out where the relevant pairs sit in `served`, whose names are this layout's.
+    fn place(&mut self, served: &Labels, layout: Option<u64>) {
+        self.relevant.clear();
+        for (position, &(role, mark)) in served.positions().into_iter().zip(&self.roles) {
+            if role != Role::Meta || mark != Mark::None {
+                self.relevant.push((position, role, mark));
+            }
+        }
+        self.placed_for = layout;
     }
 }
 
@@ -205,11 +227,17 @@ impl<'a> PreparedJob<'a> {
         }
     }
 
-    /// Make the layout `served`'s, worked out again only when its names differ from the last.
+    /// Make the layout `served`'s: kept as it is for a set the merger laid out as the last
+    /// one, roles worked out again only when the names differ.
     fn refresh_layout(&mut self, served: &Labels) {
+        let laid_out = self.merger.last_layout();
+        if laid_out.is_some() && laid_out == self.layout.placed_for {
+            return;
+        }
         if !self.layout.fits(served) {
             self.layout = Layout::new(served, &self.seeds, &self.disable_sharding);
         }
+        self.layout.place(served, laid_out);
     }
 
     /// One pass over a target's served labels: its address and node (see [`node_of`]), and,
@@ -232,11 +260,12 @@ impl<'a> PreparedJob<'a> {
         let mut address = None;
         let mut nodes: [Option<&Symbol>; NODE_LABELS.len()] = [None; NODE_LABELS.len()];
         let (mut slice_kind, mut slice_name) = (None, None);
-        for ((name, value), (role, mark)) in served.pair_iter().zip(&layout.roles) {
+        for &(position, role, mark) in &layout.relevant {
+            let (name, value) = served.pair_at(position);
             match mark {
                 Mark::None => {}
                 Mark::Address => address = Some(value),
-                Mark::Node(k) => nodes[*k as usize] = Some(value),
+                Mark::Node(k) => nodes[k as usize] = Some(value),
                 Mark::SliceTargetKind => slice_kind = Some(value),
                 Mark::SliceTargetName => slice_name = Some(value),
             }

@@ -241,11 +241,22 @@ pub struct LabelMerger {
     group_names: Vec<Symbol>,
     own_names: Vec<Symbol>,
     steps: Option<Arc<[MergeStep]>>,
+    /// Counts the times the steps were worked out.
+    generation: u64,
+    /// The generation the last merge's result was laid out by, if it went through the steps.
+    last: Option<u64>,
 }
 
 impl LabelMerger {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Names the layout of the last merge's result: two results with the same `Some` value
+    /// have the same names in the same order, and each pair sits at the same
+    /// [`Labels::positions`]. `None` when the last merge returned one side as it was.
+    pub fn last_layout(&self) -> Option<u64> {
+        self.last
     }
 
     fn same_names(names: &[Symbol], pairs: &[(Symbol, Symbol)]) -> bool {
@@ -286,6 +297,7 @@ impl LabelMerger {
             steps.push(step);
         }
         let steps: Arc<[MergeStep]> = steps.into();
+        self.generation += 1;
         self.group_names = group.iter().map(|(name, _)| name.clone()).collect();
         self.own_names = own.iter().map(|(name, _)| name.clone()).collect();
         self.steps = Some(Arc::clone(&steps));
@@ -327,6 +339,7 @@ impl Labels {
     /// A group's labels merged with one target's own: every name of either, the target's
     /// value where both have it. Shares both inputs instead of copying them.
     pub fn merge(group: &Labels, own: &Labels, merger: &mut LabelMerger) -> Labels {
+        merger.last = None;
         if group.is_empty() {
             return own.clone();
         }
@@ -335,6 +348,7 @@ impl Labels {
         }
         let (group, own) = (group.flat(), own.flat());
         let steps = merger.steps_for(&group, &own);
+        merger.last = Some(merger.generation);
         if steps.len() == group.len() && steps.iter().all(|step| *step == MergeStep::Both) {
             // Every group label is overridden: the target's own set is the whole answer.
             return Labels(Repr::Flat(own));
@@ -347,6 +361,49 @@ impl Labels {
         match &self.0 {
             Repr::Flat(pairs) => Arc::clone(pairs),
             Repr::Merged(_) => self.pair_iter().cloned().collect::<Vec<_>>().into(),
+        }
+    }
+
+    /// Where each pair sits, in name order: the array (0 for a flat set's only one or a
+    /// merged set's group labels, 1 for a merged set's own labels) and the index in it, for
+    /// [`Labels::pair_at`]. Sets with the same [`LabelMerger::last_layout`] share these, so a
+    /// caller works them out once and then reads only the pairs it needs.
+    pub fn positions(&self) -> Vec<(u8, u32)> {
+        match &self.0 {
+            Repr::Flat(pairs) => (0..pairs.len() as u32).map(|index| (0, index)).collect(),
+            Repr::Merged(merged) => {
+                let (mut group, mut own) = (0u32, 0u32);
+                merged
+                    .steps
+                    .iter()
+                    .map(|step| match step {
+                        MergeStep::Group => {
+                            group += 1;
+                            (0, group - 1)
+                        }
+                        MergeStep::Own => {
+                            own += 1;
+                            (1, own - 1)
+                        }
+                        MergeStep::Both => {
+                            group += 1;
+                            own += 1;
+                            (1, own - 1)
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The pair at a position [`Labels::positions`] gave for this set or one of the same
+    /// layout. Panics on a position of another layout, which is a caller's bug.
+    #[inline]
+    pub fn pair_at(&self, (part, index): (u8, u32)) -> &(Symbol, Symbol) {
+        match &self.0 {
+            Repr::Flat(pairs) => &pairs[index as usize],
+            Repr::Merged(merged) if part == 0 => &merged.group[index as usize],
+            Repr::Merged(merged) => &merged.own[index as usize],
         }
     }
 
@@ -591,6 +648,29 @@ mod tests {
         let c = Labels::shared(vec![(s("__address__"), s("share-2:80"))]);
         assert!(!a.same_allocation(&c));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn positions_read_the_same_pairs_for_every_set_of_one_merger_layout() {
+        let s = |x: &str| Symbol::from(x);
+        let set = |pairs: &[(&str, &str)]| Labels::new(pairs.iter().map(|(n, v)| (s(n), s(v))).collect());
+        let mut merger = LabelMerger::new();
+        let group = set(&[("a", "1"), ("c", "group"), ("e", "5")]);
+        let first = Labels::merge(&group, &set(&[("b", "x"), ("c", "own")]), &mut merger);
+        let layout = merger.last_layout();
+        assert!(layout.is_some());
+        let positions = first.positions();
+        let read: Vec<_> = positions.iter().map(|&p| first.pair_at(p).clone()).collect();
+        assert_eq!(read, first.pair_iter().cloned().collect::<Vec<_>>());
+        let second = Labels::merge(&group, &set(&[("b", "y"), ("c", "own-2")]), &mut merger);
+        assert_eq!(merger.last_layout(), layout, "same names: same layout");
+        let read: Vec<_> = positions.iter().map(|&p| second.pair_at(p).clone()).collect();
+        assert_eq!(read, second.pair_iter().cloned().collect::<Vec<_>>());
+        Labels::merge(&group, &set(&[("d", "z")]), &mut merger);
+        assert_ne!(merger.last_layout(), layout, "other names: another layout");
+        let alone = Labels::merge(&Labels::default(), &set(&[("b", "x")]), &mut merger);
+        assert_eq!(merger.last_layout(), None, "one side as it was");
+        assert_eq!(alone.positions(), [(0, 0)]);
     }
 
     #[test]

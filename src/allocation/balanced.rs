@@ -12,13 +12,13 @@
 
 use std::collections::BTreeSet;
 
-use ta_raft::TargetId;
 use ta_raft::intern::Symbol;
 
 use super::BalancedSettings;
 use super::StrategyName;
 use super::state::Allocation;
 use super::state::Bookkeeping;
+use super::state::Candidate;
 use super::strategy::Strategy;
 
 /// The `balanced` strategy.
@@ -61,11 +61,11 @@ impl Strategy for Balanced {
         Bookkeeping::Counts
     }
 
-    fn assign(&self, allocation: &mut Allocation<'_>, candidates: &[TargetId]) {
+    fn assign(&self, allocation: &mut Allocation<'_>, candidates: &[Candidate<'_>]) {
         let cap = self.cap();
         let mut receivers = Self::receivers(allocation);
-        for &id in candidates {
-            if allocation.member_owner(id).is_some() || allocation.desired(id).is_none() {
+        for &(id, _) in candidates {
+            if allocation.member_owner(id).is_some() {
                 continue;
             }
             let least = receivers.first().filter(|(count, _)| *count < cap).cloned();

@@ -9,13 +9,13 @@
 //! and v0.10.0 (operator v0.158.0 and older), which differ in how ring points are named and
 //! how the load bound is rounded.
 
-use ta_raft::TargetId;
 use ta_raft::intern::Symbol;
 use xxhash_rust::xxh64::xxh64;
 
 use super::StrategyName;
 use super::state::Allocation;
 use super::state::Bookkeeping;
+use super::state::Candidate;
 use super::strategy::Strategy;
 
 /// Partitions on the ring.
@@ -157,15 +157,12 @@ impl Strategy for ConsistentHashing {
         Bookkeeping::None
     }
 
-    fn assign(&self, allocation: &mut Allocation<'_>, candidates: &[TargetId]) {
+    fn assign(&self, allocation: &mut Allocation<'_>, candidates: &[Candidate<'_>]) {
         let members: Vec<Symbol> = allocation.members().keys().cloned().collect();
         // `HashRing` sorts its members by name, as the `BTreeMap` keys already are, so its
         // owner index is an index into `members`.
         let ring = HashRing::new(members.iter(), self.layout).ok();
-        for &id in candidates {
-            let Some(desired) = allocation.desired(id) else {
-                continue;
-            };
+        for &(id, desired) in candidates {
             let owner = ring
                 .as_ref()
                 .map(|ring| members[ring.owner_index(&desired.address)].clone());

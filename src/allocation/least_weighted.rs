@@ -5,11 +5,10 @@
 //! result history- and replica-dependent; here candidates come in id order, so every replica
 //! and every leader decides alike.
 
-use ta_raft::TargetId;
-
 use super::StrategyName;
 use super::state::Allocation;
 use super::state::Bookkeeping;
+use super::state::Candidate;
 use super::strategy::Strategy;
 
 /// The `least-weighted` strategy.
@@ -28,14 +27,11 @@ impl Strategy for LeastWeighted {
         Bookkeeping::CountsPerJob
     }
 
-    fn assign(&self, allocation: &mut Allocation<'_>, candidates: &[TargetId]) {
-        for &id in candidates {
+    fn assign(&self, allocation: &mut Allocation<'_>, candidates: &[Candidate<'_>]) {
+        for &(id, desired) in candidates {
             if allocation.member_owner(id).is_some() {
                 continue;
             }
-            let Some(desired) = allocation.desired(id) else {
-                continue;
-            };
             let least = allocation
                 .members()
                 .keys()

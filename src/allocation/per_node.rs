@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use ta_raft::TargetId;
 use ta_raft::intern::Symbol;
 
 use super::StrategyName;
 use super::state::Allocation;
 use super::state::Bookkeeping;
+use super::state::Candidate;
 use super::strategy::Strategy;
 
 /// The `per-node` strategy.
@@ -40,7 +40,7 @@ impl Strategy for PerNode {
         self.fallback.as_ref().map_or(Bookkeeping::None, |f| f.bookkeeping())
     }
 
-    fn assign(&self, allocation: &mut Allocation<'_>, candidates: &[TargetId]) {
+    fn assign(&self, allocation: &mut Allocation<'_>, candidates: &[Candidate<'_>]) {
         let mut by_node: BTreeMap<Symbol, Symbol> = BTreeMap::new();
         for (id, member) in allocation.members() {
             if let Some(node) = &member.node {
@@ -48,22 +48,19 @@ impl Strategy for PerNode {
             }
         }
         let mut without_node = Vec::new();
-        for &id in candidates {
-            let Some(desired) = allocation.desired(id) else {
-                continue;
-            };
+        for &(id, desired) in candidates {
             match &desired.node {
                 Some(node) => {
                     let owner = by_node.get(node).cloned();
                     allocation.assign(id, owner);
                 }
-                None => without_node.push(id),
+                None => without_node.push((id, desired)),
             }
         }
         match &self.fallback {
             Some(fallback) => fallback.assign(allocation, &without_node),
             None => {
-                for id in without_node {
+                for (id, _) in without_node {
                     allocation.assign(id, None);
                 }
             }

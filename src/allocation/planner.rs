@@ -21,6 +21,7 @@ use ta_raft::Expect;
 use ta_raft::Table;
 use ta_raft::TargetId;
 use ta_raft::intern::Symbol;
+use ta_raft::model::Target;
 
 use super::desired::DesiredTarget;
 use super::desired::DesiredTargets;
@@ -28,6 +29,7 @@ use super::membership;
 use super::membership::CollectorChange;
 use super::membership::ObservedCollectors;
 use super::state::Allocation;
+use super::state::Candidate;
 use super::strategy::Strategy;
 
 /// Which targets may differ between discovery and the table.
@@ -159,65 +161,90 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
     let table = input.table;
     let membership = membership::reconcile(table, input.collectors, input.grace_period, input.now_unix_millis);
 
-    // Targets discovery no longer wants, and the desired ones to look at.
+    // Targets discovery no longer wants, and the desired ones to look at with what the table
+    // holds for them, in id order. A full plan walks the desired targets and the table side
+    // by side instead of searching one for each entry of the other: at 100k targets and
+    // more, each search is a cache miss.
     let mut removed: FxHashSet<TargetId> = FxHashSet::default();
-    let mut examined: Vec<TargetId> = Vec::new();
+    let mut examined: Vec<Row<'_>> = Vec::new();
     match input.scope {
         Scope::Everything => {
-            removed.extend(table.targets.keys().filter(|id| !input.desired.contains_key(id)));
-            examined.extend(input.desired.keys().copied());
+            let mut wanted: Vec<Candidate<'_>> = input.desired.iter().map(|(id, target)| (*id, target)).collect();
+            wanted.sort_unstable_by_key(|(id, _)| *id);
+            examined.reserve(wanted.len());
+            let mut in_table = table.targets.iter().peekable();
+            for (id, target) in wanted {
+                while let Some((&table_id, _)) = in_table.next_if(|(table_id, _)| **table_id < id) {
+                    removed.insert(table_id);
+                }
+                let current = in_table.next_if(|(table_id, _)| **table_id == id).map(|(_, t)| t);
+                examined.push(Row {
+                    id,
+                    wanted: target,
+                    current,
+                });
+            }
+            removed.extend(in_table.map(|(id, _)| *id));
         }
         Scope::Changed(changed) => {
             for id in changed {
-                if input.desired.contains_key(id) {
-                    examined.push(*id);
-                } else if table.targets.contains_key(id) {
-                    removed.insert(*id);
+                match input.desired.get_key_value(id) {
+                    Some((id, target)) => examined.push(Row {
+                        id: *id,
+                        wanted: target,
+                        current: None,
+                    }),
+                    None => {
+                        if table.targets.contains_key(id) {
+                            removed.insert(*id);
+                        }
+                    }
                 }
             }
-        }
-    }
-    examined.sort_unstable();
-    examined.dedup();
-
-    // Both in id order, as `examined` is.
-    let mut added: Vec<TargetId> = Vec::new();
-    let mut relabeled: Vec<TargetId> = Vec::new();
-    for &id in &examined {
-        match (table.targets.get(&id), input.desired.get(&id)) {
-            (None, Some(_)) => added.push(id),
-            (Some(current), Some(wanted)) if current.labels != wanted.labels => relabeled.push(id),
-            _ => {}
+            examined.sort_unstable_by_key(|row| row.id);
+            examined.dedup_by_key(|row| row.id);
+            for row in &mut examined {
+                row.current = table.targets.get(&row.id);
+            }
         }
     }
 
     // Targets needing a decision, in id order.
     let everything = matches!(input.scope, Scope::Everything);
-    let candidates: Vec<TargetId> = if input.strategy.is_stateless() && (everything || membership.members_changed) {
-        let mut all: Vec<TargetId> = input.desired.keys().copied().collect();
-        all.sort_unstable();
+    let has_member_owner = |current: Option<&Target>| {
+        current
+            .and_then(|t| t.collector.as_ref())
+            .is_some_and(|owner| membership.members.contains_key(owner))
+    };
+    let candidates: Vec<Candidate<'_>> = if input.strategy.is_stateless() && everything {
+        examined.iter().map(|row| (row.id, row.wanted)).collect()
+    } else if input.strategy.is_stateless() && membership.members_changed {
+        let mut all: Vec<Candidate<'_>> = input.desired.iter().map(|(id, target)| (*id, target)).collect();
+        all.sort_unstable_by_key(|(id, _)| *id);
         all
+    } else if everything {
+        // Every examined target, the whole table's desired ones among them.
+        examined
+            .iter()
+            .filter(|row| !has_member_owner(row.current))
+            .map(|row| (row.id, row.wanted))
+            .collect()
     } else {
-        let has_member_owner = |id: &TargetId| {
-            table
-                .targets
-                .get(id)
-                .and_then(|t| t.collector.as_ref())
-                .is_some_and(|owner| membership.members.contains_key(owner))
-        };
-        let mut needing: Vec<TargetId> = added.clone();
-        if everything || membership.members_changed {
-            needing.extend(
-                table
-                    .targets
-                    .keys()
-                    .filter(|id| !removed.contains(id) && input.desired.contains_key(id) && !has_member_owner(id)),
-            );
-        } else {
-            needing.extend(examined.iter().filter(|id| !has_member_owner(id)));
+        let mut needing: Vec<Candidate<'_>> = examined
+            .iter()
+            .filter(|row| !has_member_owner(row.current))
+            .map(|row| (row.id, row.wanted))
+            .collect();
+        if membership.members_changed {
+            needing.extend(table.targets.iter().filter_map(|(id, current)| {
+                if removed.contains(id) || has_member_owner(Some(current)) {
+                    return None;
+                }
+                input.desired.get_key_value(id).map(|(id, target)| (*id, target))
+            }));
+            needing.sort_unstable_by_key(|(id, _)| *id);
+            needing.dedup_by_key(|(id, _)| *id);
         }
-        needing.sort_unstable();
-        needing.dedup();
         needing
     };
 
@@ -230,6 +257,7 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
     );
     allocation.reserve(candidates.len());
     input.strategy.assign(&mut allocation, &candidates);
+    drop(candidates);
     let rebalance_moves = input.strategy.rebalance(&mut allocation, input.rebalance_budget);
     let decided = allocation.into_decisions();
 
@@ -258,43 +286,40 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
         entries.next(DECISION_WEIGHT).remove_target(id, Expect::Present);
         summary.targets_removed += 1;
     }
-    // Each touched target with why: added and relabeled ones sort before a decision on the
-    // same id, so the dedup keeps the reason that needs its labels.
-    let mut touched: Vec<(TargetId, Touch)> = Vec::with_capacity(decided.len() + added.len() + relabeled.len());
-    touched.extend(added.iter().map(|id| (*id, Touch::Added)));
-    touched.extend(relabeled.iter().map(|id| (*id, Touch::Relabeled)));
-    touched.extend(decided.keys().map(|id| (*id, Touch::Decided)));
-    touched.sort_unstable();
-    touched.dedup_by_key(|(id, _)| *id);
-    // In (job, new owner) order: the read model rebuilds the body of each (job, collector)
-    // an entry touches, so an entry of a large plan touches a few bodies instead of all.
-    let touched: Vec<Touched<'_>> = touched
-        .into_iter()
-        .filter_map(|(id, touch)| {
-            let wanted = input.desired.get(&id)?;
-            let current: Option<&Symbol> = table.targets.get(&id).and_then(|t| t.collector.as_ref());
-            let owner: Option<&Symbol> = match decided.get(&id) {
-                Some(decision) => decision.as_ref(),
-                None => current,
-            };
-            Some((wanted, owner, current, id, touch))
-        })
-        .collect();
-    // Jobs and owners are few: rank them by name once and sort by rank, not by text; the
-    // keys are worked out once per target, not once per comparison.
-    let job_rank = rank(touched.iter().map(|t| &t.0.job));
-    let owner_rank = rank(touched.iter().filter_map(|t| t.1));
-    let mut order: Vec<(u64, TargetId, u32)> = touched
-        .iter()
-        .enumerate()
-        .map(|(index, (wanted, owner, _, id, _))| {
-            let job = job_rank[&wanted.job.id()] as u64;
-            let owner = owner.map_or(0, |o| owner_rank[&o.id()] as u64 + 1);
-            ((job << 32) | owner, *id, index as u32)
-        })
-        .collect();
-    order.sort_unstable();
-    let touched: Vec<_> = order.into_iter().map(|(_, _, index)| touched[index as usize]).collect();
+    // Each touched target with why, in id order: the examined ones that are new, relabeled
+    // or decided, then any other target a decision moved (only rebalancing decides those).
+    let mut touched: Vec<Touched<'_>> = Vec::with_capacity(decided.len().max(examined.len()));
+    let mut decided_examined = 0;
+    for row in &examined {
+        let current = row.current.and_then(|t| t.collector.as_ref());
+        let decision = decided.get(&row.id);
+        decided_examined += usize::from(decision.is_some());
+        let owner = decision.map_or(current, Option::as_ref);
+        let touch = match row.current {
+            None => Touch::Added,
+            Some(target) if target.labels != row.wanted.labels => Touch::Relabeled,
+            Some(_) if decision.is_some() => Touch::Decided,
+            Some(_) => continue,
+        };
+        touched.push((row.wanted, owner, current, row.id, touch));
+    }
+    if decided_examined < decided.len() {
+        let mut others: Vec<Touched<'_>> = decided
+            .iter()
+            .filter(|(id, _)| examined.binary_search_by_key(*id, |row| row.id).is_err())
+            .filter_map(|(id, decision)| {
+                let wanted = input.desired.get(id)?;
+                let current = table.targets.get(id).and_then(|t| t.collector.as_ref());
+                Some((wanted, decision.as_ref(), current, *id, Touch::Decided))
+            })
+            .collect();
+        others.sort_unstable_by_key(|touched| touched.3);
+        touched = merge_by_id(touched, others);
+    }
+    // In (job, new owner) order, ids ascending within each: the read model rebuilds the
+    // body of each (job, collector) an entry touches, so an entry of a large plan touches a
+    // few bodies instead of all.
+    let touched = order_by_job_and_owner(touched);
     for (wanted, owner, current, id, touch) in touched {
         let upsert_weight = DECISION_WEIGHT + 2 * wanted.labels.len();
         if touch == Touch::Added {
@@ -335,6 +360,67 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
         summary,
         decisions,
     }
+}
+
+/// A desired target under examination and what the table holds for it.
+struct Row<'a> {
+    id: TargetId,
+    wanted: &'a DesiredTarget,
+    current: Option<&'a Target>,
+}
+
+/// Two lists of touched targets, each in id order, as one in id order.
+fn merge_by_id<'a>(left: Vec<Touched<'a>>, right: Vec<Touched<'a>>) -> Vec<Touched<'a>> {
+    let mut merged = Vec::with_capacity(left.len() + right.len());
+    let (mut left, mut right) = (left.into_iter().peekable(), right.into_iter().peekable());
+    loop {
+        let next = match (left.peek(), right.peek()) {
+            (Some(l), Some(r)) if l.3 <= r.3 => left.next(),
+            (Some(_), Some(_)) => right.next(),
+            (Some(_), None) => left.next(),
+            (None, _) => right.next(),
+        };
+        match next {
+            Some(item) => merged.push(item),
+            None => return merged,
+        }
+    }
+}
+
+/// `touched` (in id order) grouped by (job, new owner), both in name order, keeping id order
+/// within each group. Jobs and owners are few: each is ranked by name once, and the targets
+/// are placed by counting their groups, a pass and a half instead of a sort.
+fn order_by_job_and_owner(touched: Vec<Touched<'_>>) -> Vec<Touched<'_>> {
+    let job_rank = rank(touched.iter().map(|t| &t.0.job));
+    let owner_rank = rank(touched.iter().filter_map(|t| t.1));
+    let owners = owner_rank.len() + 1;
+    let buckets = job_rank.len() * owners;
+    let keys: Vec<usize> = touched
+        .iter()
+        .map(|(wanted, owner, ..)| {
+            let owner = owner.map_or(0, |o| owner_rank[&o.id()] + 1);
+            job_rank[&wanted.job.id()] * owners + owner
+        })
+        .collect();
+    if buckets > 4 * touched.len() + 1024 {
+        // Many more groups than targets (a small plan over many jobs): a stable sort.
+        let mut order: Vec<(usize, usize)> = keys.into_iter().zip(0..).collect();
+        order.sort_by_key(|(key, _)| *key);
+        return order.into_iter().map(|(_, index)| touched[index]).collect();
+    }
+    let mut starts = vec![0usize; buckets + 1];
+    for &key in &keys {
+        starts[key + 1] += 1;
+    }
+    for bucket in 0..buckets {
+        starts[bucket + 1] += starts[bucket];
+    }
+    let mut slots: Vec<Option<Touched<'_>>> = vec![None; touched.len()];
+    for (item, key) in touched.into_iter().zip(keys) {
+        slots[starts[key]] = Some(item);
+        starts[key] += 1;
+    }
+    slots.into_iter().flatten().collect()
 }
 
 /// A target in a plan's batch: wanted as, new owner, current owner, id, why.

@@ -14,6 +14,10 @@ use super::desired::DesiredTarget;
 use super::desired::DesiredTargets;
 use super::membership::Member;
 
+/// A target needing a decision, with what discovery wants for it (so strategies read it
+/// without a lookup per target).
+pub type Candidate<'a> = (TargetId, &'a DesiredTarget);
+
 /// What bookkeeping a strategy needs beyond owners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Bookkeeping {

@@ -15,7 +15,7 @@ use super::least_weighted::LeastWeighted;
 use super::per_node::PerNode;
 use super::state::Allocation;
 use super::state::Bookkeeping;
-use ta_raft::TargetId;
+use super::state::Candidate;
 
 /// An allocation strategy.
 pub trait Strategy: Send + Sync {
@@ -30,7 +30,7 @@ pub trait Strategy: Send + Sync {
 
     /// Decide an owner for each of `candidates` (ascending ids). Sticky strategies keep a
     /// candidate on its owner when that owner is a member.
-    fn assign(&self, allocation: &mut Allocation<'_>, candidates: &[TargetId]);
+    fn assign(&self, allocation: &mut Allocation<'_>, candidates: &[Candidate<'_>]);
 
     /// Moves beyond the candidates, to even out counts, at most `budget` of them (`None`:
     /// unlimited). Returns how many were made.
