@@ -334,12 +334,7 @@ pub fn build_group(job: &mut PreparedJob<'_>, group: &TargetGroup) -> Vec<Alloca
                 TargetId::compute(&job.settings.name, builder.range())
             }
         };
-        let target = DesiredTarget {
-            job: job.symbol.clone(),
-            address: read.address,
-            labels: served,
-            node: read.node,
-        };
+        let target = DesiredTarget::new(job.symbol.clone(), read.address, served, read.node);
         let existing = if many {
             positions.get(&id).copied()
         } else {

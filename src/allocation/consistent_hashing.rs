@@ -113,8 +113,12 @@ impl HashRing {
 
     /// Position in [`HashRing::members`] of the collector owning targets at `address`.
     pub fn owner_index(&self, address: &str) -> usize {
-        let partition = xxh64(address.as_bytes(), 0) % PARTITION_COUNT;
-        self.owners[partition as usize] as usize
+        self.owner_index_of_hash(xxh64(address.as_bytes(), 0))
+    }
+
+    /// [`HashRing::owner_index`] of an address by its xxHash64 (seed 0).
+    pub fn owner_index_of_hash(&self, address_hash: u64) -> usize {
+        self.owners[(address_hash % PARTITION_COUNT) as usize] as usize
     }
 
     /// The members, sorted by name.
@@ -165,7 +169,7 @@ impl Strategy for ConsistentHashing {
         for &(id, desired) in candidates {
             let owner = ring
                 .as_ref()
-                .map(|ring| members[ring.owner_index(&desired.address)].clone());
+                .map(|ring| members[ring.owner_index_of_hash(desired.address_hash())].clone());
             allocation.assign(id, owner);
         }
     }

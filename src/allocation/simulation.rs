@@ -199,12 +199,7 @@ pub fn synthetic_targets(count: usize, jobs: usize, nodes: usize, seed: u64) -> 
                 (Symbol::from("target_index"), Symbol::from(i.to_string())),
             ]);
             let id = TargetId::compute(&job, labels.iter());
-            let target = DesiredTarget {
-                job,
-                address,
-                labels,
-                node: Some(node),
-            };
+            let target = DesiredTarget::new(job, address, labels, Some(node));
             (id, target)
         })
         .collect()
@@ -214,10 +209,12 @@ pub fn synthetic_targets(count: usize, jobs: usize, nodes: usize, seed: u64) -> 
 pub fn relabeled(target: &DesiredTarget, generation: u64) -> DesiredTarget {
     let mut pairs: Vec<(Symbol, Symbol)> = target.labels.pair_iter().cloned().collect();
     pairs.push((Symbol::from("__meta_generation"), Symbol::from(generation.to_string())));
-    DesiredTarget {
-        labels: Labels::new(pairs),
-        ..target.clone()
-    }
+    DesiredTarget::new(
+        target.job.clone(),
+        target.address.clone(),
+        Labels::new(pairs),
+        target.node.clone(),
+    )
 }
 
 /// Allocation quality of one strategy in one world (demand-and-peers.md §3.2).
