@@ -290,9 +290,10 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
     // or decided, then any other target a decision moved (only rebalancing decides those).
     let mut touched: Vec<Touched<'_>> = Vec::with_capacity(decided.len().max(examined.len()));
     let mut decided_examined = 0;
+    let mut decisions = decided.ascending();
     for row in &examined {
         let current = row.current.and_then(|t| t.collector.as_ref());
-        let decision = decided.get(&row.id);
+        let decision = decisions.get(row.id);
         decided_examined += usize::from(decision.is_some());
         let owner = decision.map_or(current, Option::as_ref);
         let touch = match row.current {
