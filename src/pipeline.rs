@@ -17,6 +17,7 @@ use crate::allocation::desired::DesiredTargets;
 use crate::config::LimitsConfig;
 use crate::discovery::TargetGroup;
 use crate::targets::FilterStrategy;
+use crate::targets::JobPreparation;
 use crate::targets::JobSettings;
 use crate::targets::PreparedJob;
 use crate::targets::build_group;
@@ -66,12 +67,20 @@ fn within_label_bytes(limits: &LimitsConfig, labels: &ta_raft::model::Labels) ->
         .all(|(name, value)| name.len() <= limits.max_label_bytes && value.len() <= limits.max_label_bytes)
 }
 
+/// One job as processed last time.
+#[derive(Default)]
+struct ProcessedJob {
+    groups: Vec<ProcessedGroup>,
+    preparation: Option<JobPreparation>,
+}
+
 /// Desired targets kept in step with discovery.
 #[derive(Default)]
 pub struct DesiredState {
     desired: DesiredTargets,
-    /// Per job, the groups processed last time, by position.
-    jobs: FxHashMap<String, Vec<ProcessedGroup>>,
+    /// Per job, the groups processed last time, by position, and what preparing the job
+    /// made, for the next pass.
+    jobs: FxHashMap<String, ProcessedJob>,
     /// For a target more than one processed group yields: how many others do. A desired
     /// target without an entry is yielded by exactly one group, which is nearly every target,
     /// so the map stays small instead of holding a count per target (at a million targets
@@ -116,14 +125,19 @@ impl DesiredState {
     ) -> Vec<TargetId> {
         // The common case under churn elsewhere: this job's groups are all the same `Arc`s.
         if let Some(previous) = self.jobs.get(&job.name)
-            && previous.len() == groups.len()
-            && previous.iter().zip(groups).all(|(p, g)| Arc::ptr_eq(&p.group, g))
+            && previous.groups.len() == groups.len()
+            && previous
+                .groups
+                .iter()
+                .zip(groups)
+                .all(|(p, g)| Arc::ptr_eq(&p.group, g))
         {
             return Vec::new();
         }
-        let mut prepared = PreparedJob::new(job, filter);
         let previous = self.jobs.remove(&job.name).unwrap_or_default();
+        let mut prepared = PreparedJob::resume(job, filter, previous.preparation);
         let mut previous_by_pointer: FxHashMap<*const TargetGroup, ProcessedGroup> = previous
+            .groups
             .into_iter()
             .map(|processed| (Arc::as_ptr(&processed.group), processed))
             .collect();
@@ -207,7 +221,17 @@ impl DesiredState {
         } else {
             self.refused.remove(&job.name);
         }
-        self.jobs.insert(job.name.clone(), processed_now);
+        if groups.is_empty() {
+            // A job with no groups is gone (or empty): nothing to keep for it.
+            return changed;
+        }
+        self.jobs.insert(
+            job.name.clone(),
+            ProcessedJob {
+                groups: processed_now,
+                preparation: Some(prepared.keep()),
+            },
+        );
         changed
     }
 

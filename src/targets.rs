@@ -184,15 +184,58 @@ struct Read {
 /// instead of once per target, and the caches that make the targets of a group cheap.
 pub struct PreparedJob<'a> {
     pub settings: &'a JobSettings,
-    pub symbol: Symbol,
-    pub filter: FilterStrategy,
+    kept: JobPreparation,
+}
+
+/// What [`PreparedJob`] works out for a job, kept between passes ([`PreparedJob::resume`]):
+/// a 1% change at a million targets touches 2,000 jobs of 100 targets, and preparing each
+/// again (its seeds interned, its label layout worked out by text) cost more than building
+/// its changed targets.
+pub struct JobPreparation {
+    symbol: Symbol,
+    filter: FilterStrategy,
+    /// What the seeds were made from.
+    seeded_from: SeedInputs,
     /// Prometheus's `PopulateDiscoveredLabels` defaults in the order it sets them.
     seeds: Vec<(Symbol, String)>,
     disable_sharding: Symbol,
     merger: LabelMerger,
     layout: Layout,
-    /// Reused for every target, so its buffer is allocated once per pass.
+    /// Reused for every target, so its buffer is allocated once.
     hasher: IdentityHasher,
+}
+
+/// The settings seeding reads.
+#[derive(PartialEq)]
+struct SeedInputs {
+    name: String,
+    scrape_interval: Duration,
+    scrape_timeout: Duration,
+    metrics_path: String,
+    scheme: String,
+    params: BTreeMap<String, Vec<String>>,
+}
+
+impl SeedInputs {
+    fn of(settings: &JobSettings) -> Self {
+        Self {
+            name: settings.name.clone(),
+            scrape_interval: settings.scrape_interval,
+            scrape_timeout: settings.scrape_timeout,
+            metrics_path: settings.metrics_path.clone(),
+            scheme: settings.scheme.clone(),
+            params: settings.params.clone(),
+        }
+    }
+
+    fn matches(&self, settings: &JobSettings) -> bool {
+        self.name == settings.name
+            && self.scrape_interval == settings.scrape_interval
+            && self.scrape_timeout == settings.scrape_timeout
+            && self.metrics_path == settings.metrics_path
+            && self.scheme == settings.scheme
+            && self.params == settings.params
+    }
 }
 
 impl<'a> PreparedJob<'a> {
@@ -217,27 +260,44 @@ impl<'a> PreparedJob<'a> {
         }
         Self {
             settings,
-            symbol: Symbol::from(settings.name.as_str()),
-            filter,
-            seeds,
-            disable_sharding: Symbol::from(DISABLE_SHARDING),
-            merger: LabelMerger::new(),
-            layout: Layout::default(),
-            hasher: IdentityHasher::new(),
+            kept: JobPreparation {
+                symbol: Symbol::from(settings.name.as_str()),
+                filter,
+                seeded_from: SeedInputs::of(settings),
+                seeds,
+                disable_sharding: Symbol::from(DISABLE_SHARDING),
+                merger: LabelMerger::new(),
+                layout: Layout::default(),
+                hasher: IdentityHasher::new(),
+            },
         }
+    }
+
+    /// [`PreparedJob::new`], reusing what an earlier pass kept when it was made for the same
+    /// seeds and filter (the rules are read from `settings` each time).
+    pub fn resume(settings: &'a JobSettings, filter: FilterStrategy, kept: Option<JobPreparation>) -> Self {
+        match kept {
+            Some(kept) if kept.filter == filter && kept.seeded_from.matches(settings) => Self { settings, kept },
+            _ => Self::new(settings, filter),
+        }
+    }
+
+    /// What to keep for the next pass over this job.
+    pub fn keep(self) -> JobPreparation {
+        self.kept
     }
 
     /// Make the layout `served`'s: kept as it is for a set the merger laid out as the last
     /// one, roles worked out again only when the names differ.
     fn refresh_layout(&mut self, served: &Labels) {
-        let laid_out = self.merger.last_layout();
-        if laid_out.is_some() && laid_out == self.layout.placed_for {
+        let laid_out = self.kept.merger.last_layout();
+        if laid_out.is_some() && laid_out == self.kept.layout.placed_for {
             return;
         }
-        if !self.layout.fits(served) {
-            self.layout = Layout::new(served, &self.seeds, &self.disable_sharding);
+        if !self.kept.layout.fits(served) {
+            self.kept.layout = Layout::new(served, &self.kept.seeds, &self.kept.disable_sharding);
         }
-        self.layout.place(served, laid_out);
+        self.kept.layout.place(served, laid_out);
     }
 
     /// One pass over a target's served labels: its address and node (see [`node_of`]), and,
@@ -247,11 +307,11 @@ impl<'a> PreparedJob<'a> {
     ///
     /// [`node_of`]: crate::allocation::desired::node_of
     fn read(&mut self, served: &Labels, identity: bool) -> Read {
-        let identity = identity && self.seeds.len() <= 64;
-        let disabled = self.filter == FilterStrategy::Disabled;
+        let identity = identity && self.kept.seeds.len() <= 64;
+        let disabled = self.kept.filter == FilterStrategy::Disabled;
         self.refresh_layout(served);
-        let layout = &self.layout;
-        let hasher = &mut self.hasher;
+        let layout = &self.kept.layout;
+        let hasher = &mut self.kept.hasher;
         // A seed is set where the discovered value is empty or absent; setting an empty value
         // deletes. Either way a discovered label of that name is no longer untouched, and
         // neither is the no-sharding label, which is set and then deleted. The untouched
@@ -288,7 +348,7 @@ impl<'a> PreparedJob<'a> {
         }
         let id = identity.then(|| {
             if !disabled {
-                for (i, (name, value)) in self.seeds.iter().enumerate() {
+                for (i, (name, value)) in self.kept.seeds.iter().enumerate() {
                     if discovered & (1 << i) == 0 && !value.is_empty() {
                         hasher.add(name.as_str(), value);
                     }
@@ -323,7 +383,7 @@ pub fn build_group(job: &mut PreparedJob<'_>, group: &TargetGroup) -> Vec<Alloca
     let many = group.targets.len() > 16;
     let without_rules = job.settings.rules.is_empty();
     for target_labels in &group.targets {
-        let served = Labels::merge(&group.labels, target_labels, &mut job.merger);
+        let served = Labels::merge(&group.labels, target_labels, &mut job.kept.merger);
         let read = job.read(&served, without_rules);
         let id = match read.id {
             Some(id) => id,
@@ -334,7 +394,7 @@ pub fn build_group(job: &mut PreparedJob<'_>, group: &TargetGroup) -> Vec<Alloca
                 TargetId::compute(&job.settings.name, builder.range())
             }
         };
-        let target = DesiredTarget::new(job.symbol.clone(), read.address, served, read.node);
+        let target = DesiredTarget::new(job.kept.symbol.clone(), read.address, served, read.node);
         let existing = if many {
             positions.get(&id).copied()
         } else {
@@ -391,7 +451,7 @@ pub fn relabel_target(
 const DISABLE_SHARDING: &str = "__tmp_disable_sharding";
 
 fn relabel_builder(job: &PreparedJob<'_>, mut builder: LabelBuilder) -> Option<LabelBuilder> {
-    if job.filter == FilterStrategy::RelabelConfig {
+    if job.kept.filter == FilterStrategy::RelabelConfig {
         seed(&mut builder, job);
         builder.set(DISABLE_SHARDING, "true");
         if !relabel::process(&job.settings.rules, &mut builder) {
@@ -404,7 +464,7 @@ fn relabel_builder(job: &PreparedJob<'_>, mut builder: LabelBuilder) -> Option<L
 
 /// Prometheus's `PopulateDiscoveredLabels` defaults, each set only if absent or empty.
 fn seed(builder: &mut LabelBuilder, job: &PreparedJob<'_>) {
-    for (name, value) in &job.seeds {
+    for (name, value) in &job.kept.seeds {
         if builder.get(name).is_empty() {
             builder.set(name, value);
         }
