@@ -64,8 +64,8 @@ impl Strategy for Balanced {
     fn assign(&self, allocation: &mut Allocation<'_>, candidates: &[Candidate<'_>]) {
         let cap = self.cap();
         let mut receivers = Self::receivers(allocation);
-        for &(id, _) in candidates {
-            if allocation.member_owner(id).is_some() {
+        for candidate in candidates {
+            if allocation.candidate_member_owner(candidate).is_some() {
                 continue;
             }
             let least = receivers.first().filter(|(count, _)| *count < cap).cloned();
@@ -73,9 +73,9 @@ impl Strategy for Balanced {
                 Some((count, member)) => {
                     receivers.remove(&(count, member.clone()));
                     receivers.insert((count + 1, member.clone()));
-                    allocation.assign(id, Some(member));
+                    allocation.assign_candidate(candidate, Some(member));
                 }
-                None => allocation.assign(id, None),
+                None => allocation.assign_candidate(candidate, None),
             }
         }
     }

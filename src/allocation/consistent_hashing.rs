@@ -166,11 +166,11 @@ impl Strategy for ConsistentHashing {
         // `HashRing` sorts its members by name, as the `BTreeMap` keys already are, so its
         // owner index is an index into `members`.
         let ring = HashRing::new(members.iter(), self.layout).ok();
-        for &(id, desired) in candidates {
+        for candidate in candidates {
             let owner = ring
                 .as_ref()
-                .map(|ring| members[ring.owner_index_of_hash(desired.address_hash())].clone());
-            allocation.assign(id, owner);
+                .map(|ring| members[ring.owner_index_of_hash(candidate.wanted.address_hash())].clone());
+            allocation.assign_candidate(candidate, owner);
         }
     }
 }

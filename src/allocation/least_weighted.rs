@@ -28,10 +28,11 @@ impl Strategy for LeastWeighted {
     }
 
     fn assign(&self, allocation: &mut Allocation<'_>, candidates: &[Candidate<'_>]) {
-        for &(id, desired) in candidates {
-            if allocation.member_owner(id).is_some() {
+        for candidate in candidates {
+            if allocation.candidate_member_owner(candidate).is_some() {
                 continue;
             }
+            let desired = candidate.wanted;
             let least = allocation
                 .members()
                 .keys()
@@ -44,7 +45,7 @@ impl Strategy for LeastWeighted {
                 })
                 .min()
                 .map(|(_, _, member)| member.clone());
-            allocation.assign(id, least);
+            allocation.assign_candidate(candidate, least);
         }
     }
 }

@@ -48,20 +48,20 @@ impl Strategy for PerNode {
             }
         }
         let mut without_node = Vec::new();
-        for &(id, desired) in candidates {
-            match &desired.node {
+        for candidate in candidates {
+            match &candidate.wanted.node {
                 Some(node) => {
                     let owner = by_node.get(node).cloned();
-                    allocation.assign(id, owner);
+                    allocation.assign_candidate(candidate, owner);
                 }
-                None => without_node.push((id, desired)),
+                None => without_node.push(*candidate),
             }
         }
         match &self.fallback {
             Some(fallback) => fallback.assign(allocation, &without_node),
             None => {
-                for (id, _) in without_node {
-                    allocation.assign(id, None);
+                for candidate in without_node {
+                    allocation.assign_candidate(&candidate, None);
                 }
             }
         }

@@ -166,16 +166,19 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
     // by side instead of searching one for each entry of the other: at 100k targets and
     // more, each search is a cache miss.
     let mut removed: FxHashSet<TargetId> = FxHashSet::default();
+    // The removed targets as the table holds them, found by the same search.
+    let mut removed_targets: Vec<(TargetId, &Target)> = Vec::new();
     let mut examined: Vec<Row<'_>> = Vec::new();
     match input.scope {
         Scope::Everything => {
-            let mut wanted: Vec<Candidate<'_>> = input.desired.iter().map(|(id, target)| (*id, target)).collect();
+            let mut wanted: Vec<(TargetId, &DesiredTarget)> =
+                input.desired.iter().map(|(id, target)| (*id, target)).collect();
             wanted.sort_unstable_by_key(|(id, _)| *id);
             examined.reserve(wanted.len());
             let mut in_table = table.targets.iter().peekable();
             for (id, target) in wanted {
-                while let Some((&table_id, _)) = in_table.next_if(|(table_id, _)| **table_id < id) {
-                    removed.insert(table_id);
+                while let Some((&table_id, target)) = in_table.next_if(|(table_id, _)| **table_id < id) {
+                    removed_targets.push((table_id, target));
                 }
                 let current = in_table.next_if(|(table_id, _)| **table_id == id).map(|(_, t)| t);
                 examined.push(Row {
@@ -184,10 +187,14 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
                     current,
                 });
             }
-            removed.extend(in_table.map(|(id, _)| *id));
+            removed_targets.extend(in_table.map(|(id, target)| (*id, target)));
         }
         Scope::Changed(changed) => {
-            for id in changed {
+            // In id order, so that consecutive searches of the table share most of their path.
+            let mut changed = changed.to_vec();
+            changed.sort_unstable();
+            changed.dedup();
+            for id in &changed {
                 match input.desired.get_key_value(id) {
                     Some((id, target)) => examined.push(Row {
                         id: *id,
@@ -195,19 +202,19 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
                         current: None,
                     }),
                     None => {
-                        if table.targets.contains_key(id) {
-                            removed.insert(*id);
+                        if let Some(target) = table.targets.get(id) {
+                            removed_targets.push((*id, target));
                         }
                     }
                 }
             }
-            examined.sort_unstable_by_key(|row| row.id);
-            examined.dedup_by_key(|row| row.id);
             for row in &mut examined {
                 row.current = table.targets.get(&row.id);
             }
         }
     }
+
+    removed.extend(removed_targets.iter().map(|(id, _)| *id));
 
     // Targets needing a decision, in id order.
     let everything = matches!(input.scope, Scope::Everything);
@@ -217,33 +224,45 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
             .is_some_and(|owner| membership.members.contains_key(owner))
     };
     let candidates: Vec<Candidate<'_>> = if input.strategy.is_stateless() && everything {
-        examined.iter().map(|row| (row.id, row.wanted)).collect()
+        examined.iter().map(Row::candidate).collect()
     } else if input.strategy.is_stateless() && membership.members_changed {
-        let mut all: Vec<Candidate<'_>> = input.desired.iter().map(|(id, target)| (*id, target)).collect();
-        all.sort_unstable_by_key(|(id, _)| *id);
+        let mut all: Vec<Candidate<'_>> = input
+            .desired
+            .iter()
+            .map(|(id, wanted)| Candidate {
+                id: *id,
+                wanted,
+                in_table: table.targets.get(id).and_then(|t| t.collector.as_ref()),
+            })
+            .collect();
+        all.sort_unstable_by_key(|candidate| candidate.id);
         all
     } else if everything {
         // Every examined target, the whole table's desired ones among them.
         examined
             .iter()
             .filter(|row| !has_member_owner(row.current))
-            .map(|row| (row.id, row.wanted))
+            .map(Row::candidate)
             .collect()
     } else {
         let mut needing: Vec<Candidate<'_>> = examined
             .iter()
             .filter(|row| !has_member_owner(row.current))
-            .map(|row| (row.id, row.wanted))
+            .map(Row::candidate)
             .collect();
         if membership.members_changed {
             needing.extend(table.targets.iter().filter_map(|(id, current)| {
                 if removed.contains(id) || has_member_owner(Some(current)) {
                     return None;
                 }
-                input.desired.get_key_value(id).map(|(id, target)| (*id, target))
+                input.desired.get_key_value(id).map(|(id, wanted)| Candidate {
+                    id: *id,
+                    wanted,
+                    in_table: current.collector.as_ref(),
+                })
             }));
-            needing.sort_unstable_by_key(|(id, _)| *id);
-            needing.dedup_by_key(|(id, _)| *id);
+            needing.sort_unstable_by_key(|candidate| candidate.id);
+            needing.dedup_by_key(|candidate| candidate.id);
         }
         needing
     };
@@ -274,11 +293,19 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
             summary.collectors_set += 1;
         }
     }
-    let mut removed_sorted: Vec<(Option<&Symbol>, Option<&Symbol>, TargetId)> = removed
+    // In (job, owner) order, as the touched targets below; ranked by name once instead of
+    // comparing names in the sort.
+    let job_rank = rank(removed_targets.iter().map(|(_, target)| &target.job));
+    let owner_rank = rank(
+        removed_targets
+            .iter()
+            .filter_map(|(_, target)| target.collector.as_ref()),
+    );
+    let mut removed_sorted: Vec<(usize, usize, TargetId)> = removed_targets
         .iter()
-        .map(|id| {
-            let target = table.targets.get(id);
-            (target.map(|t| &t.job), target.and_then(|t| t.collector.as_ref()), *id)
+        .map(|(id, target)| {
+            let owner = target.collector.as_ref().map_or(0, |o| owner_rank[&o.id()] + 1);
+            (job_rank[&target.job.id()], owner, *id)
         })
         .collect();
     removed_sorted.sort_unstable();
@@ -368,6 +395,16 @@ struct Row<'a> {
     id: TargetId,
     wanted: &'a DesiredTarget,
     current: Option<&'a Target>,
+}
+
+impl<'a> Row<'a> {
+    fn candidate(&self) -> Candidate<'a> {
+        Candidate {
+            id: self.id,
+            wanted: self.wanted,
+            in_table: self.current.and_then(|t| t.collector.as_ref()),
+        }
+    }
 }
 
 /// Two lists of touched targets, each in id order, as one in id order.

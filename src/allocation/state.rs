@@ -14,9 +14,16 @@ use super::desired::DesiredTarget;
 use super::desired::DesiredTargets;
 use super::membership::Member;
 
-/// A target needing a decision, with what discovery wants for it (so strategies read it
-/// without a lookup per target).
-pub type Candidate<'a> = (TargetId, &'a DesiredTarget);
+/// A target needing a decision, with what discovery wants for it and its owner in the
+/// table, so that deciding it searches neither map again (at a million targets each search
+/// is a few cache misses).
+#[derive(Clone, Copy)]
+pub struct Candidate<'a> {
+    pub id: TargetId,
+    pub wanted: &'a DesiredTarget,
+    /// The owner the table gives it.
+    pub in_table: Option<&'a Symbol>,
+}
 
 /// What bookkeeping a strategy needs beyond owners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -213,6 +220,29 @@ impl<'a> Allocation<'a> {
         self.owner(id).filter(|owner| self.member_ids.contains(&owner.id()))
     }
 
+    /// [`Allocation::owner`] of a candidate.
+    pub fn candidate_owner<'c>(&'c self, candidate: &Candidate<'c>) -> Option<&'c Symbol> {
+        match self.decided.get(&candidate.id) {
+            Some(decided) => decided.as_ref(),
+            None => candidate.in_table,
+        }
+    }
+
+    /// [`Allocation::member_owner`] of a candidate.
+    pub fn candidate_member_owner<'c>(&'c self, candidate: &Candidate<'c>) -> Option<&'c Symbol> {
+        self.candidate_owner(candidate)
+            .filter(|owner| self.member_ids.contains(&owner.id()))
+    }
+
+    /// [`Allocation::assign`] for a candidate.
+    pub fn assign_candidate(&mut self, candidate: &Candidate<'_>, owner: Option<Symbol>) {
+        let current = match self.decided.get(&candidate.id) {
+            Some(decided) => decided.as_ref().map(Symbol::id),
+            None => candidate.in_table.map(Symbol::id),
+        };
+        self.assign_over(candidate.id, current, Some(candidate.wanted.job.id()), owner);
+    }
+
     /// Targets owned by `collector` (requires counts).
     pub fn count(&self, collector: &Symbol) -> usize {
         self.counts
@@ -232,18 +262,24 @@ impl<'a> Allocation<'a> {
 
     /// Give `id` to `owner` (or leave it unassigned).
     pub fn assign(&mut self, id: TargetId, owner: Option<Symbol>) {
-        let current = self.owner(id);
-        if current == owner.as_ref() {
-            return;
-        }
-        // By symbol number: `previous` is a member (held by `members`), `owner` is held by
-        // the caller until it is stored in `decided` below.
-        let previous = current.map(Symbol::id).filter(|id| self.member_ids.contains(id));
-        let owner_id = owner.as_ref().map(Symbol::id);
+        let current = self.owner(id).map(Symbol::id);
         let job = match self.job_counts {
             Some(_) => self.desired.get(&id).map(|t| t.job.id()),
             None => None,
         };
+        self.assign_over(id, current, job, owner);
+    }
+
+    /// Give `id`, owned by symbol number `current` now and of job `job`, to `owner`.
+    fn assign_over(&mut self, id: TargetId, current: Option<u32>, job: Option<u32>, owner: Option<Symbol>) {
+        // By symbol number (equal numbers are equal names while both are held): `current`
+        // is held by the table or by `decided`, `owner` by the caller until it is stored in
+        // `decided` below.
+        let owner_id = owner.as_ref().map(Symbol::id);
+        if current == owner_id {
+            return;
+        }
+        let previous = current.filter(|id| self.member_ids.contains(id));
         if let Some(counts) = &mut self.counts {
             if let Some(previous) = previous
                 && let Some(count) = counts.get_mut(&previous)
