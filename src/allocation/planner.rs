@@ -177,8 +177,8 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
             examined.reserve(wanted.len());
             let mut in_table = table.targets.iter().peekable();
             for (id, target) in wanted {
-                while let Some((&table_id, target)) = in_table.next_if(|(table_id, _)| **table_id < id) {
-                    removed_targets.push((table_id, target));
+                while let Some((&gone_id, gone)) = in_table.next_if(|(table_id, _)| **table_id < id) {
+                    removed_targets.push((gone_id, gone));
                 }
                 let current = in_table.next_if(|(table_id, _)| **table_id == id).map(|(_, t)| t);
                 examined.push(Row {
