@@ -1,6 +1,6 @@
 //! Masking of Prometheus `Secret` fields in one rendered scrape config, as upstream serves
-//! `/scrape_configs` over plain HTTP (upstream-compat.md §3.5): every secret becomes
-//! `"<secret>"`.
+//! `/scrape_configs` over plain HTTP (docs/compatibility.md, "Secrets in `/scrape_configs`"):
+//! every secret becomes `"<secret>"`.
 //!
 //! The field list was read from Prometheus v3.14.0 (commit `d15adb9ad7`, `discovery/**` and
 //! `config/config.go`) and from `prometheus/common` v0.70.1 (`config/http_config.go`,

@@ -57,7 +57,6 @@ impl IdentityHasher {
     /// Add one identity label (never a `__meta_*` one).
     #[inline]
     pub fn add(&mut self, name: &str, value: &str) {
-        self.bytes.reserve(name.len() + value.len() + 2);
         self.bytes.extend_from_slice(name.as_bytes());
         self.bytes.push(0xff);
         self.bytes.extend_from_slice(value.as_bytes());

@@ -1,4 +1,4 @@
-//! `balanced` (ours, DESIGN.md I5): sticky placement with the fewest possible moves.
+//! `balanced` (ours, docs/architecture.md, invariant I5): sticky placement with the fewest possible moves.
 //!
 //! - A target keeps its collector while that collector is a member, including while it is
 //!   absent within the grace period (I4).

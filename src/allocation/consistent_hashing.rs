@@ -1,6 +1,6 @@
 //! Upstream's `consistent-hashing` placement, ring for ring: the same collector for every
 //! target as the Go allocator, so migrating from upstream moves nothing
-//! (upstream-compat.md §4.5).
+//! (docs/allocation.md, "`consistent-hashing`").
 //!
 //! upstream uses `buraksezer/consistent` with 1061 partitions, 5 points per member and a load
 //! factor of 1.1, hashing with xxHash64 (seed 0). Each partition goes to the first member
@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn owners_match_upstream_goldens_for_both_layouts() {
-        // upstream-compat.md §4.5, from upstream's server goldens before and after #5479.
+        // Upstream's server goldens before and after its #5479 (docs/allocation.md).
         let cases: [(&[&str], &str, &str, Option<&str>); 5] = [
             (
                 &["test-collector1", "test-collector2"],

@@ -1,9 +1,9 @@
 //! Collector membership over time. Collector discovery reports which collectors exist now and
 //! whether they are ready; the table remembers since when an unready or vanished collector has
-//! been absent, so the grace period survives a leader failover (DESIGN.md I4). From the two,
+//! been absent, so the grace period survives a leader failover (docs/architecture.md, I4). From the two,
 //! this module decides the collectors' next states and which collectors may own targets.
 //!
-//! Upstream semantics (upstream-compat.md §6): a collector absent or unready for less than
+//! Upstream semantics (docs/allocation.md, "Membership"): a collector absent or unready for less than
 //! `collector_not_ready_grace_period` stays a member (it keeps, and for upstream's strategies
 //! may still receive, targets); after that it is removed and its targets are reallocated. A
 //! grace period of zero turns readiness checks off: every observed collector is a member and a

@@ -1,6 +1,6 @@
 //! The planner: a pure function of (desired targets, observed collectors, the current table,
 //! the strategy, now) to one command batch for the replicated table. Only the leader runs it;
-//! replicas apply its decisions, never re-run strategies (DESIGN.md, "The leader decides").
+//! replicas apply its decisions, never re-run strategies (docs/allocation.md, "The leader decides").
 //!
 //! Every decision carries its precondition (`Expect`, or the expected previous owner of a
 //! move), so a plan made against a table that changed meanwhile is rejected whole and

@@ -217,7 +217,7 @@ pub fn relabeled(target: &DesiredTarget, generation: u64) -> DesiredTarget {
     )
 }
 
-/// Allocation quality of one strategy in one world (demand-and-peers.md §3.2).
+/// Allocation quality of one strategy in one world (docs/benchmarks.md, "Allocation quality").
 #[derive(Debug, Clone)]
 pub struct Quality {
     /// Busiest collector's targets ÷ mean.

@@ -202,11 +202,6 @@ impl<'a> Allocation<'a> {
         self.members
     }
 
-    /// The target as discovery wants it (`None` if it is being removed).
-    pub fn desired(&self, id: TargetId) -> Option<&'a DesiredTarget> {
-        self.desired.get(&id)
-    }
-
     /// The current owner: this plan's decision, else the table's.
     pub fn owner(&self, id: TargetId) -> Option<&Symbol> {
         match self.decided.get(&id) {

@@ -815,7 +815,7 @@ fn factor_shared_labels(groups: &mut [TargetGroup], address: &Symbol) {
         return;
     }
     let stride = singles.div_ceil(FACTOR_SAMPLE);
-    let mut counts: HashMap<(u32, u32), u32, rustc_hash::FxBuildHasher> = HashMap::default();
+    let mut counts: rustc_hash::FxHashMap<(u32, u32), u32> = rustc_hash::FxHashMap::default();
     let mut sampled = 0u32;
     for group in groups.iter().filter(|group| single(group)).step_by(stride) {
         sampled += 1;
