@@ -218,7 +218,7 @@ fn ms(since: Instant) -> f64 {
 }
 
 /// One size, one variant, in this process. Prints one Markdown row per measurement.
-fn child(targets: usize, relabel_variant: bool, incremental: bool) {
+fn child(targets: usize, relabel_variant: bool, incremental: bool, only: Option<&str>) {
     let jobs = targets / (TARGETS_PER_GROUP * GROUPS_PER_JOB);
     let mut interner = Interner::default();
     let settings_per_job: Vec<JobSettings> = (0..jobs).map(|j| job_settings(j, relabel_variant)).collect();
@@ -254,6 +254,9 @@ fn child(targets: usize, relabel_variant: bool, incremental: bool) {
         StrategyName::PerNode,
         StrategyName::Balanced,
     ] {
+        if only.is_some_and(|only| only != name.as_str()) {
+            continue;
+        }
         let strategy = strategy::build(&settings(name)).expect("valid settings");
         let started = Instant::now();
         let plan = planner::plan(&planner::PlanInput {
@@ -355,7 +358,13 @@ fn main() {
         let targets: usize = args.get(position + 1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
         let relabel_variant = args.iter().any(|a| a == "--relabel");
         let incremental = args.iter().any(|a| a == "--incremental");
-        child(targets, relabel_variant, incremental);
+        // `--only <strategy>`: plan with that strategy alone (for profiling one plan).
+        let only = args
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|p| args.get(p + 1))
+            .map(String::as_str);
+        child(targets, relabel_variant, incremental, only);
         return;
     }
     let sizes: Vec<usize> = args

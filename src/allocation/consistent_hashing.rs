@@ -169,7 +169,7 @@ impl Strategy for ConsistentHashing {
         for candidate in candidates {
             let owner = ring
                 .as_ref()
-                .map(|ring| members[ring.owner_index_of_hash(candidate.wanted.address_hash())].clone());
+                .map(|ring| members[ring.owner_index_of_hash(candidate.address_hash)].clone());
             allocation.assign_candidate(candidate, owner);
         }
     }

@@ -32,14 +32,13 @@ impl Strategy for LeastWeighted {
             if allocation.candidate_member_owner(candidate).is_some() {
                 continue;
             }
-            let desired = candidate.wanted;
             let least = allocation
                 .members()
                 .keys()
                 .map(|member| {
                     (
                         allocation.count(member),
-                        allocation.job_count(member, &desired.job),
+                        allocation.job_count(member, candidate.job),
                         member,
                     )
                 })

@@ -171,21 +171,17 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
     let mut examined: Vec<Row<'_>> = Vec::new();
     match input.scope {
         Scope::Everything => {
-            let mut wanted: Vec<(TargetId, &DesiredTarget)> =
-                input.desired.iter().map(|(id, target)| (*id, target)).collect();
-            wanted.sort_unstable_by_key(|(id, _)| *id);
-            examined.reserve(wanted.len());
+            // Read in storage order, so what the plan needs of each target is copied while it
+            // is in the cache; sorted by id afterwards.
+            examined = input.desired.iter().map(|(id, target)| Row::new(*id, target)).collect();
+            examined.sort_unstable_by_key(|row| row.id);
             let mut in_table = table.targets.iter().peekable();
-            for (id, target) in wanted {
+            for row in &mut examined {
+                let id = row.id;
                 while let Some((&gone_id, gone)) = in_table.next_if(|(table_id, _)| **table_id < id) {
                     removed_targets.push((gone_id, gone));
                 }
-                let current = in_table.next_if(|(table_id, _)| **table_id == id).map(|(_, t)| t);
-                examined.push(Row {
-                    id,
-                    wanted: target,
-                    current,
-                });
+                row.current = in_table.next_if(|(table_id, _)| **table_id == id).map(|(_, t)| t);
             }
             removed_targets.extend(in_table.map(|(id, target)| (*id, target)));
         }
@@ -196,11 +192,7 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
             changed.dedup();
             for id in &changed {
                 match input.desired.get_key_value(id) {
-                    Some((id, target)) => examined.push(Row {
-                        id: *id,
-                        wanted: target,
-                        current: None,
-                    }),
+                    Some((id, target)) => examined.push(Row::new(*id, target)),
                     None => {
                         if let Some(target) = table.targets.get(id) {
                             removed_targets.push((*id, target));
@@ -229,11 +221,7 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
         let mut all: Vec<Candidate<'_>> = input
             .desired
             .iter()
-            .map(|(id, wanted)| Candidate {
-                id: *id,
-                wanted,
-                in_table: table.targets.get(id).and_then(|t| t.collector.as_ref()),
-            })
+            .map(|(id, wanted)| Candidate::new(*id, wanted, table.targets.get(id).and_then(|t| t.collector.as_ref())))
             .collect();
         all.sort_unstable_by_key(|candidate| candidate.id);
         all
@@ -255,11 +243,10 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
                 if removed.contains(id) || has_member_owner(Some(current)) {
                     return None;
                 }
-                input.desired.get_key_value(id).map(|(id, wanted)| Candidate {
-                    id: *id,
-                    wanted,
-                    in_table: current.collector.as_ref(),
-                })
+                input
+                    .desired
+                    .get_key_value(id)
+                    .map(|(id, wanted)| Candidate::new(*id, wanted, current.collector.as_ref()))
             }));
             needing.sort_unstable_by_key(|candidate| candidate.id);
             needing.dedup_by_key(|candidate| candidate.id);
@@ -295,11 +282,12 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
     }
     // In (job, owner) order, as the touched targets below; ranked by name once instead of
     // comparing names in the sort.
-    let job_rank = rank(removed_targets.iter().map(|(_, target)| &target.job));
+    let job_rank = rank(removed_targets.iter().map(|(_, target)| (target.job.id(), &target.job)));
     let owner_rank = rank(
         removed_targets
             .iter()
-            .filter_map(|(_, target)| target.collector.as_ref()),
+            .filter_map(|(_, target)| target.collector.as_ref())
+            .map(|owner| (owner.id(), owner)),
     );
     let mut removed_sorted: Vec<(usize, usize, TargetId)> = removed_targets
         .iter()
@@ -329,7 +317,14 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
             Some(_) if decision.is_some() => Touch::Decided,
             Some(_) => continue,
         };
-        touched.push((row.wanted, owner, current, row.id, touch));
+        touched.push(Touched {
+            wanted: row.wanted,
+            job: row.job,
+            owner,
+            current,
+            id: row.id,
+            touch,
+        });
     }
     if decided_examined < decided.len() {
         let mut others: Vec<Touched<'_>> = decided
@@ -337,18 +332,32 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
             .filter(|(id, _)| examined.binary_search_by_key(*id, |row| row.id).is_err())
             .filter_map(|(id, decision)| {
                 let wanted = input.desired.get(id)?;
-                let current = table.targets.get(id).and_then(|t| t.collector.as_ref());
-                Some((wanted, decision.as_ref(), current, *id, Touch::Decided))
+                Some(Touched {
+                    wanted,
+                    job: wanted.job.id(),
+                    owner: decision.as_ref(),
+                    current: table.targets.get(id).and_then(|t| t.collector.as_ref()),
+                    id: *id,
+                    touch: Touch::Decided,
+                })
             })
             .collect();
-        others.sort_unstable_by_key(|touched| touched.3);
+        others.sort_unstable_by_key(|touched| touched.id);
         touched = merge_by_id(touched, others);
     }
     // In (job, new owner) order, ids ascending within each: the read model rebuilds the
     // body of each (job, collector) an entry touches, so an entry of a large plan touches a
     // few bodies instead of all.
     let touched = order_by_job_and_owner(touched);
-    for (wanted, owner, current, id, touch) in touched {
+    for &Touched {
+        wanted,
+        owner,
+        current,
+        id,
+        touch,
+        ..
+    } in &touched
+    {
         let upsert_weight = DECISION_WEIGHT + 2 * wanted.labels.len();
         if touch == Touch::Added {
             entries
@@ -390,19 +399,34 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
     }
 }
 
-/// A desired target under examination and what the table holds for it.
+/// A desired target under examination and what the table holds for it, with what the plan
+/// reads of the desired target (see [`Candidate`]).
 struct Row<'a> {
     id: TargetId,
     wanted: &'a DesiredTarget,
     current: Option<&'a Target>,
+    job: u32,
+    address_hash: u64,
 }
 
 impl<'a> Row<'a> {
+    fn new(id: TargetId, wanted: &'a DesiredTarget) -> Self {
+        Self {
+            id,
+            wanted,
+            current: None,
+            job: wanted.job.id(),
+            address_hash: wanted.address_hash(),
+        }
+    }
+
     fn candidate(&self) -> Candidate<'a> {
         Candidate {
             id: self.id,
             wanted: self.wanted,
             in_table: self.current.and_then(|t| t.collector.as_ref()),
+            job: self.job,
+            address_hash: self.address_hash,
         }
     }
 }
@@ -413,7 +437,7 @@ fn merge_by_id<'a>(left: Vec<Touched<'a>>, right: Vec<Touched<'a>>) -> Vec<Touch
     let (mut left, mut right) = (left.into_iter().peekable(), right.into_iter().peekable());
     loop {
         let next = match (left.peek(), right.peek()) {
-            (Some(l), Some(r)) if l.3 <= r.3 => left.next(),
+            (Some(l), Some(r)) if l.id <= r.id => left.next(),
             (Some(_), Some(_)) => right.next(),
             (Some(_), None) => left.next(),
             (None, _) => right.next(),
@@ -429,15 +453,16 @@ fn merge_by_id<'a>(left: Vec<Touched<'a>>, right: Vec<Touched<'a>>) -> Vec<Touch
 /// within each group. Jobs and owners are few: each is ranked by name once, and the targets
 /// are placed by counting their groups, a pass and a half instead of a sort.
 fn order_by_job_and_owner(touched: Vec<Touched<'_>>) -> Vec<Touched<'_>> {
-    let job_rank = rank(touched.iter().map(|t| &t.0.job));
-    let owner_rank = rank(touched.iter().filter_map(|t| t.1));
+    // Keyed by the copied job number: reading `wanted` here would be a cache miss per target.
+    let job_rank = rank(touched.iter().map(|t| (t.job, &t.wanted.job)));
+    let owner_rank = rank(touched.iter().filter_map(|t| t.owner).map(|o| (o.id(), o)));
     let owners = owner_rank.len() + 1;
     let buckets = job_rank.len() * owners;
     let keys: Vec<usize> = touched
         .iter()
-        .map(|(wanted, owner, ..)| {
-            let owner = owner.map_or(0, |o| owner_rank[&o.id()] + 1);
-            job_rank[&wanted.job.id()] * owners + owner
+        .map(|t| {
+            let owner = t.owner.map_or(0, |o| owner_rank[&o.id()] + 1);
+            job_rank[&t.job] * owners + owner
         })
         .collect();
     if buckets > 4 * touched.len() + 1024 {
@@ -461,14 +486,17 @@ fn order_by_job_and_owner(touched: Vec<Touched<'_>>) -> Vec<Touched<'_>> {
     slots.into_iter().flatten().collect()
 }
 
-/// A target in a plan's batch: wanted as, new owner, current owner, id, why.
-type Touched<'a> = (
-    &'a DesiredTarget,
-    Option<&'a Symbol>,
-    Option<&'a Symbol>,
-    TargetId,
-    Touch,
-);
+/// A target in a plan's batch.
+#[derive(Clone, Copy)]
+struct Touched<'a> {
+    wanted: &'a DesiredTarget,
+    /// `wanted`'s job, by symbol number.
+    job: u32,
+    owner: Option<&'a Symbol>,
+    current: Option<&'a Symbol>,
+    id: TargetId,
+    touch: Touch,
+}
 
 /// Why a target is in a plan's batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -479,11 +507,12 @@ enum Touch {
     Decided,
 }
 
-/// Each distinct symbol's position in name order, by symbol number.
-fn rank<'s>(symbols: impl Iterator<Item = &'s Symbol>) -> FxHashMap<u32, usize> {
+/// Each distinct symbol's position in name order, by symbol number. Given each symbol's
+/// number beside it, only one symbol per number is read.
+fn rank<'s>(symbols: impl Iterator<Item = (u32, &'s Symbol)>) -> FxHashMap<u32, usize> {
     let mut distinct: FxHashMap<u32, &Symbol> = FxHashMap::default();
-    for symbol in symbols {
-        distinct.entry(symbol.id()).or_insert(symbol);
+    for (id, symbol) in symbols {
+        distinct.entry(id).or_insert(symbol);
     }
     let mut sorted: Vec<&Symbol> = distinct.into_values().collect();
     sorted.sort_unstable();

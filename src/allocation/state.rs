@@ -23,6 +23,23 @@ pub struct Candidate<'a> {
     pub wanted: &'a DesiredTarget,
     /// The owner the table gives it.
     pub in_table: Option<&'a Symbol>,
+    /// `wanted`'s job (its symbol number) and address hash, copied while the desired targets
+    /// are read in the order they are stored: the candidates come in id order, in which
+    /// reading `wanted` again is a cache miss per target.
+    pub job: u32,
+    pub address_hash: u64,
+}
+
+impl<'a> Candidate<'a> {
+    pub fn new(id: TargetId, wanted: &'a DesiredTarget, in_table: Option<&'a Symbol>) -> Self {
+        Self {
+            id,
+            wanted,
+            in_table,
+            job: wanted.job.id(),
+            address_hash: wanted.address_hash(),
+        }
+    }
 }
 
 /// What bookkeeping a strategy needs beyond owners.
@@ -235,7 +252,7 @@ impl<'a> Allocation<'a> {
             Some(decided) => decided.as_ref().map(Symbol::id),
             None => candidate.in_table.map(Symbol::id),
         };
-        self.assign_over(candidate.id, current, Some(candidate.wanted.job.id()), owner);
+        self.assign_over(candidate.id, current, Some(candidate.job), owner);
     }
 
     /// Targets owned by `collector` (requires counts).
@@ -246,11 +263,11 @@ impl<'a> Allocation<'a> {
             .unwrap_or(0)
     }
 
-    /// Targets of `job` owned by `collector` (requires per-job counts).
-    pub fn job_count(&self, collector: &Symbol, job: &Symbol) -> usize {
+    /// Targets of `job` (by symbol number) owned by `collector` (requires per-job counts).
+    pub fn job_count(&self, collector: &Symbol, job: u32) -> usize {
         self.job_counts
             .as_ref()
-            .and_then(|counts| counts.get(&job.id()))
+            .and_then(|counts| counts.get(&job))
             .and_then(|per_member| per_member.get(&collector.id()).copied())
             .unwrap_or(0)
     }
