@@ -8,6 +8,7 @@
 //! win, and the target stays while any group still yields it.
 
 use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -174,19 +175,19 @@ impl DesiredState {
                     refused += 1;
                     continue;
                 }
-                match self.desired.get(&target.id) {
-                    Some(existing) => {
+                match self.desired.entry(target.id) {
+                    Entry::Occupied(mut existing) => {
                         // Yielded already: by another group, or by this group's previous
                         // version, which is forgotten below.
                         *self.also_yielded_by.entry(target.id).or_default() += 1;
-                        if *existing != target.target {
+                        if *existing.get() != target.target {
                             changed.push(target.id);
-                            self.desired.insert(target.id, target.target);
+                            existing.insert(target.target);
                         }
                     }
-                    None => {
+                    Entry::Vacant(slot) => {
                         changed.push(target.id);
-                        self.desired.insert(target.id, target.target);
+                        slot.insert(target.target);
                     }
                 }
                 ids.push(target.id);

