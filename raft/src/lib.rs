@@ -24,6 +24,7 @@ mod membership;
 pub mod model;
 pub mod network;
 pub mod persist;
+pub mod prefetch;
 pub mod recover;
 pub mod replica;
 pub mod types;

@@ -432,6 +432,16 @@ impl Labels {
         }
     }
 
+    /// Start loading the allocation this set's reference count and length live in, without
+    /// waiting for it ([`crate::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self) {
+        match &self.0 {
+            Repr::Flat(pairs) => crate::prefetch::prefetch(Arc::as_ptr(pairs) as *const u8),
+            Repr::Merged(merged) => crate::prefetch::prefetch(Arc::as_ptr(merged) as *const u8),
+        }
+    }
+
     /// Iterate `(name, value)` in name order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
         self.pair_iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
