@@ -1,5 +1,5 @@
 //! Target processing at scale, single thread, in upstream's benchmark shape
-//! (upstream-compat.md §9.1): 5 targets per group, 20 groups per job, about 40
+//! (docs/benchmarks.md, "Target processing"): 5 targets per group, 20 groups per job, about 40
 //! EndpointSlice-style labels per target with a unique `target_id`.
 //!
 //! For each size it measures, in a fresh child process (so peak memory is per size):

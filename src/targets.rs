@@ -1,5 +1,5 @@
 //! From discovered target groups to allocatable targets, as upstream builds them
-//! (upstream-compat.md §4.2–4.4): merge group and target labels into the served labels, seed
+//! (docs/allocation.md, "Targets"): merge group and target labels into the served labels, seed
 //! the job's defaults, run the job's relabel rules inside the no-sharding wrapper, drop what
 //! they drop, hash the identity, and keep the last target of each identity.
 
