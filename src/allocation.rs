@@ -25,7 +25,7 @@ pub enum StrategyName {
     LeastWeighted,
     /// `per-node`.
     PerNode,
-    /// `balanced` (ours, DESIGN.md I5).
+    /// `balanced` (ours, docs/architecture.md, invariant I5).
     Balanced,
 }
 

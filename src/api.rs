@@ -1,5 +1,5 @@
 //! The upstream-compatible HTTP API, served by every replica from its own read model
-//! (upstream-compat.md §2, §11): `/scrape_configs`, `/jobs`, `/jobs/{job}/targets`,
+//! (docs/compatibility.md, "The HTTP API"): `/scrape_configs`, `/jobs`, `/jobs/{job}/targets`,
 //! `/livez`, `/readyz`, `/metrics`, the HTML pages, and `/debug/status` (ours, JSON, for
 //! `target-allocator status`).
 //!

@@ -1,5 +1,5 @@
 //! The configuration: upstream's `targetallocator.yaml` read exactly as upstream reads it
-//! (upstream-compat.md §1), plus our `cluster:`, `collectors:`, `balanced:` and
+//! (docs/compatibility.md, "Loading the configuration"), plus our `cluster:`, `collectors:`, `balanced:` and
 //! `consistent_hashing:` sections, the environment and upstream's command-line flags.
 //!
 //! Loading order, as upstream: defaults, then the file, then `OTELCOL_NAMESPACE` and

@@ -1,4 +1,4 @@
-//! The mTLS listener (upstream's `https:` section, upstream-compat.md §3.5): the same routes
+//! The mTLS listener (upstream's `https:` section; docs/compatibility.md, "The mTLS listener"): the same routes
 //! as the plain listener, over TLS ≥ 1.2, with a client certificate required and verified
 //! against `ca_file_path`. Requests that arrive here are served real secret values in
 //! `/scrape_configs`, as upstream does for any request with a TLS connection.
