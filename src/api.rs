@@ -585,7 +585,7 @@ async fn status(State(context): Api) -> Response {
     let status = ClusterStatus {
         replicas,
         collectors: model.table.collectors.len(),
-        targets: model.table.targets.len(),
+        targets: model.table.targets().len(),
         unassigned: model.targets_per_collector.get(&None).copied().unwrap_or(0),
         balance: model.balance(),
         strategy: context.strategy.to_string(),

@@ -77,7 +77,7 @@ pub fn render(
 
 fn index(table: &Table, scrape_configs: &BTreeMap<String, Value>) -> HtmlResponse {
     let mut page = Page::with_header("OpenTelemetry Target Allocator");
-    let jobs: BTreeSet<&str> = table.targets.values().map(|target| target.job.as_ref()).collect();
+    let jobs: BTreeSet<&str> = table.targets().values().map(|target| target.job.as_ref()).collect();
     page.table(
         &["Category", "Count"],
         [
@@ -88,13 +88,13 @@ fn index(table: &Table, scrape_configs: &BTreeMap<String, Value>) -> HtmlRespons
             vec![Cell::link("/debug/jobs", "Jobs"), Cell::text(jobs.len().to_string())],
             vec![
                 Cell::link("/debug/targets", "Targets"),
-                Cell::text(table.targets.len().to_string()),
+                Cell::text(table.targets().len().to_string()),
             ],
         ],
     );
 
     let mut per_collector: BTreeMap<&str, (BTreeSet<&str>, usize)> = BTreeMap::new();
-    for target in table.targets.values() {
+    for target in table.targets().values() {
         if let Some(collector) = target.collector.as_deref() {
             let (jobs, targets) = per_collector.entry(collector).or_default();
             jobs.insert(&target.job);
@@ -135,7 +135,7 @@ fn scrape_configs_page(scrape_configs: &BTreeMap<String, Value>) -> HtmlResponse
 
 fn jobs_page(table: &Table) -> HtmlResponse {
     let mut targets_per_job: BTreeMap<&str, usize> = BTreeMap::new();
-    for target in table.targets.values() {
+    for target in table.targets().values() {
         *targets_per_job.entry(&target.job).or_default() += 1;
     }
     let mut page = Page::with_header("OpenTelemetry Target Allocator - Jobs");
@@ -156,7 +156,7 @@ fn job_page(table: &Table, raw_query: Option<&str>) -> HtmlResponse {
     };
     let mut targets_per_collector: BTreeMap<&str, usize> = BTreeMap::new();
     for target in table
-        .targets
+        .targets()
         .values()
         .filter(|target| target.job.as_ref() == job.as_str())
     {
@@ -180,7 +180,7 @@ fn targets_page(table: &Table) -> HtmlResponse {
     // The table is keyed by target hash, so iteration is already upstream's order.
     page.table(
         &["Job", "Target", "Collector", "Endpoint Slice"],
-        table.targets.iter().map(|(id, target)| {
+        table.targets().iter().map(|(id, target)| {
             vec![
                 job_link(&target.job),
                 target_link(*id, target),
@@ -213,7 +213,7 @@ fn target_page(table: &Table, raw_query: Option<&str>) -> HtmlResponse {
         status = Some(400);
         fallback
     });
-    let Some(target) = table.targets.get(&TargetId(hash)) else {
+    let Some(target) = table.targets().get(&TargetId(hash)) else {
         page.not_found("Target", &hash_text);
         return HtmlResponse::page(status.unwrap_or(404), page.into_body());
     };
@@ -284,7 +284,7 @@ fn collector_page(table: &Table, raw_query: Option<&str>) -> HtmlResponse {
     page.table(
         &["Job", "Target", "Endpoint Slice"],
         table
-            .targets
+            .targets()
             .iter()
             .filter(|(_, target)| target.collector.as_deref() == Some(collector))
             .map(|(id, target)| {

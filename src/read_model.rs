@@ -181,7 +181,7 @@ impl ReadModel {
         let bodies = self.job_bodies.get(job)?;
         Some(Arc::clone(bodies.all.get_or_init(|| {
             let mut ids: FxHashMap<Symbol, BTreeSet<TargetId>> = FxHashMap::default();
-            for (id, target) in &self.table.targets {
+            for (id, target) in self.table.targets() {
                 if &*target.job == job
                     && let Some(collector) = &target.collector
                 {
@@ -277,13 +277,13 @@ impl ReadModelBuilder {
     /// The model for `table`, rebuilding only what differs from the previous table.
     pub fn update(&mut self, table: &Table) -> ReadModel {
         let Some(previous) = self.model.take() else {
-            self.rebuilt_since_trim += table.targets.len();
+            self.rebuilt_since_trim += table.targets().len();
             let model = self.build_from_scratch(table);
             self.model = Some(model.clone());
             return model;
         };
         let mut dirty: BTreeSet<(Symbol, Option<Symbol>)> = BTreeSet::new();
-        for item in previous.table.targets.diff(&table.targets) {
+        for item in previous.table.targets().diff(table.targets()) {
             self.rebuilt_since_trim += 1;
             match item {
                 imbl::ordmap::DiffItem::Add(id, target) => {
@@ -375,7 +375,7 @@ impl ReadModelBuilder {
 
     fn build_from_scratch(&mut self, table: &Table) -> ReadModel {
         self.index.clear();
-        for (id, target) in &table.targets {
+        for (id, target) in table.targets() {
             self.index_insert(*id, target);
         }
         let empty_list = Arc::new(Body::new(b"[]\n".to_vec()));
@@ -489,7 +489,7 @@ fn write_groups(out: &mut Vec<u8>, table: &Table, ids: &BTreeSet<TargetId>) {
     out.push(b'[');
     let mut first = true;
     for id in ids {
-        let Some(target) = table.targets.get(id) else {
+        let Some(target) = table.targets().get(id) else {
             continue;
         };
         if !first {
@@ -584,7 +584,7 @@ pub fn spawn(mut tables: watch::Receiver<Table>) -> watch::Receiver<Arc<ReadMode
                 let model = builder.update(&table);
                 tracing::debug!(
                     revision = model.revision,
-                    targets = table.targets.len(),
+                    targets = table.targets().len(),
                     ms = started.elapsed().as_millis() as u64,
                     "read model rebuilt"
                 );
@@ -705,7 +705,7 @@ mod tests {
                 if !touched.insert(id) {
                     continue;
                 }
-                let exists = table.targets.contains_key(&id);
+                let exists = table.targets().contains_key(&id);
                 let owner = table
                     .collectors
                     .keys()
@@ -737,7 +737,7 @@ mod tests {
                 "seed {seed}"
             );
         }
-        assert!(!table.targets.is_empty());
+        assert!(!table.targets().is_empty());
     }
 
     #[test]

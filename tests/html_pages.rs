@@ -64,7 +64,7 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 }
 
 fn add_target(table: &mut Table, id: u64, job: &str, collector: Option<&str>, pairs: &[(&str, &str)]) {
-    table.targets.insert(
+    table.insert_target(
         TargetId(id),
         Target {
             job: Symbol::from(job),

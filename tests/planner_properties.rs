@@ -139,7 +139,7 @@ fn random_event(
 }
 
 fn assert_one_valid_owner(sim: &Simulation, context: &str) {
-    for (id, target) in &sim.table.targets {
+    for (id, target) in sim.table.targets() {
         assert!(
             sim.desired.contains_key(id),
             "{context}: table holds removed target {id}"
@@ -152,7 +152,7 @@ fn assert_one_valid_owner(sim: &Simulation, context: &str) {
         }
     }
     assert_eq!(
-        sim.table.targets.len(),
+        sim.table.targets().len(),
         sim.desired.len(),
         "{context}: table and discovery disagree"
     );
@@ -202,7 +202,7 @@ fn random_histories_keep_every_invariant() {
                 .any(|c| c.state == ta_raft::CollectorState::Ready);
             let may_leave_unowned = name.starts_with("per-node") || (name == "balanced" && !any_ready);
             if any_member && !may_leave_unowned {
-                let unassigned = sim.table.targets.values().filter(|t| t.collector.is_none()).count();
+                let unassigned = sim.table.targets().values().filter(|t| t.collector.is_none()).count();
                 assert_eq!(unassigned, 0, "{context}: targets unassigned while collectors exist");
             }
 
@@ -339,7 +339,7 @@ fn balanced_honours_the_move_budget_and_the_per_collector_cap() {
     let mut sim = settled(&settings, 3, 1_000, 5);
     let counts: Vec<usize> = sim.counts().values().copied().collect();
     assert!(counts.iter().all(|&c| c <= 300), "cap respected: {counts:?}");
-    let unassigned = sim.table.targets.values().filter(|t| t.collector.is_none()).count();
+    let unassigned = sim.table.targets().values().filter(|t| t.collector.is_none()).count();
     assert_eq!(unassigned, 100, "what no collector may take stays unassigned");
 
     sim.set_collector("collector-3", Some("node-3"), Readiness::Ready);
@@ -347,7 +347,7 @@ fn balanced_honours_the_move_budget_and_the_per_collector_cap() {
     let report = sim.step_with(Scope::Changed(&changed), Some(40));
     // The 100 unassigned go to the newcomer first (placement, not rebalancing); evening out
     // 300/300/300/100 would take 150 more moves, and the budget stops it at 40.
-    let unassigned = sim.table.targets.values().filter(|t| t.collector.is_none()).count();
+    let unassigned = sim.table.targets().values().filter(|t| t.collector.is_none()).count();
     assert_eq!(unassigned, 0, "the newcomer takes what the cap left unassigned");
     assert_eq!(report.summary.rebalance_moves, 40, "{:?}", report.summary);
     assert_eq!(sim.counts()[&Symbol::from("collector-3")], 140);

@@ -231,7 +231,7 @@ async fn commit_latency(settings: &Settings) {
         );
     }
     settle(&replicas).await;
-    let sizes: Vec<usize> = replicas.iter().map(|r| r.table().targets.len()).collect();
+    let sizes: Vec<usize> = replicas.iter().map(|r| r.table().targets().len()).collect();
     println!("\ntable size at the end: {sizes:?} targets per replica");
     for replica in &replicas {
         replica.shutdown().await;

@@ -146,7 +146,7 @@ impl BatchApplier {
     }
 
     fn check_expect(&self, id: TargetId, expect: &Expect) -> Result<(), ConflictReason> {
-        let current = self.working.targets.get(&id);
+        let current = self.working.targets().get(&id);
         match (expect, current) {
             (Expect::Anything, _) | (Expect::Absent, None) | (Expect::Present, Some(_)) => Ok(()),
             (Expect::Absent, Some(_)) => Err(ConflictReason::TargetExists(id)),
@@ -182,13 +182,13 @@ impl BatchApplier {
                     labels: labels.clone(),
                     collector: collector.clone(),
                 };
-                match self.working.targets.get(id) {
+                match self.working.targets().get(id) {
                     Some(existing) if *existing == target => {}
                     existing => {
                         if existing.is_none() {
                             self.changed.created.insert(*id);
                         }
-                        self.working.targets.insert(*id, target);
+                        self.working.insert_target(*id, target);
                         self.changed.targets.insert(*id);
                     }
                 }
@@ -196,13 +196,13 @@ impl BatchApplier {
             Decision::RemoveTarget { id, expect } => {
                 self.first_touch(*id)?;
                 self.check_expect(*id, expect)?;
-                if self.working.targets.remove(id).is_some() {
+                if self.working.remove_target(id).is_some() {
                     self.changed.targets.insert(*id);
                 }
             }
             Decision::MoveTarget { id, from, to } => {
                 self.first_touch(*id)?;
-                let Some(current) = self.working.targets.get(id) else {
+                let Some(current) = self.working.targets().get(id) else {
                     return Err(ConflictReason::TargetMissing(*id));
                 };
                 if current.collector != *from {
@@ -214,9 +214,7 @@ impl BatchApplier {
                 }
                 self.known_collector(to.as_ref())?;
                 if from != to {
-                    if let Some(target) = self.working.targets.get_mut(id) {
-                        target.collector = to.clone();
-                    }
+                    self.working.set_owner(id, to.clone());
                     self.changed.targets.insert(*id);
                 }
             }
@@ -264,12 +262,7 @@ impl BatchApplier {
             if self.working.collectors.contains_key(collector.as_ref()) {
                 continue;
             }
-            let owned = self
-                .working
-                .targets
-                .values()
-                .filter(|t| t.collector.as_deref() == Some(collector.as_ref()))
-                .count();
+            let owned = self.working.owned_by(collector);
             if owned > 0 {
                 conflicts.push(Conflict {
                     decision: usize::MAX,
@@ -316,7 +309,7 @@ mod tests {
     }
 
     fn owner(table: &Table, n: u64) -> Option<&str> {
-        table.targets.get(&id(n)).and_then(|t| t.collector.as_deref())
+        table.targets().get(&id(n)).and_then(|t| t.collector.as_deref())
     }
 
     #[test]
@@ -455,7 +448,7 @@ mod tests {
         );
         let t = apply(&table, 3, &b.build());
         assert_eq!(t.outcome, Outcome::Applied { changes: 1 });
-        assert_eq!(t.table.targets[&id(1)].labels.get("__meta_pod"), Some("p-2"));
+        assert_eq!(t.table.targets()[&id(1)].labels.get("__meta_pod"), Some("p-2"));
         assert_eq!(owner(&t.table, 1), Some("c1"));
     }
 

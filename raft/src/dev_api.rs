@@ -66,7 +66,7 @@ impl From<&Table> for TableView {
             revision: table.revision,
             digest: table.digest(),
             assignments: table
-                .targets
+                .targets()
                 .iter()
                 .map(|(id, t)| (id.0, t.collector.as_deref().map(str::to_string)))
                 .collect(),

@@ -567,7 +567,14 @@ pub struct Collector {
 pub struct Table {
     /// Log index of the last entry that changed the table (0 before any).
     pub revision: u64,
-    pub targets: OrdMap<TargetId, Target>,
+    /// Changed only through [`Table::insert_target`], [`Table::remove_target`] and
+    /// [`Table::set_owner`], which keep `owned` in step.
+    targets: OrdMap<TargetId, Target>,
+    /// Targets per owning collector, by symbol number (the numbers stay theirs: every counted
+    /// target holds its owner's symbol). Kept so that a plan needing counts at a million
+    /// targets reads them instead of scanning the table. Shared between clones until one
+    /// changes (each applied batch copies it once: as many entries as collectors own targets).
+    owned: Arc<rustc_hash::FxHashMap<u32, usize>>,
     pub collectors: OrdMap<Symbol, Collector>,
     /// Per-job scrape config, opaque JSON text.
     pub scrape_configs: OrdMap<Symbol, Arc<str>>,
@@ -580,6 +587,64 @@ impl Table {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Every target, by id.
+    pub fn targets(&self) -> &OrdMap<TargetId, Target> {
+        &self.targets
+    }
+
+    /// Add or replace target `id`; returns what it replaced.
+    pub fn insert_target(&mut self, id: TargetId, target: Target) -> Option<Target> {
+        self.count(target.collector.as_ref(), 1);
+        let previous = self.targets.insert(id, target);
+        if let Some(previous) = &previous {
+            self.uncount(previous.collector.as_ref());
+        }
+        previous
+    }
+
+    /// Remove target `id`; returns it if it was there.
+    pub fn remove_target(&mut self, id: &TargetId) -> Option<Target> {
+        let removed = self.targets.remove(id);
+        if let Some(removed) = &removed {
+            self.uncount(removed.collector.as_ref());
+        }
+        removed
+    }
+
+    /// Give target `id` to `collector`; false when there is no such target.
+    pub fn set_owner(&mut self, id: &TargetId, collector: Option<Symbol>) -> bool {
+        let Some(target) = self.targets.get_mut(id) else {
+            return false;
+        };
+        let previous = std::mem::replace(&mut target.collector, collector.clone());
+        self.count(collector.as_ref(), 1);
+        self.uncount(previous.as_ref());
+        true
+    }
+
+    /// How many targets `collector` owns.
+    pub fn owned_by(&self, collector: &Symbol) -> usize {
+        self.owned.get(&collector.id()).copied().unwrap_or(0)
+    }
+
+    fn count(&mut self, owner: Option<&Symbol>, by: usize) {
+        if let Some(owner) = owner {
+            *Arc::make_mut(&mut self.owned).entry(owner.id()).or_default() += by;
+        }
+    }
+
+    fn uncount(&mut self, owner: Option<&Symbol>) {
+        let Some(owner) = owner else { return };
+        let owned = Arc::make_mut(&mut self.owned);
+        if let Some(count) = owned.get_mut(&owner.id()) {
+            *count -= 1;
+            if *count == 0 {
+                // The symbol number may go to another name once no target holds this one.
+                owned.remove(&owner.id());
+            }
+        }
     }
 
     /// A digest of the table contents (revision excluded), equal on replicas that agree.
@@ -646,7 +711,60 @@ impl PartialEq for Table {
 
 #[cfg(test)]
 mod tests {
+    use rand::Rng;
+    use rand::SeedableRng;
+
     use super::*;
+
+    #[test]
+    fn owner_counts_follow_every_change_to_the_targets() {
+        let seed: u64 = rand::random();
+        let mut random = rand::rngs::StdRng::seed_from_u64(seed);
+        let owners = [
+            None,
+            Some(Symbol::from("c-0")),
+            Some(Symbol::from("c-1")),
+            Some(Symbol::from("c-2")),
+        ];
+        let mut table = Table::new();
+        for step in 0..2_000 {
+            let id = TargetId(random.gen_range(0..64));
+            let owner = owners[random.gen_range(0..owners.len())].clone();
+            // A clone taken now must keep its own counts whatever the original does next.
+            let before = (random.gen_range(0..20) == 0).then(|| (table.clone(), table.owned_by(&Symbol::from("c-1"))));
+            match random.gen_range(0..3) {
+                0 => {
+                    let target = Target {
+                        job: Symbol::from("job"),
+                        labels: Labels::new(Vec::new()),
+                        collector: owner,
+                    };
+                    table.insert_target(id, target);
+                }
+                1 => {
+                    table.remove_target(&id);
+                }
+                _ => {
+                    table.set_owner(&id, owner);
+                }
+            }
+            for collector in owners.iter().flatten() {
+                let scanned = table
+                    .targets()
+                    .values()
+                    .filter(|t| t.collector.as_ref() == Some(collector))
+                    .count();
+                assert_eq!(
+                    table.owned_by(collector),
+                    scanned,
+                    "seed {seed}, step {step}, {collector}"
+                );
+            }
+            if let Some((clone, count)) = before {
+                assert_eq!(clone.owned_by(&Symbol::from("c-1")), count, "seed {seed}, step {step}");
+            }
+        }
+    }
 
     #[test]
     fn identities_are_equal_exactly_for_the_same_job_and_label_sequence() {

@@ -81,7 +81,7 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// Every record of `table`, the form snapshots hold it in: targets in id order, then
 /// collectors, jobs, the config digest and the revision.
 pub fn table_records(table: &Table) -> impl Iterator<Item = Record> + '_ {
-    let targets = table.targets.iter().map(|(id, target)| {
+    let targets = table.targets().iter().map(|(id, target)| {
         (
             key(TARGET, &id.0.to_be_bytes()),
             encode(&TargetOut {
@@ -147,7 +147,7 @@ pub fn table_from_records(
                     .map(|(n, v)| (interner.intern(n), interner.intern(v)))
                     .collect();
                 let collector = stored.collector.as_deref().map(|c| interner.intern(c));
-                table.targets.insert(
+                table.insert_target(
                     id,
                     Target {
                         job,

@@ -320,7 +320,7 @@ pub async fn recover(request: RecoverRequest) -> Result<RecoveryReport, RecoverE
         old_cluster_id: survivor.cluster_id,
         applied_index: survivor.applied.index,
         revision: survivor.table.revision,
-        targets: survivor.table.targets.len(),
+        targets: survivor.table.targets().len(),
         collectors: survivor.table.collectors.len(),
         dropped_log_entries: survivor.dropped_log_entries,
         dropped_known_committed: survivor.dropped_known_committed,

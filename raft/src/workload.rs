@@ -110,6 +110,6 @@ mod tests {
             "{:?}",
             next.outcome
         );
-        assert_eq!(next.table.targets.len(), 200);
+        assert_eq!(next.table.targets().len(), 200);
     }
 }

@@ -82,14 +82,14 @@ fn random_batch(rng: &mut StdRng, table: &Table, next_target: &mut u64, seed: u6
         }
         2 => {
             let mut builder = CommandBuilder::new();
-            let ids: Vec<TargetId> = table.targets.keys().copied().collect();
+            let ids: Vec<TargetId> = table.targets().keys().copied().collect();
             let mut touched = BTreeSet::new();
             for _ in 0..rng.gen_range(1..50usize).min(ids.len()) {
                 let id = ids[rng.gen_range(0..ids.len())];
                 if !touched.insert(id) {
                     continue;
                 }
-                let owner = table.targets.get(&id).and_then(|t| t.collector.as_deref());
+                let owner = table.targets().get(&id).and_then(|t| t.collector.as_deref());
                 if rng.gen_bool(0.5) {
                     builder.remove_target(id, Expect::Present);
                 } else {

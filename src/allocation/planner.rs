@@ -178,7 +178,7 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
             // is in the cache; sorted by id afterwards.
             examined = input.desired.iter().map(|(id, target)| Row::new(*id, target)).collect();
             examined.sort_unstable_by_key(|row| row.id);
-            let mut in_table = table.targets.iter().peekable();
+            let mut in_table = table.targets().iter().peekable();
             for row in &mut examined {
                 let id = row.id;
                 while let Some((&gone_id, gone)) = in_table.next_if(|(table_id, _)| **table_id < id) {
@@ -197,14 +197,14 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
                 match input.desired.get_key_value(id) {
                     Some((id, target)) => examined.push(Row::new(*id, target)),
                     None => {
-                        if let Some(target) = table.targets.get(id) {
+                        if let Some(target) = table.targets().get(id) {
                             removed_targets.push((*id, target));
                         }
                     }
                 }
             }
             for row in &mut examined {
-                row.current = table.targets.get(&row.id);
+                row.current = table.targets().get(&row.id);
             }
         }
     }
@@ -224,7 +224,7 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
         let mut all: Vec<Candidate<'_>> = input
             .desired
             .iter()
-            .map(|(id, wanted)| Candidate::new(*id, wanted, table.targets.get(id).and_then(|t| t.collector.as_ref())))
+            .map(|(id, wanted)| Candidate::new(*id, wanted, table.targets().get(id).and_then(|t| t.collector.as_ref())))
             .collect();
         all.sort_unstable_by_key(|candidate| candidate.id);
         all
@@ -242,7 +242,7 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
             .map(Row::candidate)
             .collect();
         if membership.members_changed {
-            needing.extend(table.targets.iter().filter_map(|(id, current)| {
+            needing.extend(table.targets().iter().filter_map(|(id, current)| {
                 if removed.contains(id) || has_member_owner(Some(current)) {
                     return None;
                 }
@@ -262,6 +262,7 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
         input.desired,
         &membership.members,
         &removed,
+        removed_targets.iter().map(|(_, target)| target.collector.as_ref()),
         input.strategy.bookkeeping(),
     );
     allocation.reserve(candidates.len());
@@ -339,7 +340,7 @@ pub fn plan_in_entries(input: &PlanInput<'_>, entry_weight_limit: usize) -> Plan
                     wanted,
                     job: wanted.job.id(),
                     owner: decision.as_ref(),
-                    current: table.targets.get(id).and_then(|t| t.collector.as_ref()),
+                    current: table.targets().get(id).and_then(|t| t.collector.as_ref()),
                     id: *id,
                     touch: Touch::Decided,
                 })

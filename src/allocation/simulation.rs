@@ -129,11 +129,11 @@ impl Simulation {
             assert_between(&before, table, &self.table);
         }
         let moved = before
-            .targets
+            .targets()
             .iter()
             .filter(|(id, old)| {
                 self.table
-                    .targets
+                    .targets()
                     .get(*id)
                     .is_some_and(|new| new.collector != old.collector)
             })
@@ -159,7 +159,7 @@ impl Simulation {
     /// Targets per collector in the table, every table collector included.
     pub fn counts(&self) -> BTreeMap<Symbol, usize> {
         let mut counts: BTreeMap<Symbol, usize> = self.table.collectors.keys().map(|c| (c.clone(), 0)).collect();
-        for target in self.table.targets.values() {
+        for target in self.table.targets().values() {
             if let Some(owner) = &target.collector {
                 *counts.entry(owner.clone()).or_default() += 1;
             }
@@ -170,7 +170,7 @@ impl Simulation {
     /// Owner of every target.
     pub fn owners(&self) -> BTreeMap<TargetId, Option<Symbol>> {
         self.table
-            .targets
+            .targets()
             .iter()
             .map(|(id, t)| (*id, t.collector.clone()))
             .collect()
@@ -280,7 +280,7 @@ pub fn measure_quality(
     sim.step();
     sim.advance(grace * 2);
     let moved_on_leave = sim.step().moved as f64 / m;
-    let unassigned_after_leave = sim.table.targets.values().filter(|t| t.collector.is_none()).count() as f64 / m;
+    let unassigned_after_leave = sim.table.targets().values().filter(|t| t.collector.is_none()).count() as f64 / m;
     sim.set_collector(&leaver, Some(&node(collectors - 1)), Readiness::Ready);
     sim.step();
 
@@ -368,11 +368,11 @@ pub fn quality_report(
 /// is present there too, owned by its owner before or its owner after, so a reader never sees
 /// it vanish or pass through a third owner.
 pub fn assert_between(before: &Table, between: &Table, after: &Table) {
-    for (id, old) in &before.targets {
-        let Some(new) = after.targets.get(id) else {
+    for (id, old) in before.targets() {
+        let Some(new) = after.targets().get(id) else {
             continue;
         };
-        let seen = between.targets.get(id).unwrap_or_else(|| {
+        let seen = between.targets().get(id).unwrap_or_else(|| {
             panic!(
                 "target {id} is in the table before and after the plan but not at revision {}",
                 between.revision

@@ -165,11 +165,13 @@ pub struct Allocation<'a> {
 }
 
 impl<'a> Allocation<'a> {
-    pub fn new(
+    /// `removed_owners`: the owners in the table of the targets in `removed`.
+    pub fn new<'r>(
         table: &'a Table,
         desired: &'a DesiredTargets,
         members: &'a BTreeMap<Symbol, Member>,
         removed: &'a FxHashSet<TargetId>,
+        removed_owners: impl Iterator<Item = Option<&'r Symbol>>,
         bookkeeping: Bookkeeping,
     ) -> Self {
         let mut allocation = Self {
@@ -182,29 +184,35 @@ impl<'a> Allocation<'a> {
             counts: None,
             job_counts: None,
         };
-        if bookkeeping >= Bookkeeping::Counts {
+        if bookkeeping == Bookkeeping::Counts {
+            // The table keeps its owners' counts: at a million targets a scan for them would
+            // cost more than the rest of a small plan.
+            let mut counts: FxHashMap<u32, usize> = members.keys().map(|id| (id.id(), table.owned_by(id))).collect();
+            for owner in removed_owners.flatten() {
+                if let Some(count) = counts.get_mut(&owner.id()) {
+                    *count -= 1;
+                }
+            }
+            allocation.counts = Some(counts);
+        } else if bookkeeping == Bookkeeping::CountsPerJob {
             let mut counts: FxHashMap<u32, usize> = members.keys().map(|id| (id.id(), 0)).collect();
             let mut job_counts: FxHashMap<u32, FxHashMap<u32, usize>> = FxHashMap::default();
-            for (id, target) in &table.targets {
+            for (id, target) in table.targets() {
                 if removed.contains(id) {
                     continue;
                 }
                 let Some(owner) = &target.collector else { continue };
                 if let Some(count) = counts.get_mut(&owner.id()) {
                     *count += 1;
-                    if bookkeeping == Bookkeeping::CountsPerJob {
-                        *job_counts
-                            .entry(target.job.id())
-                            .or_default()
-                            .entry(owner.id())
-                            .or_default() += 1;
-                    }
+                    *job_counts
+                        .entry(target.job.id())
+                        .or_default()
+                        .entry(owner.id())
+                        .or_default() += 1;
                 }
             }
             allocation.counts = Some(counts);
-            if bookkeeping == Bookkeeping::CountsPerJob {
-                allocation.job_counts = Some(job_counts);
-            }
+            allocation.job_counts = Some(job_counts);
         }
         allocation
     }
@@ -223,7 +231,7 @@ impl<'a> Allocation<'a> {
     pub fn owner(&self, id: TargetId) -> Option<&Symbol> {
         match self.decided.get(&id) {
             Some(decided) => decided.as_ref(),
-            None => self.table.targets.get(&id).and_then(|t| t.collector.as_ref()),
+            None => self.table.targets().get(&id).and_then(|t| t.collector.as_ref()),
         }
     }
 
@@ -322,12 +330,12 @@ impl<'a> Allocation<'a> {
     pub fn targets_by_member(&self) -> BTreeMap<Symbol, Vec<TargetId>> {
         let mut by_member: BTreeMap<Symbol, Vec<TargetId>> =
             self.members.keys().map(|id| (id.clone(), Vec::new())).collect();
-        let in_table = self.table.targets.keys().copied();
+        let in_table = self.table.targets().keys().copied();
         let decided_new = self
             .decided
             .iter()
             .map(|(id, _)| *id)
-            .filter(|id| !self.table.targets.contains_key(id));
+            .filter(|id| !self.table.targets().contains_key(id));
         for id in in_table.chain(decided_new) {
             if self.removed.contains(&id) {
                 continue;
