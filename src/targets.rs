@@ -180,7 +180,8 @@ impl Layout {
 struct Read {
     /// `None` when the caller must relabel to know it.
     id: Option<TargetId>,
-    address: Symbol,
+    /// [`DesiredTarget::address_hash`] of the `__address__` found.
+    address_hash: u64,
     node: Option<Symbol>,
 }
 
@@ -347,13 +348,13 @@ impl<'a> PreparedJob<'a> {
             }
             match role {
                 Role::Meta => {}
-                Role::Plain => hasher.add_hashed(name_hash, string_hash(value.as_str())),
-                _ if disabled => hasher.add_hashed(name_hash, string_hash(value.as_str())),
+                Role::Plain => hasher.add_hashed(name_hash, value.text_hash()),
+                _ if disabled => hasher.add_hashed(name_hash, value.text_hash()),
                 Role::DisableSharding => {}
                 Role::Seed(i) => {
                     if !value.is_empty() {
                         discovered |= 1 << i;
-                        hasher.add_hashed(name_hash, string_hash(value.as_str()));
+                        hasher.add_hashed(name_hash, value.text_hash());
                     }
                 }
             }
@@ -380,7 +381,7 @@ impl<'a> PreparedJob<'a> {
             });
         Read {
             id,
-            address: address.cloned().unwrap_or_else(|| Symbol::from("")),
+            address_hash: DesiredTarget::hash_address(address.map_or("", |a| a.as_str())),
             node: node.cloned(),
         }
     }
@@ -407,7 +408,7 @@ pub fn build_group(job: &mut PreparedJob<'_>, group: &TargetGroup) -> Vec<Alloca
                 TargetId::compute(&job.settings.name, builder.range())
             }
         };
-        let target = DesiredTarget::new(job.kept.symbol.clone(), read.address, served, read.node);
+        let target = DesiredTarget::with_address_hash(job.kept.symbol.clone(), served, read.node, read.address_hash);
         let existing = if many {
             positions.get(&id).copied()
         } else {
@@ -570,7 +571,8 @@ mod tests {
                     crate::allocation::desired::node_of(&served),
                     "seed {seed}, case {case}, node of {served:?}"
                 );
-                assert_eq!(&*read.address, served.get("__address__").unwrap_or(""));
+                let address = served.get("__address__").unwrap_or("");
+                assert_eq!(read.address_hash, DesiredTarget::hash_address(address));
                 let builder = relabel_builder(&prepared, LabelBuilder::from_labels(served.clone())).expect("no rules");
                 let slow = TargetId::compute(&settings.name, builder.range());
                 assert_eq!(fast, slow, "seed {seed}, case {case}, {filter:?}, labels {served:?}");
@@ -639,7 +641,7 @@ mod tests {
             )],
         );
         assert_eq!(built.len(), 1);
-        assert_eq!(&*built[0].target.address, "10.0.0.1:80");
+        assert_eq!(built[0].target.address(), "10.0.0.1:80");
         assert_eq!(
             built[0].target.labels.iter().collect::<Vec<_>>(),
             vec![("__address__", "10.0.0.1:80"), ("__meta_pod", "p"), ("zone", "b")]
@@ -708,7 +710,7 @@ mod tests {
         };
         let built = build(&job("j", rules_without_n), FilterStrategy::RelabelConfig, &groups);
         assert_eq!(built.len(), 1);
-        assert_eq!(&*built[0].target.address, "c:1", "served labels of the last target win");
+        assert_eq!(built[0].target.address(), "c:1", "served labels of the last target win");
         let built = build(&job("j", rules), FilterStrategy::RelabelConfig, &groups);
         assert_eq!(built.len(), 2, "distinct remaining labels keep identities apart");
     }

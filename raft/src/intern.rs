@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicPtr;
 use std::sync::atomic::AtomicU32;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering as AtomicOrdering;
 
 use rustc_hash::FxBuildHasher;
@@ -43,6 +44,10 @@ struct Slot {
     text: AtomicPtr<u8>,
     len: AtomicU32,
     references: AtomicU32,
+    /// [`hash_text`] of the text, worked out once when it is interned: target identities
+    /// hash every label value of every target, and reading this is one load of the slot
+    /// the text is found through anyway, instead of a read of the text and a hash of it.
+    hash: AtomicU64,
 }
 
 /// The first chunk holds `1 << FIRST_CHUNK_BITS` slots; each next one twice as many.
@@ -117,6 +122,7 @@ impl Registry {
                 text: AtomicPtr::new(std::ptr::null_mut()),
                 len: AtomicU32::new(0),
                 references: AtomicU32::new(0),
+                hash: AtomicU64::new(0),
             })
             .collect();
         self.chunks[chunk].store(Box::leak(slots).as_mut_ptr(), AtomicOrdering::Release);
@@ -146,6 +152,7 @@ impl Registry {
         let slot = self.slot(n);
         slot.len.store(len, AtomicOrdering::Relaxed);
         slot.references.store(1, AtomicOrdering::Relaxed);
+        slot.hash.store(hash_text(text), AtomicOrdering::Relaxed);
         self.longest.fetch_max(len, AtomicOrdering::Relaxed);
         slot.text.store(leaked.as_mut_ptr(), AtomicOrdering::Release);
         state.index.insert(leaked, n);
@@ -193,6 +200,13 @@ pub fn longest_interned() -> usize {
     registry().longest.load(AtomicOrdering::Relaxed) as usize
 }
 
+/// The 64-bit hash of a text that target identities are made of (xxh3), as
+/// [`Symbol::text_hash`] keeps it.
+#[inline]
+pub fn hash_text(text: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+}
+
 impl Symbol {
     /// The interned copy of `text`, adding it if new.
     pub fn new(text: &str) -> Self {
@@ -208,6 +222,13 @@ impl Symbol {
         // SAFETY: this symbol holds a reference, so the slot's text is not freed or replaced
         // while it (and so the returned borrow) lives; it is valid UTF-8 from a `str`.
         unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(text, len)) }
+    }
+
+    /// [`hash_text`] of the text, without reading it.
+    #[inline]
+    pub fn text_hash(&self) -> u64 {
+        // Stored before the slot's text was published; this symbol was handed out after.
+        registry().slot(self.0.get() - 1).hash.load(AtomicOrdering::Relaxed)
     }
 
     /// The registry's number for this string: equal strings have equal numbers while either
@@ -389,6 +410,18 @@ mod tests {
         assert_eq!(Symbol::from("node-a"), a);
         assert_eq!(interner.len(), 1);
         assert_eq!(std::mem::size_of::<Option<Symbol>>(), 4);
+    }
+
+    #[test]
+    fn the_kept_hash_is_the_hash_of_the_text_also_in_a_reused_slot() {
+        // Enough strings created and dropped that sweeps free slots and later ones reuse them.
+        for round in 0..3 {
+            let held: Vec<Symbol> = (0..70_000).map(|i| Symbol::new(&format!("hash-{round}-{i}"))).collect();
+            for symbol in held.iter().step_by(997) {
+                assert_eq!(symbol.text_hash(), hash_text(symbol.as_str()), "{}", symbol.as_str());
+            }
+        }
+        assert_eq!(Symbol::from("").text_hash(), hash_text(""));
     }
 
     #[test]

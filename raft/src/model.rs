@@ -47,7 +47,7 @@ impl TargetId {
 /// job) hashes it once.
 #[inline]
 pub fn string_hash(text: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+    crate::intern::hash_text(text)
 }
 
 /// [`TargetId::compute`] one label at a time, for callers that already know which labels

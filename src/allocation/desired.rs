@@ -11,28 +11,42 @@ use ta_raft::model::Labels;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredTarget {
     pub job: Symbol,
-    /// `__address__` of the served labels.
-    pub address: Symbol,
     /// The served labels (discovered, pre-relabel).
     pub labels: Labels,
     /// The Kubernetes node the target runs on, by upstream's `per-node` rules.
     pub node: Option<Symbol>,
-    /// xxHash64 (seed 0) of `address`, which `consistent-hashing` places by. Worked out when
-    /// the target is built, while its address is in the cache: in a plan of 100k targets,
-    /// reading each address again cost two cache misses per target.
+    /// xxHash64 (seed 0) of the `__address__` label, which `consistent-hashing` places by.
+    /// Worked out when the target is built, while its address is in the cache: in a plan of
+    /// 100k targets, reading each address again cost two cache misses per target. The
+    /// address itself is not kept beside the labels: holding a second reference to its
+    /// symbol cost a locked increment per target built, for nothing a plan reads.
     address_hash: u64,
 }
 
 impl DesiredTarget {
-    pub fn new(job: Symbol, address: Symbol, labels: Labels, node: Option<Symbol>) -> Self {
-        let address_hash = xxhash_rust::xxh64::xxh64(address.as_bytes(), 0);
+    /// `address`: the `__address__` of `labels` (empty without one).
+    pub fn new(job: Symbol, address: &str, labels: Labels, node: Option<Symbol>) -> Self {
+        Self::with_address_hash(job, labels, node, Self::hash_address(address))
+    }
+
+    /// [`DesiredTarget::new`] given the address's [`DesiredTarget::hash_address`].
+    pub fn with_address_hash(job: Symbol, labels: Labels, node: Option<Symbol>, address_hash: u64) -> Self {
         Self {
             job,
-            address,
             labels,
             node,
             address_hash,
         }
+    }
+
+    /// What `consistent-hashing` places an address by.
+    pub fn hash_address(address: &str) -> u64 {
+        xxhash_rust::xxh64::xxh64(address.as_bytes(), 0)
+    }
+
+    /// The `__address__` label (empty without one).
+    pub fn address(&self) -> &str {
+        self.labels.get("__address__").unwrap_or("")
     }
 
     /// xxHash64 (seed 0) of the address.

@@ -199,7 +199,7 @@ pub fn synthetic_targets(count: usize, jobs: usize, nodes: usize, seed: u64) -> 
                 (Symbol::from("target_index"), Symbol::from(i.to_string())),
             ]);
             let id = TargetId::compute(&job, labels.iter());
-            let target = DesiredTarget::new(job, address, labels, Some(node));
+            let target = DesiredTarget::new(job, &address, labels, Some(node));
             (id, target)
         })
         .collect()
@@ -211,7 +211,7 @@ pub fn relabeled(target: &DesiredTarget, generation: u64) -> DesiredTarget {
     pairs.push((Symbol::from("__meta_generation"), Symbol::from(generation.to_string())));
     DesiredTarget::new(
         target.job.clone(),
-        target.address.clone(),
+        target.address(),
         Labels::new(pairs),
         target.node.clone(),
     )
