@@ -21,7 +21,7 @@ use crate::targets::FilterStrategy;
 use crate::targets::JobPreparation;
 use crate::targets::JobSettings;
 use crate::targets::PreparedJob;
-use crate::targets::build_group;
+use crate::targets::build_group_into;
 
 /// The ids one group yielded. Most groups of a large file_sd or http_sd source hold one
 /// target: their id is kept inline rather than in an allocation of its own.
@@ -151,6 +151,7 @@ impl DesiredState {
             self.desired
                 .reserve(groups.iter().map(|group| group.targets.len()).sum());
         }
+        let mut built = Vec::new();
         for group in groups {
             if let Some(unchanged) = previous_by_pointer.remove(&Arc::as_ptr(group)) {
                 processed_now.push(unchanged);
@@ -162,10 +163,10 @@ impl DesiredState {
             let bytes_within = every_string_within
                 || (within_label_bytes(&self.limits, &group.labels)
                     && group.targets.iter().all(|own| within_label_bytes(&self.limits, own)));
-            let built = build_group(&mut prepared, group);
+            build_group_into(&mut prepared, group, &mut built);
             let mut ids = Vec::with_capacity(built.len());
             let mut refused = 0;
-            for target in built {
+            for target in built.drain(..) {
                 let within = if bytes_within {
                     target.target.labels.len() <= self.limits.max_labels_per_target
                 } else {
@@ -356,7 +357,7 @@ mod tests {
             let mut prepared = PreparedJob::new(&settings, FilterStrategy::RelabelConfig);
             let mut yielding: BTreeMap<TargetId, u32> = BTreeMap::new();
             for group in &groups {
-                for target in build_group(&mut prepared, group) {
+                for target in crate::targets::build_group(&mut prepared, group) {
                     *yielding.entry(target.id).or_default() += 1;
                 }
             }

@@ -390,7 +390,15 @@ impl<'a> PreparedJob<'a> {
 /// Build the allocatable targets of `job` from one discovered group. Targets that collapse
 /// to one identity are one target; the last one wins (upstream §4.4).
 pub fn build_group(job: &mut PreparedJob<'_>, group: &TargetGroup) -> Vec<AllocatableTarget> {
-    let mut built: Vec<AllocatableTarget> = Vec::with_capacity(group.targets.len());
+    let mut built = Vec::with_capacity(group.targets.len());
+    build_group_into(job, group, &mut built);
+    built
+}
+
+/// [`build_group`] into `built` (emptied first), for a caller building many groups with one
+/// buffer instead of an allocation per group.
+pub fn build_group_into(job: &mut PreparedJob<'_>, group: &TargetGroup, built: &mut Vec<AllocatableTarget>) {
+    built.clear();
     // A static config can hold thousands of targets in one group: find repeats by id there;
     // a small group is searched in place.
     let mut positions: FxHashMap<TargetId, usize> = FxHashMap::default();
@@ -424,7 +432,6 @@ pub fn build_group(job: &mut PreparedJob<'_>, group: &TargetGroup) -> Vec<Alloca
             }
         }
     }
-    built
 }
 
 /// Build the allocatable targets of `job` from its discovered `groups` (see [`build_group`]).

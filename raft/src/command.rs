@@ -298,6 +298,14 @@ impl CommandBuilder {
         Self::default()
     }
 
+    /// Room for `decisions` decisions without growing (a large plan's entries are cut at a
+    /// size, so the next one holds about as many as the last).
+    pub fn with_capacity(decisions: usize) -> Self {
+        Self {
+            decisions: Vec::with_capacity(decisions),
+        }
+    }
+
     /// Add or refresh a target whose labels are already an interned, sorted set: the set is
     /// shared with the command, not copied.
     pub fn upsert_target_labels(

@@ -130,7 +130,8 @@ impl Entries {
     /// The entry to add the next decision to, given its weight; cuts before it if needed.
     fn next(&mut self, weight: usize) -> &mut CommandBuilder {
         if self.weight > 0 && self.weight + weight > self.limit {
-            let full = std::mem::take(&mut self.current);
+            let capacity = self.current.len();
+            let full = std::mem::replace(&mut self.current, CommandBuilder::with_capacity(capacity));
             self.decisions += full.len();
             self.done.push(full.build());
             self.weight = 0;
