@@ -215,3 +215,39 @@ fn unchanged_files_are_not_parsed_again_and_same_size_rewrites_are_still_seen() 
     assert!(Arc::ptr_eq(&changed[0], &kept[0]));
     assert!(error.is_some_and(|e| e.contains("targets.json")));
 }
+
+#[test]
+fn a_round_that_changes_nothing_reports_nothing_and_every_change_is_reported() {
+    use target_allocator::discovery::file_sd::FileDiscovery;
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = directory.path().join("targets.json");
+    let write = |text: &str| std::fs::write(&path, text).expect("write the file");
+    write(r#"[{"targets": ["10.0.0.1:80"]}]"#);
+    let mut discovery = FileDiscovery::new(vec![path.display().to_string()]);
+
+    let (first, error) = discovery
+        .refresh_now_if_changed()
+        .expect("the first round always answers");
+    assert_eq!((addresses(&first), error), (vec!["10.0.0.1:80".to_string()], None));
+    assert!(discovery.refresh_now_if_changed().is_none(), "nothing changed");
+    // The full round still answers with everything.
+    assert_eq!(addresses(&discovery.refresh_now().0), ["10.0.0.1:80"]);
+
+    write(r#"[{"targets": ["10.0.0.2:80"]}]"#);
+    let (changed, _) = discovery.refresh_now_if_changed().expect("new bytes");
+    assert_eq!(addresses(&changed), ["10.0.0.2:80"]);
+
+    // Broken: the same groups, a new problem, reported once.
+    write("[{");
+    let (kept, error) = discovery.refresh_now_if_changed().expect("a new problem");
+    assert_eq!(addresses(&kept), ["10.0.0.2:80"]);
+    assert!(error.is_some_and(|e| e.contains("targets.json")));
+    assert!(discovery.refresh_now_if_changed().is_none(), "the same problem again");
+    let (_, error) = discovery.refresh_now();
+    assert!(error.is_some(), "a full round repeats the standing problem");
+
+    std::fs::remove_file(&path).expect("remove the file");
+    let (gone, error) = discovery.refresh_now_if_changed().expect("a file gone");
+    assert!(gone.is_empty());
+    assert_eq!(error, None);
+}

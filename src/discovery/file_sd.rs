@@ -98,8 +98,12 @@ async fn run(
         if let Some(watcher) = watcher.as_mut() {
             watch_directories(watcher, &config.files);
         }
-        let (groups, last_error) = discovery.refresh().await;
-        publish_round(&publish, groups, last_error);
+        // A round that changed nothing publishes nothing: at a million one-target groups,
+        // collecting every group's reference again to find them equal to the last ones was
+        // most of an idle replica's CPU.
+        if let Some((groups, last_error)) = discovery.refresh_if_changed().await {
+            publish_round(&publish, groups, last_error);
+        }
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = changed.notified() => {}
@@ -107,6 +111,9 @@ async fn run(
         }
     }
 }
+
+/// What a round returns: every group, and its problems joined into one message.
+type RoundResult = (Vec<Arc<TargetGroup>>, Option<String>);
 
 /// The state of one `file_sd_configs` entry between rounds.
 pub struct FileDiscovery {
@@ -116,6 +123,8 @@ pub struct FileDiscovery {
     interner: Interner,
     /// Per file path, in path order (the published order): what was read last.
     files: BTreeMap<String, FileState>,
+    /// The problems of the last round, once there was one.
+    last_round_error: Option<Option<String>>,
 }
 
 /// One file as last read: how to tell it is unchanged without reading it, and its groups.
@@ -181,6 +190,7 @@ impl FileDiscovery {
             max_bytes: u64::MAX,
             interner: Interner::default(),
             files: BTreeMap::new(),
+            last_round_error: None,
         }
     }
 
@@ -194,11 +204,26 @@ impl FileDiscovery {
     /// read and parse every file that changed, and return all groups plus the round's
     /// problems joined into one message.
     pub async fn refresh(&mut self) -> (Vec<Arc<TargetGroup>>, Option<String>) {
+        self.off_the_workers(|this| Some(this.refresh_now()))
+            .await
+            .expect("a full round always answers")
+    }
+
+    /// [`FileDiscovery::refresh`], but `None` when the round found every file as the last
+    /// round left it and the same problems (the first round always answers).
+    pub async fn refresh_if_changed(&mut self) -> Option<(Vec<Arc<TargetGroup>>, Option<String>)> {
+        self.off_the_workers(FileDiscovery::refresh_now_if_changed).await
+    }
+
+    async fn off_the_workers(
+        &mut self,
+        round: impl FnOnce(&mut Self) -> Option<RoundResult> + Send + 'static,
+    ) -> Option<RoundResult> {
         // Never closed, so acquiring cannot fail.
         let _permit = super::PARSE_PERMITS.acquire().await.ok();
         let mut this = std::mem::replace(self, Self::new(Vec::new()));
         match tokio::task::spawn_blocking(move || {
-            let result = this.refresh_now();
+            let result = round(&mut this);
             (this, result)
         })
         .await
@@ -210,7 +235,7 @@ impl FileDiscovery {
             Err(error) => match error.try_into_panic() {
                 Ok(panic) => std::panic::resume_unwind(panic),
                 // Cancelled: only at runtime shutdown, when nobody reads the result.
-                Err(_) => (Vec::new(), Some("file_sd: the refresh was cancelled".into())),
+                Err(_) => Some((Vec::new(), Some("file_sd: the refresh was cancelled".into()))),
             },
         }
     }
@@ -219,11 +244,29 @@ impl FileDiscovery {
     /// `stat`; one whose bytes are unchanged costs a read and a hash; only a changed file
     /// is parsed.
     pub fn refresh_now(&mut self) -> (Vec<Arc<TargetGroup>>, Option<String>) {
+        match self.refresh_now_if_changed() {
+            Some(round) => round,
+            None => (self.groups(), self.last_round_error.clone().flatten()),
+        }
+    }
+
+    /// Every group of the files as last read, in path order.
+    fn groups(&self) -> Vec<Arc<TargetGroup>> {
+        self.files
+            .values()
+            .flat_map(|file| file.groups.iter().cloned())
+            .collect()
+    }
+
+    /// [`FileDiscovery::refresh_now`], `None` when nothing changed since the last round.
+    pub fn refresh_now_if_changed(&mut self) -> Option<(Vec<Arc<TargetGroup>>, Option<String>)> {
         let (paths, mut problems) = list_files(&self.patterns);
         let mut next = BTreeMap::new();
         let mut parsed_any = false;
+        let mut vanished = false;
         for path in paths {
             let previous = self.files.remove(&path);
+            let known = previous.is_some();
             match self.read_if_changed(&path, previous) {
                 Round::Kept(state) => {
                     next.insert(path, state);
@@ -232,7 +275,8 @@ impl FileDiscovery {
                     parsed_any = true;
                     next.insert(path, state);
                 }
-                Round::Gone => {}
+                // Listed, then gone before it was read.
+                Round::Gone => vanished |= known,
                 Round::Failed(error, previous) => {
                     tracing::warn!(%error, "file_sd: keeping the last good target groups of the file");
                     problems.push(error);
@@ -244,20 +288,21 @@ impl FileDiscovery {
         }
         let files_gone = self.files.len();
         self.files = next;
-        if parsed_any || files_gone > 0 {
+        if parsed_any || vanished || files_gone > 0 {
             self.interner.collect_garbage();
         }
-        let groups = self
-            .files
-            .values()
-            .flat_map(|file| file.groups.iter().cloned())
-            .collect();
         let last_error = if problems.is_empty() {
             None
         } else {
             Some(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
         };
-        (groups, last_error)
+        let unchanged =
+            !parsed_any && !vanished && files_gone == 0 && self.last_round_error.as_ref() == Some(&last_error);
+        self.last_round_error = Some(last_error.clone());
+        if unchanged {
+            return None;
+        }
+        Some((self.groups(), last_error))
     }
 
     /// What became of the file this round.
