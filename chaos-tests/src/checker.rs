@@ -97,7 +97,7 @@ pub(crate) struct Run<'h> {
     /// higher than every one seen before, and the first sighting of a leader just restarted
     /// (a leader restarted with its vote committed leads on in the same term, but its
     /// leader loop starts over).
-    pub leadership_starts: Vec<Duration>,
+    pub leadership_starts: Vec<LeadershipStart>,
     pub notes: Vec<String>,
 }
 
@@ -160,15 +160,21 @@ impl<'h> Run<'h> {
         if parameters.departure_lag.is_zero() {
             return noticed;
         }
-        for &seen in &self.leadership_starts {
-            if seen > noticed + parameters.coalesce_window {
-                break;
+        // A leadership that began afresh before the departure was noticed (or whose
+        // predecessor stopped before then: a replica killed before the lag ran out cannot
+        // notice anything, however long its successor takes to appear) starts the lag again.
+        // Each extension can bring another start within reach: until nothing changes.
+        loop {
+            let before = noticed;
+            for start in &self.leadership_starts {
+                if start.interrupted <= noticed + parameters.coalesce_window && start.seen >= left {
+                    noticed = noticed.max(start.seen + parameters.coalesce_window + lag);
+                }
             }
-            if seen >= left {
-                noticed = noticed.max(seen + parameters.coalesce_window + lag);
+            if noticed == before {
+                return noticed;
             }
         }
-        noticed
     }
 
     pub fn new(history: &'h History) -> Self {
@@ -265,8 +271,19 @@ impl<'h> Run<'h> {
     }
 }
 
+/// A leader seen leading afresh ([`Run::leadership_starts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeadershipStart {
+    /// Its first sighting.
+    pub seen: Duration,
+    /// From when its predecessor may have stopped leading: the start of the fault that
+    /// restarted the leader, when one did (its leader loop stopped then, not when the new
+    /// one was first seen); the sighting itself for a new term, whose cause is not recorded.
+    pub interrupted: Duration,
+}
+
 /// See [`Run::leadership_starts`].
-fn leadership_starts(history: &History, observations: &[Observation], events: &[&Event]) -> Vec<Duration> {
+fn leadership_starts(history: &History, observations: &[Observation], events: &[&Event]) -> Vec<LeadershipStart> {
     let mut starts = Vec::new();
     let mut highest_term = None;
     for observation in observations {
@@ -274,7 +291,10 @@ fn leadership_starts(history: &History, observations: &[Observation], events: &[
             && highest_term.is_none_or(|highest| term > highest)
         {
             highest_term = Some(term);
-            starts.push(observation.at);
+            starts.push(LeadershipStart {
+                seen: observation.at,
+                interrupted: observation.at,
+            });
         }
     }
     for event in events {
@@ -290,10 +310,26 @@ fn leadership_starts(history: &History, observations: &[Observation], events: &[
         if let Some((at, leader)) = first_leader_named
             && restarted.contains(&leader)
         {
-            starts.push(at);
+            // The replicas went down when the fault that restarts them began, which is
+            // recorded before the restart event (a full restart records it after the hold).
+            let fault_began = events
+                .iter()
+                .filter(|earlier| earlier.at <= event.at)
+                .filter_map(|earlier| match &earlier.kind {
+                    EventKind::FaultStarted { affected, .. } if restarted.iter().all(|r| affected.contains(*r)) => {
+                        Some(earlier.at)
+                    }
+                    _ => None,
+                })
+                .next_back()
+                .unwrap_or(event.at);
+            starts.push(LeadershipStart {
+                seen: at,
+                interrupted: fault_began,
+            });
         }
     }
-    starts.sort();
+    starts.sort_by_key(|start| (start.seen, start.interrupted));
     starts
 }
 
