@@ -147,6 +147,21 @@ fn reaction_reaches(run: &Run, cause: Duration, observed: Duration) -> bool {
     cause <= observed + run.parameters.slack && observed <= run.reaction_deadline(cause)
 }
 
+/// Whether `collector` held a target in the newest revision served at or before `at`.
+fn holds_targets(run: &Run, collector: &str, at: Duration) -> bool {
+    run.observations
+        .iter()
+        .take_while(|observation| observation.at <= at)
+        .max_by_key(|observation| observation.view.revision)
+        .is_some_and(|observation| {
+            observation
+                .view
+                .assignment
+                .get(collector)
+                .is_some_and(|targets| !targets.is_empty())
+        })
+}
+
 /// Each collector's absences and joins, from the workload's `CollectorsChanged` events.
 struct CollectorTimeline<'h> {
     absences: Vec<Absence<'h>>,
@@ -197,7 +212,12 @@ impl<'h> CollectorTimeline<'h> {
                 {
                     Some(absence) => {
                         absence.returned = Some(event.at);
-                        if event.at - absence.left >= moves_allowed_after {
+                        // A return after a short absence leaves its targets where they were;
+                        // but a collector that holds none by then (released after an earlier
+                        // absence, and gone again before any leader gave it a share) can only
+                        // gain targets: its return is a join (CI-profile seed
+                        // 12708714499950252813).
+                        if event.at - absence.left >= moves_allowed_after || !holds_targets(run, collector, event.at) {
                             joins.push(event.at);
                         }
                     }

@@ -247,6 +247,39 @@ fn a_collector_back_within_the_grace_period_must_keep_its_targets() {
 }
 
 #[test]
+fn a_collector_holding_nothing_that_returns_after_a_short_absence_joins() {
+    let (scenario, settled) = Scenario::settled_until_with(14.0, |parameters| {
+        parameters.grace_period = seconds(5.0);
+        parameters.departure_lag = seconds(3.0);
+    });
+    let released = settled
+        .at_revision(11)
+        .assigning("t4", "c1")
+        .assigning("t5", "c1")
+        .assigning("t6", "c1");
+    let rejoined = released
+        .at_revision(12)
+        .assigning("t4", "c2")
+        .assigning("t5", "c2")
+        .assigning("t6", "c2");
+    // c2 leaves at 5 s and is released by 14 s; it polls once at 20 s and is gone again
+    // before any leader gives it a share, then returns at 23 s, 2.9 s later: it holds
+    // nothing, so that return can only give it targets (CI-profile seed
+    // 12708714499950252813, where the share came with a new leader).
+    let history = scenario
+        .collectors_left(5.0, &["c2"])
+        .serve(ALL, 14.0, 24.0, &released)
+        .collectors_joined(20.0, &["c2"])
+        .collectors_left(20.1, &["c2"])
+        .collectors_joined(23.0, &["c2"])
+        .serve(ALL, 24.0, 30.0, &rejoined)
+        .ends(30.0);
+
+    let report = check(&history);
+    assert!(report.passed(), "{}", report.to_markdown());
+}
+
+#[test]
 fn targets_of_a_departed_collector_moving_before_the_grace_period_ends_are_flagged() {
     let (scenario, settled) = Scenario::settled_until(7.0);
     let moved = settled.at_revision(11).assigning("t4", "c1");
