@@ -1,5 +1,5 @@
 //! The allocator's own metrics on `/metrics`: upstream's names and labels
-//! (upstream-compat.md §8), so dashboards built for upstream keep working, plus ours for the
+//! (docs/compatibility.md, "Metrics"), so dashboards built for upstream keep working, plus ours for the
 //! replicated table (Raft term, leadership, indexes, apply lag, moves by reason).
 //!
 //! Raft positions are read when `/metrics` is scraped, not pushed, so they are never stale.

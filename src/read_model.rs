@@ -1,5 +1,5 @@
 //! The read model: every response body the HTTP API serves, pre-serialised from one applied
-//! table, so a request is a lookup (DESIGN.md, "Read path"). One task owns it
+//! table, so a request is a lookup (docs/architecture.md, "Reads and staleness"). One task owns it
 //! ([`ReadModelBuilder`]); readers get immutable [`ReadModel`]s through a `watch` channel.
 //!
 //! After an apply only what changed is rebuilt: the target map's diff names the (job,

@@ -15,7 +15,7 @@ pub struct RaftTimings {
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
     /// A replica that has not heard from a leader (or, as leader, from a quorum) for this long
-    /// reports itself stale and must stop serving assignments (DESIGN.md I6).
+    /// reports itself stale and must stop serving assignments (docs/architecture.md, invariant I6).
     pub lease: Duration,
     /// Timeout of an append that carries entries (heartbeats use openraft's own budget).
     pub append_timeout: Duration,
@@ -32,7 +32,7 @@ pub struct RaftTimings {
 /// (openraft sets it to `election_timeout_max` after each append it accepts), so the first
 /// candidate to time out after a leader dies is normally refused and wins on its second
 /// timeout. Failover therefore takes about two election timeouts: 1.0–1.8 s here, inside the
-/// 2 s budget of DESIGN.md.
+/// 2 s failover budget (docs/architecture.md, "Invariants").
 impl Default for RaftTimings {
     fn default() -> Self {
         Self {

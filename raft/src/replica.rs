@@ -322,7 +322,7 @@ impl Replica {
         self.table.clone()
     }
 
-    /// Whether this replica may serve assignments (DESIGN.md I6).
+    /// Whether this replica may serve assignments (docs/architecture.md, invariant I6).
     pub fn freshness(&self) -> Freshness {
         freshness_from(
             &self.context.raft.metrics().borrow_watched(),
