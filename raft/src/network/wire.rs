@@ -3,7 +3,8 @@
 //!
 //! The server checks both before openraft sees the request: a replica of another cluster
 //! incarnation, or a pod that inherited a peer's IP, is rejected instead of being handed a
-//! snapshot that would make openraft panic (docs/architecture.md, "Node identity, cluster id, bootstrap, membership").
+//! snapshot that would make openraft panic (docs/architecture.md, "Node identity, cluster
+//! id, bootstrap, membership").
 
 use bincode::Options;
 use serde::Deserialize;
