@@ -246,9 +246,10 @@ fn a_collector_back_within_the_grace_period_must_keep_its_targets() {
     );
 }
 
-#[test]
-fn a_collector_holding_nothing_that_returns_after_a_short_absence_joins() {
-    let (scenario, settled) = Scenario::settled_until_with(14.0, |parameters| {
+/// A settled run until `until` with a 5 s grace period and a 3 s departure lag, and the view
+/// once `c2`'s targets `t4`–`t6` went to `c1` (revision 11).
+fn departure_of_c2_settled_until(until: f64) -> (Scenario, ServedView, ServedView) {
+    let (scenario, settled) = Scenario::settled_until_with(until, |parameters| {
         parameters.grace_period = seconds(5.0);
         parameters.departure_lag = seconds(3.0);
     });
@@ -257,6 +258,12 @@ fn a_collector_holding_nothing_that_returns_after_a_short_absence_joins() {
         .assigning("t4", "c1")
         .assigning("t5", "c1")
         .assigning("t6", "c1");
+    (scenario, settled, released)
+}
+
+#[test]
+fn a_collector_holding_nothing_that_returns_after_a_short_absence_joins() {
+    let (scenario, _, released) = departure_of_c2_settled_until(14.0);
     let rejoined = released
         .at_revision(12)
         .assigning("t4", "c2")
@@ -359,15 +366,7 @@ fn a_silent_collector_is_noticed_only_after_the_departure_lag() {
 
 #[test]
 fn a_new_leader_term_before_a_departure_is_noticed_restarts_the_departure_lag() {
-    let (scenario, settled) = Scenario::settled_until_with(6.5, |parameters| {
-        parameters.grace_period = seconds(5.0);
-        parameters.departure_lag = seconds(3.0);
-    });
-    let released = settled
-        .at_revision(11)
-        .assigning("t4", "c1")
-        .assigning("t5", "c1")
-        .assigning("t6", "c1");
+    let (scenario, settled, released) = departure_of_c2_settled_until(6.5);
     // c2 falls silent at 5 s; at 6.5 s, before its registration expires, the leader is paused.
     // Under the old leader its targets would move by 5 + 3 + 5 + 1 s of slack + a reaction
     // (16.5 s). But b, elected in term 2 (first seen at 8 s), registers every collector the
@@ -396,15 +395,7 @@ fn a_new_leader_term_before_a_departure_is_noticed_restarts_the_departure_lag() 
 
 #[test]
 fn a_full_restart_begun_before_the_lag_ran_out_restarts_it_however_late_the_leader_returns() {
-    let (scenario, settled) = Scenario::settled_until_with(6.5, |parameters| {
-        parameters.grace_period = seconds(5.0);
-        parameters.departure_lag = seconds(3.0);
-    });
-    let released = settled
-        .at_revision(11)
-        .assigning("t4", "c1")
-        .assigning("t5", "c1")
-        .assigning("t6", "c1");
+    let (scenario, settled, released) = departure_of_c2_settled_until(6.5);
     // c2 falls silent at 5 s; every replica is killed at 6.5 s, before the lag could run out
     // (8 s), and only comes back at 11.5 s: no leader could notice c2 before the restarted
     // one, first seen at 12 s, which registers it afresh (seed 10082322574750803730 of the
@@ -431,15 +422,7 @@ fn a_full_restart_begun_before_the_lag_ran_out_restarts_it_however_late_the_lead
 
 #[test]
 fn a_leader_restarted_in_its_own_term_also_restarts_the_departure_lag() {
-    let (scenario, settled) = Scenario::settled_until_with(6.5, |parameters| {
-        parameters.grace_period = seconds(5.0);
-        parameters.departure_lag = seconds(3.0);
-    });
-    let released = settled
-        .at_revision(11)
-        .assigning("t4", "c1")
-        .assigning("t5", "c1")
-        .assigning("t6", "c1");
+    let (scenario, settled, released) = departure_of_c2_settled_until(6.5);
     // A full restart at 6.5 s: `a` leads again in term 1 (its vote was committed), but its
     // leader loop starts over at 8.5 s and registers c2 afresh.
     let story = |restart_recorded: bool| {
