@@ -16,7 +16,9 @@
 //! `/jobs/{job}/targets?collector_id=` over all jobs and collectors, fetched once the cheap
 //! signals say so: the `/metrics` gauge of assigned targets is N and `/readyz` is 200; the
 //! time is that of the `/readyz` answer, kept only if every body carries its revision);
-//! **RSS** (VmRSS, and VmHWM of the leader) once converged; **data directory** bytes on disk;
+//! **cold-start CPU** (seconds each replica used until then: on two cores shared by three
+//! replicas, a steadier measure of the work than the time); **RSS** (VmRSS, and VmHWM of
+//! the leader) once converged; **data directory** bytes on disk;
 //! **churn** (1% of all targets replaced in job 0 → every replica serves the new set of the job
 //! and N in all); **full restart** (SIGKILL all three, start all three → all serve N);
 //! **elections** after the first leader (from `X-Allocator-Term` on every answer; a new term
@@ -165,6 +167,8 @@ struct Row {
     data_dirs: Vec<u64>,
     /// % of one core, leader first.
     idle_cpu: Vec<f64>,
+    /// CPU seconds each replica used from its start until all served, leader first.
+    cold_cpu: Vec<f64>,
     elections: u64,
     /// Peer round trips in ms, cold start and restart together.
     rtt: Vec<f64>,
@@ -1065,6 +1069,10 @@ impl Bench {
         let mut order: Vec<&Replica> = cluster.replicas.iter().collect();
         order.sort_by_key(|r| r.name != leader);
         let pids: Vec<u32> = order.iter().filter_map(|r| r.child.as_ref().map(Child::id)).collect();
+        row.cold_cpu = pids
+            .iter()
+            .map(|&p| cpu_ticks(p).map_or(f64::NAN, |t| t as f64 / self.clock_ticks))
+            .collect();
         for (r, &pid) in order.iter().zip(&pids) {
             let (rss, peak) = (
                 proc_status(pid, "VmRSS:").unwrap_or(0),
@@ -1279,10 +1287,11 @@ fn mib(bytes: u64) -> String {
 fn print_tables(rows: &[Row]) {
     println!("\n## target-allocator, 3 replicas (10 jobs, 10 static collectors, consistent-hashing)\n");
     println!(
-        "| shape | targets | cold start | churn 1% | full restart | RSS MiB leader (peak) | RSS MiB followers | \
-         data dir MiB per replica | idle CPU % leader / followers | elections after the first | peer RTT ms p99 / max (n) |"
+        "| shape | targets | cold start | cold-start CPU s leader / followers | churn 1% | full restart | RSS MiB leader (peak) | \
+         RSS MiB followers | data dir MiB per replica | idle CPU % leader / followers | elections after the first | \
+         peer RTT ms p99 / max (n) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let leader = r.rss.first().map_or("–".into(), |(n, rss, peak)| {
             format!("{} ({}) {n}", mib(*rss), mib(*peak))
@@ -1290,15 +1299,17 @@ fn print_tables(rows: &[Row]) {
         let followers: Vec<String> = r.rss.iter().skip(1).map(|(_, rss, _)| mib(*rss)).collect();
         let data: Vec<String> = r.data_dirs.iter().map(|b| format!("{:.1}", *b as f64 / MIB)).collect();
         let cpu: Vec<String> = r.idle_cpu.iter().map(|c| format!("{c:.1}")).collect();
+        let cold_cpu: Vec<String> = r.cold_cpu.iter().map(|c| format!("{c:.1}")).collect();
         let rtt = match (percentile(&r.rtt, 0.99), r.rtt.iter().copied().reduce(f64::max)) {
             (Some(p99), Some(max)) => format!("{p99:.1} / {max:.1} ({})", r.rtt.len()),
             _ => "–".into(),
         };
         println!(
-            "| {} | {} | {} | {} | {} | {leader} | {} | {} | {} | {} | {rtt} |",
+            "| {} | {} | {} | {} | {} | {} | {leader} | {} | {} | {} | {} | {rtt} |",
             r.shape,
             r.size,
             r.cold,
+            cold_cpu.join(" / "),
             r.churn,
             r.restart,
             followers.join(", "),

@@ -7,10 +7,10 @@
 //! (docs/architecture.md, "Memory layout").
 //!
 //! Lifetimes: a symbol holds a reference count on its string. A string nobody holds is
-//! freed by the next sweep, which runs under the registry lock, once as many strings were
-//! created since the last one as were alive after it. Only interning, which holds that lock
-//! too, can revive a string whose count reached zero, so a sweep never frees a string that a
-//! symbol names.
+//! freed by the next sweep, which runs under the registry lock when a new string is interned
+//! and at least half of the index may be such strings (counted as references drop to zero).
+//! Only interning, which holds that lock too, can revive a string whose count reached zero,
+//! so a sweep never frees a string that a symbol names.
 //!
 //! The only module allowed `unsafe`: a 4-byte handle that derefs to `&str` needs a registry
 //! whose slots are read without a lock. The three unsafe blocks below each say what holds.
@@ -19,7 +19,6 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::Hash;
@@ -30,8 +29,10 @@ use std::sync::OnceLock;
 use std::sync::atomic::AtomicPtr;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering as AtomicOrdering;
 
+use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
 /// An interned string: 4 bytes, compared for equality by number, ordered and hashed by its
@@ -61,16 +62,36 @@ struct Registry {
     /// No live symbol names a longer string: raised by `intern` before it hands the symbol
     /// out, lowered only by a sweep, to the longest survivor (both under the state lock).
     longest: AtomicU32,
+    /// References that dropped to zero since the last sweep: at most this many strings can
+    /// be freed (fewer when interning revived some). Sweeping on this instead of on the
+    /// number created keeps a growing registry from walking all of its strings at every
+    /// doubling to free none: at a million one-target groups those walks were 5% of a
+    /// replica's cold start (docs/benchmarks.md, "Scale").
+    released: AtomicUsize,
 }
 
 struct State {
-    /// Text → slot number. The keys borrow the slots' leaked texts; a key is removed before
-    /// its text is freed.
-    index: HashMap<&'static str, u32, FxBuildHasher>,
+    /// Text → slot number, by the text's hash. An entry keeps the upper half of that hash,
+    /// so growing the table reads no text (at millions of strings, re-hashing texts on each
+    /// doubling was a tenth of a cold start's interning) and a probe reads the text of a
+    /// slot only when the halves match. An entry is removed before its text is freed.
+    index: HashTable<IndexEntry>,
     free: Vec<u32>,
     next: u32,
-    created_since_sweep: usize,
-    alive_after_sweep: usize,
+}
+
+#[derive(Clone, Copy)]
+struct IndexEntry {
+    slot: u32,
+    /// The upper 32 bits of the text's [`hash_text`].
+    hash: u32,
+}
+
+/// Where the index files an entry: 32 bits of hash spread over all 64 (the table reads the
+/// low bits for the bucket and the top 7 for its tag).
+#[inline]
+fn index_hash(upper: u32) -> u64 {
+    u64::from(upper).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 #[inline]
@@ -79,13 +100,12 @@ fn registry() -> &'static Registry {
     REGISTRY.get_or_init(|| Registry {
         chunks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
         state: Mutex::new(State {
-            index: HashMap::default(),
+            index: HashTable::new(),
             free: Vec::new(),
             next: 0,
-            created_since_sweep: 0,
-            alive_after_sweep: 0,
         }),
         longest: AtomicU32::new(0),
+        released: AtomicUsize::new(0),
     })
 }
 
@@ -128,13 +148,30 @@ impl Registry {
         self.chunks[chunk].store(Box::leak(slots).as_mut_ptr(), AtomicOrdering::Release);
     }
 
+    /// The text of an indexed slot. Called under the state lock, which keeps it from being
+    /// freed.
+    fn indexed_text(&self, n: u32) -> &str {
+        let slot = self.slot(n);
+        let text = slot.text.load(AtomicOrdering::Acquire);
+        let len = slot.len.load(AtomicOrdering::Relaxed) as usize;
+        // SAFETY: an indexed slot's text is a leaked `str` of this length, freed only by a
+        // sweep after its entry left the index, under the lock our caller holds.
+        unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(text, len)) }
+    }
+
     fn intern(&self, text: &str) -> Symbol {
+        let full_hash = hash_text(text);
+        let upper = (full_hash >> 32) as u32;
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(&n) = state.index.get(text) {
+        let found = state.index.find(index_hash(upper), |entry| {
+            entry.hash == upper && self.indexed_text(entry.slot) == text
+        });
+        if let Some(&IndexEntry { slot: n, .. }) = found {
             self.slot(n).references.fetch_add(1, AtomicOrdering::Relaxed);
             return Symbol(NonZeroU32::new(n + 1).expect("slot numbers are below u32::MAX"));
         }
-        if state.created_since_sweep > state.alive_after_sweep.max(1 << 16) {
+        let released = self.released.load(AtomicOrdering::Relaxed);
+        if released > (1 << 16) && released > state.index.len() / 2 {
             self.sweep(&mut state);
         }
         let n = match state.free.pop() {
@@ -152,19 +189,24 @@ impl Registry {
         let slot = self.slot(n);
         slot.len.store(len, AtomicOrdering::Relaxed);
         slot.references.store(1, AtomicOrdering::Relaxed);
-        slot.hash.store(hash_text(text), AtomicOrdering::Relaxed);
+        slot.hash.store(full_hash, AtomicOrdering::Relaxed);
         self.longest.fetch_max(len, AtomicOrdering::Relaxed);
         slot.text.store(leaked.as_mut_ptr(), AtomicOrdering::Release);
-        state.index.insert(leaked, n);
-        state.created_since_sweep += 1;
+        state
+            .index
+            .insert_unique(index_hash(upper), IndexEntry { slot: n, hash: upper }, |entry| {
+                index_hash(entry.hash)
+            });
         Symbol(NonZeroU32::new(n + 1).expect("slot numbers are below u32::MAX"))
     }
 
     /// Free every string no symbol names. Called under the state lock.
     fn sweep(&self, state: &mut State) {
+        // Before the walk: a reference released during it is either seen by it or counted.
+        self.released.store(0, AtomicOrdering::Relaxed);
         let mut freed = Vec::new();
         let mut longest = 0;
-        state.index.retain(|_, &mut n| {
+        state.index.retain(|&mut IndexEntry { slot: n, .. }| {
             let slot = self.slot(n);
             if slot.references.load(AtomicOrdering::Acquire) == 0 {
                 freed.push(n);
@@ -185,8 +227,6 @@ impl Registry {
             drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(text, len) as *mut str) });
             state.free.push(n);
         }
-        state.created_since_sweep = 0;
-        state.alive_after_sweep = state.index.len();
     }
 }
 
@@ -257,10 +297,14 @@ impl Clone for Symbol {
 impl Drop for Symbol {
     #[inline]
     fn drop(&mut self) {
-        registry()
+        let registry = registry();
+        let previous = registry
             .slot(self.0.get() - 1)
             .references
             .fetch_sub(1, AtomicOrdering::Release);
+        if previous == 1 {
+            registry.released.fetch_add(1, AtomicOrdering::Relaxed);
+        }
     }
 }
 
@@ -452,8 +496,9 @@ mod tests {
         let held = Symbol::from(long.as_str());
         assert!(longest_interned() >= long.len());
         drop(held);
-        // More new strings than a sweep waits for (at least 65536): the long one is freed
-        // and the bound falls back below it (no other test interns a string this long).
+        // More strings released than a sweep waits for (at least 65536 and half the index):
+        // the long one is freed and the bound falls back below it (no other test interns a
+        // string this long).
         let churn: Vec<Symbol> = (0..140_000).map(|i| Symbol::from(format!("bound-{i}"))).collect();
         drop(churn);
         for i in 0..140_000 {

@@ -131,6 +131,14 @@ struct InternedGroups<'i> {
     meta: (Symbol, Symbol),
     interner: &'i mut Interner,
     groups: Vec<TargetGroup>,
+    /// For each label of the last group, in document order, where it sits in that group's
+    /// sorted labels (`None` for a name given again later in the group, whose last value
+    /// wins). Files repeat the same names in the same order from group to group, and most
+    /// values too: comparing a label with the one at its position in the last group finds
+    /// its symbols without a hash lookup, and equal names in equal order sort the same way.
+    last_positions: Vec<Option<u32>>,
+    /// Scratch: this group's labels in document order.
+    current: Vec<(Symbol, Symbol)>,
 }
 
 impl<'i> InternedGroups<'i> {
@@ -142,7 +150,44 @@ impl<'i> InternedGroups<'i> {
             meta: (interner.intern(meta_label.0), interner.intern(meta_label.1)),
             interner,
             groups: Vec::new(),
+            last_positions: Vec::new(),
+            current: Vec::new(),
         }
+    }
+
+    /// Sort `current` (document order, the meta label last) by name, the last of equal names
+    /// winning, as `Labels::new` would; `same_names` says its names are the last group's in
+    /// the same order, so the last group's positions apply.
+    fn sorted(&mut self, same_names: bool) -> Vec<(Symbol, Symbol)> {
+        let current = std::mem::take(&mut self.current);
+        if !same_names {
+            let mut order: Vec<u32> = (0..current.len() as u32).collect();
+            // Stable: equal names stay in document order, so the last of a run is the last given.
+            order.sort_by(|&a, &b| current[a as usize].0.cmp(&current[b as usize].0));
+            self.last_positions.clear();
+            self.last_positions.resize(current.len(), None);
+            let mut kept = 0u32;
+            for (rank, &index) in order.iter().enumerate() {
+                let last_of_name = order
+                    .get(rank + 1)
+                    .is_none_or(|&next| current[next as usize].0 != current[index as usize].0);
+                if last_of_name {
+                    self.last_positions[index as usize] = Some(kept);
+                    kept += 1;
+                }
+            }
+        }
+        let mut sorted: Vec<Option<(Symbol, Symbol)>> = Vec::new();
+        sorted.resize_with(current.len(), || None);
+        let mut len = 0;
+        for (pair, position) in current.into_iter().zip(&self.last_positions) {
+            if let Some(position) = position {
+                sorted[*position as usize] = Some(pair);
+                len += 1;
+            }
+        }
+        sorted.truncate(len);
+        sorted.into_iter().flatten().collect()
     }
 }
 
@@ -150,14 +195,35 @@ impl GroupSink for InternedGroups<'_> {
     fn group(&mut self, targets: &[Cow<'_, str>], labels: &[(Cow<'_, str>, Cow<'_, str>)]) {
         let targets = targets
             .iter()
-            .map(|address| Labels::new(vec![(self.address_name.clone(), self.interner.intern(address))]))
+            .map(|address| Labels::new(vec![(self.address_name.clone(), Symbol::new(address))]))
             .collect();
-        let mut pairs: Vec<_> = labels
-            .iter()
-            .filter(|(name, _)| name != self.meta_label.0)
-            .map(|(name, value)| (self.interner.intern(name), self.interner.intern(value)))
-            .collect();
-        pairs.push(self.meta.clone());
+        let last = self.groups.last().map(|group| &group.labels);
+        let mut same_names = last.is_some();
+        self.current.clear();
+        for (name, value) in labels.iter().filter(|(name, _)| name != self.meta_label.0) {
+            let index = self.current.len();
+            let at_last = last.and_then(|last| {
+                let position = (*self.last_positions.get(index)?)?;
+                Some(last.pair_at((0, position)))
+            });
+            let name = match at_last {
+                Some((last_name, _)) if last_name.as_str() == name.as_ref() => last_name.clone(),
+                _ => {
+                    same_names = false;
+                    self.interner.intern(name)
+                }
+            };
+            // A value that is not the last group's is most often new (a pod's name, its
+            // address): the registry is asked directly, not first this parser's cache.
+            let value = match at_last {
+                Some((_, last_value)) if last_value.as_str() == value.as_ref() => last_value.clone(),
+                _ => Symbol::new(value),
+            };
+            self.current.push((name, value));
+        }
+        self.current.push(self.meta.clone());
+        same_names &= self.current.len() == self.last_positions.len();
+        let pairs = self.sorted(same_names);
         let index = self.groups.len();
         self.groups.push(TargetGroup {
             source: GroupSource::indexed(&self.source_prefix, index),
@@ -989,6 +1055,67 @@ mod tests {
             parse_json_groups(br#"[{"targets": [1]}]"#, "f", ("m", "f"), &mut Interner::default()),
             Err(GroupListError::BadTargets { index: 0 })
         );
+    }
+
+    #[test]
+    fn streaming_equals_building_over_runs_of_groups_that_repeat_and_vary_their_labels() {
+        // The streaming parser reuses the last group's symbols and sort order while names come
+        // in the same order; runs of groups drawn from a few names (given twice, reordered,
+        // added, dropped) and a few values must still build exactly what parsing then
+        // building does.
+        let seed: u64 = std::env::var("DISCOVERY_PROPTEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5eed_0de2);
+        let mut seed_bytes = [0u8; 32];
+        seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+        let mut runner = TestRunner::new_with_rng(
+            Config {
+                cases: 300,
+                failure_persistence: None,
+                ..Config::default()
+            },
+            rng,
+        );
+        let names = ["a", "b", "c", "zz", "__address__", "__meta_filepath"];
+        let label = (0..names.len(), 0..3usize);
+        let group = proptest::collection::vec(label, 0..6);
+        // Each group either repeats the last one's names with new values or is drawn afresh.
+        let groups = proptest::collection::vec((group, any::<bool>(), 0..3usize), 1..12);
+        let result = runner.run(&groups, |groups| {
+            let mut body = String::from("[");
+            let mut last: Vec<(usize, usize)> = Vec::new();
+            for (index, (drawn, repeat, shift)) in groups.iter().enumerate() {
+                let labels: Vec<(usize, usize)> = if *repeat && !last.is_empty() {
+                    last.iter().map(|&(name, value)| (name, (value + shift) % 3)).collect()
+                } else {
+                    drawn.clone()
+                };
+                let pairs: Vec<String> = labels
+                    .iter()
+                    .map(|&(name, value)| format!("\"{}\": \"v{value}\"", names[name]))
+                    .collect();
+                let sep = if index == 0 { "" } else { "," };
+                body.push_str(&format!(
+                    "{sep}{{\"targets\": [\"t{index}:1\"], \"labels\": {{{}}}}}",
+                    pairs.join(", ")
+                ));
+                last = labels;
+            }
+            body.push(']');
+            let meta = ("__meta_filepath", "f.json");
+            let built = build_groups(
+                parse_json(body.as_bytes()).unwrap(),
+                "f.json",
+                meta,
+                &mut Interner::default(),
+            );
+            let streamed = parse_json_groups(body.as_bytes(), "f.json", meta, &mut Interner::default());
+            prop_assert_eq!(streamed, Ok(built), "{}", body);
+            Ok(())
+        });
+        assert!(result.is_ok(), "seed {seed}: {result:?}");
     }
 
     #[test]
