@@ -11,7 +11,9 @@
 //!   against a table that holds the full allocation (balanced and consistent-hashing);
 //! - peak resident memory (VmHWM) after build+plan, and at the end (table included).
 //!
-//! `cargo bench --bench processing` runs 100k and 1M; `-- --sizes 10000,100000` picks sizes.
+//! `cargo bench --bench processing` runs 100k and 1M; `-- --sizes 10000,100000` picks sizes;
+//! `-- --parse FILE` times one parse of a file_sd JSON file (the scale benchmark's files,
+//! kept with its `--keep`, are the ones to use).
 
 use std::process::Command as Process;
 use std::sync::Arc;
@@ -352,8 +354,49 @@ fn child(targets: usize, relabel_variant: bool, incremental: bool, only: Option<
     );
 }
 
+/// `--parse FILE`: one parse of a file_sd JSON file into interned groups, as a replica's
+/// first round does (a fresh process, so every string is new to it), timed.
+fn parse_file(path: &str) {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("processing: cannot read {path}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let started = Instant::now();
+    let parsed = target_allocator::discovery::group_list::parse_json_groups(
+        &bytes,
+        path,
+        ("__meta_filepath", path),
+        &mut Interner::default(),
+    );
+    let elapsed = started.elapsed();
+    match parsed {
+        Ok(groups) => println!(
+            "| parse {path} | {} groups, {:.1} MB | {:.1} ms | {:.0} MB/s |",
+            groups.len(),
+            bytes.len() as f64 / 1e6,
+            elapsed.as_secs_f64() * 1e3,
+            bytes.len() as f64 / 1e6 / elapsed.as_secs_f64()
+        ),
+        Err(e) => {
+            eprintln!("processing: {path}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(position) = args.iter().position(|a| a == "--parse") {
+        let Some(path) = args.get(position + 1) else {
+            eprintln!("processing: --parse needs a file");
+            std::process::exit(2);
+        };
+        parse_file(path);
+        return;
+    }
     if let Some(position) = args.iter().position(|a| a == "--child") {
         let targets: usize = args.get(position + 1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
         let relabel_variant = args.iter().any(|a| a == "--relabel");

@@ -97,10 +97,28 @@ pub fn parse_json_groups(
 ) -> Result<Vec<TargetGroup>, GroupListError> {
     let mut sink = InternedGroups::new(source_prefix, meta_label, interner);
     stream_json(bytes, &mut sink)?;
-    let address = sink.address_name.clone();
-    let mut groups = sink.groups;
-    factor_shared_labels(&mut groups, &address);
-    Ok(groups)
+    Ok(finish_groups(sink.groups, &sink.source_prefix, &sink.address_name))
+}
+
+/// A group as read and interned, before its labels are split and shared
+/// ([`finish_groups`]): its targets' addresses, and its labels in name order with one value
+/// per name.
+struct InternedGroup {
+    addresses: Vec<Symbol>,
+    pairs: Vec<(Symbol, Symbol)>,
+}
+
+/// `pairs` in name order, the last value given for a name winning (as `Labels::new`).
+fn sorted_by_name(mut pairs: Vec<(Symbol, Symbol)>) -> Vec<(Symbol, Symbol)> {
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            std::mem::swap(&mut earlier.1, &mut later.1);
+        }
+        same
+    });
+    pairs
 }
 
 /// Receives each group as it is parsed (its targets and labels in document order).
@@ -130,7 +148,7 @@ struct InternedGroups<'i> {
     address_name: Symbol,
     meta: (Symbol, Symbol),
     interner: &'i mut Interner,
-    groups: Vec<TargetGroup>,
+    groups: Vec<InternedGroup>,
     /// For each label of the last group, in document order, where it sits in that group's
     /// sorted labels (`None` for a name given again later in the group, whose last value
     /// wins). Files repeat the same names in the same order from group to group, and most
@@ -159,7 +177,7 @@ impl<'i> InternedGroups<'i> {
     /// winning, as `Labels::new` would; `same_names` says its names are the last group's in
     /// the same order, so the last group's positions apply.
     fn sorted(&mut self, same_names: bool) -> Vec<(Symbol, Symbol)> {
-        let current = std::mem::take(&mut self.current);
+        let current = &self.current;
         if !same_names {
             let mut order: Vec<u32> = (0..current.len() as u32).collect();
             // Stable: equal names stay in document order, so the last of a run is the last given.
@@ -180,7 +198,7 @@ impl<'i> InternedGroups<'i> {
         let mut sorted: Vec<Option<(Symbol, Symbol)>> = Vec::new();
         sorted.resize_with(current.len(), || None);
         let mut len = 0;
-        for (pair, position) in current.into_iter().zip(&self.last_positions) {
+        for (pair, position) in self.current.drain(..).zip(&self.last_positions) {
             if let Some(position) = position {
                 sorted[*position as usize] = Some(pair);
                 len += 1;
@@ -193,18 +211,15 @@ impl<'i> InternedGroups<'i> {
 
 impl GroupSink for InternedGroups<'_> {
     fn group(&mut self, targets: &[Cow<'_, str>], labels: &[(Cow<'_, str>, Cow<'_, str>)]) {
-        let targets = targets
-            .iter()
-            .map(|address| Labels::new(vec![(self.address_name.clone(), Symbol::new(address))]))
-            .collect();
-        let last = self.groups.last().map(|group| &group.labels);
+        let addresses = targets.iter().map(|address| Symbol::new(address)).collect();
+        let last = self.groups.last().map(|group| &group.pairs[..]);
         let mut same_names = last.is_some();
         self.current.clear();
         for (name, value) in labels.iter().filter(|(name, _)| name != self.meta_label.0) {
             let index = self.current.len();
             let at_last = last.and_then(|last| {
                 let position = (*self.last_positions.get(index)?)?;
-                Some(last.pair_at((0, position)))
+                last.get(position as usize)
             });
             let name = match at_last {
                 Some((last_name, _)) if last_name.as_str() == name.as_ref() => last_name.clone(),
@@ -224,18 +239,18 @@ impl GroupSink for InternedGroups<'_> {
         self.current.push(self.meta.clone());
         same_names &= self.current.len() == self.last_positions.len();
         let pairs = self.sorted(same_names);
-        let index = self.groups.len();
-        self.groups.push(TargetGroup {
-            source: GroupSource::indexed(&self.source_prefix, index),
-            targets,
-            labels: Labels::new(pairs),
-        });
+        self.groups.push(InternedGroup { addresses, pairs });
     }
 }
 
 /// Parse `bytes` as a target-group list, handing each group to `sink`.
 fn stream_json(bytes: &[u8], sink: &mut dyn GroupSink) -> Result<(), GroupListError> {
-    let text = String::from_utf8_lossy(bytes);
+    // Invalid UTF-8 becomes U+FFFD, as Go's decoder does; checking first is several times
+    // faster than the lossy pass over the valid files nearly all are.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
     let mut state = StreamState {
         sink,
         failure: None,
@@ -826,16 +841,10 @@ pub fn build_groups(
 ) -> Vec<TargetGroup> {
     let address_name = interner.intern(ADDRESS_LABEL);
     let (meta_name, meta_value) = (interner.intern(meta_label.0), interner.intern(meta_label.1));
-    let source_prefix: Arc<str> = source_prefix.into();
-    let mut groups: Vec<TargetGroup> = raw
+    let groups = raw
         .into_iter()
-        .enumerate()
-        .map(|(index, group)| {
-            let targets = group
-                .targets
-                .iter()
-                .map(|address| Labels::new(vec![(address_name.clone(), interner.intern(address))]))
-                .collect();
+        .map(|group| {
+            let addresses = group.targets.iter().map(|address| interner.intern(address)).collect();
             let mut labels: Vec<_> = group
                 .labels
                 .iter()
@@ -843,15 +852,13 @@ pub fn build_groups(
                 .map(|(name, value)| (interner.intern(name), interner.intern(value)))
                 .collect();
             labels.push((meta_name.clone(), meta_value.clone()));
-            TargetGroup {
-                source: GroupSource::indexed(&source_prefix, index),
-                targets,
-                labels: Labels::new(labels),
+            InternedGroup {
+                addresses,
+                pairs: sorted_by_name(labels),
             }
         })
         .collect();
-    factor_shared_labels(&mut groups, &address_name);
-    groups
+    finish_groups(groups, &source_prefix.into(), &address_name)
 }
 
 /// Groups sampled to find the labels most one-target groups share.
@@ -860,56 +867,105 @@ const FACTOR_SAMPLE: usize = 4096;
 /// Below this many one-target groups a list is left as written.
 const FACTOR_MIN_GROUPS: usize = 64;
 
-/// A list of many one-target groups (a CMDB export: one group per host, its labels written
-/// out in full) repeats most labels in every group. Each such group keeps as its labels only
-/// the pairs that at least one in 16 of them carry, one allocation shared by every group with
-/// the same ones ([`Labels::shared`]); the rest move to the target's own labels. The served
-/// labels are the same pairs either way, since a target's own labels hold only its address,
-/// which stays where it is (docs/architecture.md, "Memory layout"). At a million such
-/// targets this is most of the desired state's memory.
+/// Make the [`TargetGroup`]s, sources `"{source_prefix}:{index}"`, splitting the labels of
+/// a list of many one-target groups.
+///
+/// Such a list (a CMDB export: one group per host, its labels written out in full) repeats
+/// most labels in every group. Each such group keeps as its labels only the pairs that at
+/// least one in 16 of them carry, one allocation shared by every group with the same ones
+/// ([`Labels::shared`]); the rest move to the target's own labels. The served labels are the
+/// same pairs either way, since a target's own labels hold only its address, which stays
+/// where it is (docs/architecture.md, "Memory layout"). At a million such targets this is
+/// most of the desired state's memory.
 ///
 /// Which pairs are shared is read from an evenly spread sample, so the pass costs one small
 /// map lookup per label; a change to a few groups of a file leaves the others' split as it
-/// was, so they stay unchanged for the pipeline.
-fn factor_shared_labels(groups: &mut [TargetGroup], address: &Symbol) {
-    let single = |group: &TargetGroup| {
-        matches!(group.targets.as_slice(), [own] if own.len() == 1
-            && own.pair_iter().next().is_some_and(|(name, _)| name == address))
-    };
-    let singles = groups.iter().filter(|group| single(group)).count();
+/// was, so they stay unchanged for the pipeline. The pairs are moved, never copied: at a
+/// million groups, taking a reference to each of their 44 labels twice and dropping the
+/// first set was a quarter of parsing them.
+fn finish_groups(groups: Vec<InternedGroup>, source_prefix: &Arc<str>, address: &Symbol) -> Vec<TargetGroup> {
+    let common = common_pairs(&groups);
+    // Consecutive groups most often share the same common pairs: the last set made is
+    // compared first, before the process-wide registry of label sets is asked.
+    let mut last_common: Option<(Vec<u64>, Labels)> = None;
+    let key = |(name, value): &(Symbol, Symbol)| u64::from(name.id()) << 32 | u64::from(value.id());
+    let is_common = |pair: &(Symbol, Symbol)| &pair.0 == address || common.contains(&key(pair));
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(index, group)| {
+            let source = GroupSource::indexed(source_prefix, index);
+            let split = group.addresses.len() == 1 && !common.is_empty() && {
+                let in_common = group.pairs.iter().filter(|pair| is_common(pair)).count();
+                in_common > 0 && in_common < group.pairs.len()
+            };
+            if !split {
+                let targets = (group.addresses.into_iter())
+                    .map(|target| Labels::new(vec![(address.clone(), target)]))
+                    .collect();
+                return TargetGroup {
+                    source,
+                    targets,
+                    labels: Labels::new(group.pairs),
+                };
+            }
+            let in_common = group.pairs.iter().filter(|pair| is_common(pair)).count();
+            let mut shared = Vec::with_capacity(in_common);
+            let mut own = Vec::with_capacity(group.pairs.len() - in_common + 1);
+            for pair in group.pairs {
+                if is_common(&pair) {
+                    shared.push(pair);
+                } else {
+                    own.push(pair);
+                }
+            }
+            // No own label is named `__address__` (that name is always common): the target's
+            // address goes in at its place in name order.
+            let target = group.addresses.into_iter().next().expect("a one-target group");
+            let at = own.partition_point(|(name, _)| name < address);
+            own.insert(at, (address.clone(), target));
+            let keys: Vec<u64> = shared.iter().map(key).collect();
+            let labels = match &last_common {
+                Some((last_keys, labels)) if *last_keys == keys => labels.clone(),
+                _ => {
+                    let labels = Labels::shared(shared);
+                    last_common = Some((keys, labels.clone()));
+                    labels
+                }
+            };
+            TargetGroup {
+                source,
+                targets: vec![Labels::new(own)],
+                labels,
+            }
+        })
+        .collect()
+}
+
+/// The (name, value) pairs, by symbol numbers, that at least one in 16 of an evenly spread
+/// sample of the one-target groups carry; none when there are too few such groups.
+fn common_pairs(groups: &[InternedGroup]) -> rustc_hash::FxHashSet<u64> {
+    let singles = groups.iter().filter(|group| group.addresses.len() == 1).count();
     if singles < FACTOR_MIN_GROUPS {
-        return;
+        return Default::default();
     }
     let stride = singles.div_ceil(FACTOR_SAMPLE);
-    let mut counts: rustc_hash::FxHashMap<(u32, u32), u32> = rustc_hash::FxHashMap::default();
+    let mut counts: rustc_hash::FxHashMap<u64, u32> = rustc_hash::FxHashMap::default();
     let mut sampled = 0u32;
-    for group in groups.iter().filter(|group| single(group)).step_by(stride) {
+    for group in groups.iter().filter(|group| group.addresses.len() == 1).step_by(stride) {
         sampled += 1;
-        for (name, value) in group.labels.pair_iter() {
-            *counts.entry((name.id(), value.id())).or_default() += 1;
+        for (name, value) in &group.pairs {
+            *counts
+                .entry(u64::from(name.id()) << 32 | u64::from(value.id()))
+                .or_default() += 1;
         }
     }
     let threshold = (sampled / 16).max(2);
-    counts.retain(|_, count| *count >= threshold);
-    if counts.is_empty() {
-        return;
-    }
-    for group in groups.iter_mut().filter(|group| single(group)) {
-        let (mut shared, mut own) = (Vec::new(), Vec::new());
-        for (name, value) in group.labels.pair_iter() {
-            if name == address || counts.contains_key(&(name.id(), value.id())) {
-                shared.push((name.clone(), value.clone()));
-            } else {
-                own.push((name.clone(), value.clone()));
-            }
-        }
-        if own.is_empty() || shared.is_empty() {
-            continue;
-        }
-        own.extend(group.targets[0].pair_iter().cloned());
-        group.targets[0] = Labels::new(own);
-        group.labels = Labels::shared(shared);
-    }
+    counts
+        .into_iter()
+        .filter(|&(_, count)| count >= threshold)
+        .map(|(key, _)| key)
+        .collect()
 }
 
 #[cfg(test)]
