@@ -110,9 +110,12 @@ impl Discovery {
         };
         let (watcher, discovery) = CollectorWatcher::new(server.client(), pods, None);
         let shutdown = CancellationToken::new();
+        // Subscribed before the watcher runs: a subscription counts what was published before
+        // it as seen, so one made after could miss the first publication (seen once in CI:
+        // the history then started at generation 2).
+        let mut recorder = discovery.subscribe();
         tokio::spawn(watcher.run(shutdown.clone()));
         let publications = Arc::new(Mutex::new(Vec::new()));
-        let mut recorder = discovery.subscribe();
         let recorded = Arc::clone(&publications);
         tokio::spawn(async move {
             while recorder.changed().await.is_ok() {
