@@ -1,4 +1,4 @@
-//! Prints the allocation-quality table (demand-and-peers.md §3.2) for all four strategies
+//! Prints the allocation-quality table (docs/benchmarks.md, "Allocation quality") for all four strategies
 //! side by side, from one run: max/mean, RSD, fraction moved on a join and on a leave, and a
 //! rolling restart of every collector beyond and within the grace period.
 //!

@@ -1,5 +1,5 @@
 //! HTTP_SD serving: requests per second and latency of `/jobs/<job>/targets?collector_id=<c>`
-//! on one replica (a cluster of one, in this process), against the DESIGN.md budgets
+//! on one replica (a cluster of one, in this process), against the budgets of docs/benchmarks.md ("HTTP_SD serving")
 //! (≥ 20k requests/s per replica on 2 cores for a 1k-target response; p99 ≤ 5 ms at
 //! 200 requests/s).
 //!

@@ -1,5 +1,5 @@
-//! The upstream-compatible HTTP API of running replicas (upstream-compat.md §2.1–2.2, §11;
-//! DESIGN.md I2, I6): each test starts the real service in-process
+//! The upstream-compatible HTTP API of running replicas (docs/compatibility.md, "The HTTP API";
+//! invariants I2 and I6 of docs/architecture.md): each test starts the real service in-process
 //! (`target_allocator::service::run`) as a cluster of one or three replicas with its own
 //! ports and data directories, and talks to it over HTTP.
 
@@ -565,7 +565,7 @@ async fn a_replica_without_quorum_is_alive_but_not_ready() {
     cluster.stop_all().await;
 }
 
-/// 503, and a body a collector cannot take for its job map (upstream-compat.md §11.3): not
+/// 503, and a body a collector cannot take for its job map (docs/compatibility.md, "The HTTP API"): not
 /// empty, not a JSON object, not a YAML mapping.
 fn assert_not_serving(fetched: &Fetched, what: &str) {
     assert_eq!(

@@ -1,7 +1,7 @@
 //! End to end with real collectors: three `target-allocator` replicas (child processes) and
 //! Debian's `prometheus` servers discovering their targets through `http_sd_configs`, each
 //! pointed at a different replica with its own `collector_id`, as the OpenTelemetry
-//! collector's Prometheus receiver configures them (upstream-compat.md §3.3, §3.4).
+//! collector's Prometheus receiver configures them (docs/getting-started.md, "OpenTelemetry Collector").
 //!
 //! Scenarios:
 //! 1. every target is scraped by exactly one Prometheus, and is up;

@@ -142,7 +142,7 @@ async fn a_service_monitor_becomes_a_job_that_follows_changes_and_deletion() {
         assert!(rules.contains("$(SHARD);|.+;.+"), "{rules}");
         assert!(rules.contains("__meta_kubernetes_endpointslice_port_name"), "{rules}");
 
-        // `/jobs` lists only jobs with targets (upstream-compat.md §2.2); this one has none,
+        // `/jobs` lists only jobs with targets (docs/compatibility.md, "The HTTP API"); this one has none,
         // the fake server holding no endpoint slices, like any job whose discovery finds nothing.
         // The file job's targets are planned in a batch of their own, possibly a coalescing
         // window after the scrape configs: wait for them rather than race them.

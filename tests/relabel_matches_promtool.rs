@@ -6,8 +6,8 @@
 //! promtool reports the labels after Prometheus's own last step (`PopulateLabels`): it drops
 //! a target without `__address__`, adds the scheme's default port, removes `__meta_*` labels
 //! and adds `instance`. The allocator does not do that step (the collector does), so the test
-//! applies it to our output before comparing. Known, documented gap (upstream-compat.md
-//! §4.3): a target whose rules delete `__address__` is kept by the allocator.
+//! applies it to our output before comparing. Known, documented gap (docs/allocation.md,
+//! as upstream): a target whose rules delete `__address__` is kept by the allocator.
 //!
 //! `TA_TEST_SEED=<seed>` replays a run; every failure prints the seed and the config.
 

@@ -1,4 +1,4 @@
-//! [`check`]: judges a [`History`] against the invariants of DESIGN.md that can be seen from
+//! [`check`]: judges a [`History`] against the invariants (docs/architecture.md, "Invariants") that can be seen from
 //! outside (I1, I2, I3, I4, I6 and liveness) and measures failover, convergence and
 //! availability. A pure function of the history: no runtime, no IO, no clock, so every rule is
 //! unit-tested on synthetic histories (`checker/tests.rs`).

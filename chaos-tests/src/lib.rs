@@ -1,6 +1,6 @@
 //! The chaos suite of the highly-available target allocator: real faults injected into a real
 //! cluster while targets and collectors churn, every replica watched the way collectors watch
-//! it, and the invariants of DESIGN.md checked on what was seen. It treats the service as a
+//! it, and the invariants (docs/architecture.md, "Invariants") checked on what was seen. It treats the service as a
 //! black box: it depends on nothing of the workspace, only on the HTTP API.
 //!
 //! ```text

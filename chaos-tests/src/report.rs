@@ -56,7 +56,7 @@ impl Report {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Violation {
     pub kind: ViolationKind,
-    /// The invariant of DESIGN.md it breaks (`I1` … `I6`, or `liveness`).
+    /// The invariant it breaks (docs/architecture.md, "Invariants") (`I1` … `I6`, or `liveness`).
     pub invariant: String,
     pub replicas: Vec<String>,
     #[serde(with = "crate::seconds")]

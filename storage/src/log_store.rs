@@ -1,6 +1,6 @@
 //! The Raft log on sled: openraft's `RaftLogStorage` and `RaftLogReader`.
 //!
-//! Rules (crates.md §2.5): one writer (`LogStore` is not `Clone`; openraft drives it from one
+//! Rules (docs/architecture.md, "Durability rules, and where they live"): one writer (`LogStore` is not `Clone`; openraft drives it from one
 //! task), and every write is durable (sled flush + fsync of `sled/db` + witness) before the
 //! method returns and before the append callback fires. Appends must continue the log without
 //! holes; anything else is rejected.
@@ -596,7 +596,7 @@ impl<C: StorageTypes> RaftLogStorage<C> for LogStore<C> {
         I::IntoIter: OptionalSend,
     {
         // Durable before the callback and before returning: nothing is ever in flight, which
-        // rules out openraft#2118 and #1252 (crates.md §1.10).
+        // rules out openraft#2118 and #1252 (docs/architecture.md, "Durability rules, and where they live").
         let started = std::time::Instant::now();
         let result = self.append_entries(entries.into_iter().collect()).await;
         tracing::debug!(elapsed = ?started.elapsed(), "log append durable");

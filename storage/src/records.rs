@@ -1,5 +1,5 @@
 //! How values are laid out in sled: sealed envelopes split into chunks small enough that sled
-//! never moves them to its un-fsynced blob files (crates.md §2.2.3).
+//! never moves them to its un-fsynced blob files (docs/architecture.md, "Large log entries").
 //!
 //! A value is sealed (checksummed), then cut into chunks of at most [`CHUNK_LEN`] bytes stored
 //! under `base_key ++ chunk_number (u32 BE)`. Chunks of one value are adjacent in key order.

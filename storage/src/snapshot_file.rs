@@ -1,5 +1,5 @@
 //! Snapshot files: the state-machine records of one applied index, written to a temporary
-//! file, fsync'd, renamed into place and the directory fsync'd (crates.md §2.5.6).
+//! file, fsync'd, renamed into place and the directory fsync'd (docs/architecture.md, "Durability rules, and where they live").
 //!
 //! Layout: `b"TASNAP\0\x01"`, then frames `[len u32 LE][crc32 u32 LE][payload]`:
 //! first the snapshot meta (bincode), then one frame per record

@@ -8,8 +8,8 @@
 //!   (SIGKILL) and [`Cluster::restart`] (same data directory).
 //! - [`Fleet`]: `prometheus` processes, each with its own TSDB directory, port, log file and a
 //!   config whose jobs use `http_sd_configs` pointed at one replica with one `collector_id`,
-//!   as the OpenTelemetry collector's Prometheus receiver configures them (upstream-compat.md
-//!   §3.3). [`Fleet::stop`] kills one (SIGKILL).
+//!   as the OpenTelemetry collector's Prometheus receiver configures them (docs/getting-started.md,
+//!   "OpenTelemetry Collector"). [`Fleet::stop`] kills one (SIGKILL).
 //! - [`eventually`]: every wait has a deadline and a failure message naming what was expected
 //!   and what was last seen.
 //!
