@@ -978,6 +978,24 @@ mod tests {
 
     use super::*;
 
+    /// A property-test runner seeded from `DISCOVERY_PROPTEST_SEED` or `default_seed`, and
+    /// the seed, for the failure message.
+    fn seeded_runner(default_seed: u64, cases: u32) -> (u64, TestRunner) {
+        let seed: u64 = std::env::var("DISCOVERY_PROPTEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default_seed);
+        let mut seed_bytes = [0u8; 32];
+        seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+        let config = Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        };
+        (seed, TestRunner::new_with_rng(config, rng))
+    }
+
     fn group(targets: &[&str], labels: &[(&str, &str)]) -> RawGroup {
         RawGroup {
             targets: targets.iter().map(|t| t.to_string()).collect(),
@@ -1119,21 +1137,7 @@ mod tests {
         // in the same order; runs of groups drawn from a few names (given twice, reordered,
         // added, dropped) and a few values must still build exactly what parsing then
         // building does.
-        let seed: u64 = std::env::var("DISCOVERY_PROPTEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0x5eed_0de2);
-        let mut seed_bytes = [0u8; 32];
-        seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
-        let mut runner = TestRunner::new_with_rng(
-            Config {
-                cases: 300,
-                failure_persistence: None,
-                ..Config::default()
-            },
-            rng,
-        );
+        let (seed, mut runner) = seeded_runner(0x5eed_0de2, 300);
         let names = ["a", "b", "c", "zz", "__address__", "__meta_filepath"];
         let label = (0..names.len(), 0..3usize);
         let group = proptest::collection::vec(label, 0..6);
@@ -1273,21 +1277,7 @@ mod tests {
     /// Random byte strings, and random mutations of valid lists, never panic the parsers.
     #[test]
     fn arbitrary_input_never_panics() {
-        let seed: u64 = std::env::var("DISCOVERY_PROPTEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0x5eed_d15c);
-        let mut seed_bytes = [0u8; 32];
-        seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
-        let mut runner = TestRunner::new_with_rng(
-            Config {
-                cases: 2000,
-                failure_persistence: None,
-                ..Config::default()
-            },
-            rng,
-        );
+        let (seed, mut runner) = seeded_runner(0x5eed_d15c, 2000);
         let valid = "- targets: ['a:1']\n  labels: {x: y}\n[{\"targets\": [\"a:1\"], \"labels\": {\"x\": \"y\"}}]";
         let strategy = prop_oneof![
             proptest::collection::vec(any::<u8>(), 0..256),
