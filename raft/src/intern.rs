@@ -13,7 +13,7 @@
 //! so a sweep never frees a string that a symbol names.
 //!
 //! The only module allowed `unsafe`: a 4-byte handle that derefs to `&str` needs a registry
-//! whose slots are read without a lock. The three unsafe blocks below each say what holds.
+//! whose slots are read without a lock. Each unsafe block below says what holds.
 
 #![allow(unsafe_code)]
 
@@ -65,16 +65,18 @@ struct Registry {
     /// References that dropped to zero since the last sweep: at most this many strings can
     /// be freed (fewer when interning revived some). Sweeping on this instead of on the
     /// number created keeps a growing registry from walking all of its strings at every
-    /// doubling to free none: at a million one-target groups those walks were 5% of a
-    /// replica's cold start (docs/benchmarks.md, "Scale").
+    /// doubling to free none: in a profile of a cold start of a million one-target groups
+    /// those walks were 4% of the three replicas' samples (docs/benchmarks.md, "Interning
+    /// and parsing at a million one-target groups").
     released: AtomicUsize,
 }
 
 struct State {
     /// Text → slot number, by the text's hash. An entry keeps the upper half of that hash,
     /// so growing the table reads no text (at millions of strings, re-hashing texts on each
-    /// doubling was a tenth of a cold start's interning) and a probe reads the text of a
-    /// slot only when the halves match. An entry is removed before its text is freed.
+    /// doubling was over a quarter of the registry's interning time) and a probe reads the
+    /// text of a slot only when the halves match. An entry is removed before its text is
+    /// freed.
     index: HashTable<IndexEntry>,
     free: Vec<u32>,
     next: u32,
@@ -148,14 +150,17 @@ impl Registry {
         self.chunks[chunk].store(Box::leak(slots).as_mut_ptr(), AtomicOrdering::Release);
     }
 
-    /// The text of an indexed slot. Called under the state lock, which keeps it from being
-    /// freed.
-    fn indexed_text(&self, n: u32) -> &str {
+    /// The text of slot `n`.
+    ///
+    /// # Safety
+    /// The text must not be freed while the borrow lives: the caller holds a symbol of the
+    /// slot, or holds the state lock and found the slot in the index.
+    unsafe fn text(&self, n: u32) -> &str {
         let slot = self.slot(n);
         let text = slot.text.load(AtomicOrdering::Acquire);
         let len = slot.len.load(AtomicOrdering::Relaxed) as usize;
-        // SAFETY: an indexed slot's text is a leaked `str` of this length, freed only by a
-        // sweep after its entry left the index, under the lock our caller holds.
+        // SAFETY: the slot's text is a leaked `str` of this length (published with Release
+        // after it was written), alive by the caller's promise.
         unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(text, len)) }
     }
 
@@ -164,7 +169,9 @@ impl Registry {
         let upper = (full_hash >> 32) as u32;
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let found = state.index.find(index_hash(upper), |entry| {
-            entry.hash == upper && self.indexed_text(entry.slot) == text
+            // SAFETY: we hold the lock and the slot is in the index; only a sweep, under the
+            // lock, frees an indexed slot's text, after removing its entry.
+            entry.hash == upper && unsafe { self.text(entry.slot) } == text
         });
         if let Some(&IndexEntry { slot: n, .. }) = found {
             self.slot(n).references.fetch_add(1, AtomicOrdering::Relaxed);
@@ -256,12 +263,9 @@ impl Symbol {
     /// The text.
     #[inline]
     pub fn as_str(&self) -> &str {
-        let slot = registry().slot(self.0.get() - 1);
-        let text = slot.text.load(AtomicOrdering::Acquire);
-        let len = slot.len.load(AtomicOrdering::Relaxed) as usize;
         // SAFETY: this symbol holds a reference, so the slot's text is not freed or replaced
-        // while it (and so the returned borrow) lives; it is valid UTF-8 from a `str`.
-        unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(text, len)) }
+        // while it (and so the returned borrow) lives.
+        unsafe { registry().text(self.0.get() - 1) }
     }
 
     /// [`hash_text`] of the text, without reading it.

@@ -205,6 +205,23 @@ impl LabelSets {
     }
 }
 
+/// `pairs` in name order, one per name, the last value given for a name winning: the order
+/// and values of [`Labels::new`], for a caller that keeps the vector.
+pub fn sorted_by_name(mut pairs: Vec<(Symbol, Symbol)>) -> Vec<(Symbol, Symbol)> {
+    // Commands carry labels already sorted (see `CommandBuilder`); checking is one pass.
+    if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    pairs.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            std::mem::swap(&mut earlier.1, &mut later.1);
+        }
+        same
+    });
+    pairs
+}
+
 /// Pairs of a label set in name order.
 pub struct PairIter<'a> {
     group: &'a [(Symbol, Symbol)],
@@ -332,20 +349,8 @@ impl LabelMerger {
 
 impl Labels {
     /// Build from pairs; sorts by name and keeps the last value of a repeated name.
-    pub fn new(mut pairs: Vec<(Symbol, Symbol)>) -> Self {
-        // Commands carry labels already sorted (see `CommandBuilder`); checking is one pass.
-        if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
-            pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        pairs.dedup_by(|later, earlier| {
-            if later.0 == earlier.0 {
-                earlier.1 = later.1.clone();
-                true
-            } else {
-                false
-            }
-        });
-        Self(Repr::Flat(pairs.into()))
+    pub fn new(pairs: Vec<(Symbol, Symbol)>) -> Self {
+        Self(Repr::Flat(sorted_by_name(pairs).into()))
     }
 
     /// [`Labels::new`], sharing the allocation with any equal set made this way: for sets

@@ -108,19 +108,6 @@ struct InternedGroup {
     pairs: Vec<(Symbol, Symbol)>,
 }
 
-/// `pairs` in name order, the last value given for a name winning (as `Labels::new`).
-fn sorted_by_name(mut pairs: Vec<(Symbol, Symbol)>) -> Vec<(Symbol, Symbol)> {
-    pairs.sort_by(|a, b| a.0.cmp(&b.0));
-    pairs.dedup_by(|later, earlier| {
-        let same = later.0 == earlier.0;
-        if same {
-            std::mem::swap(&mut earlier.1, &mut later.1);
-        }
-        same
-    });
-    pairs
-}
-
 /// Receives each group as it is parsed (its targets and labels in document order).
 trait GroupSink {
     fn group(&mut self, targets: &[Cow<'_, str>], labels: &[(Cow<'_, str>, Cow<'_, str>)]);
@@ -195,16 +182,14 @@ impl<'i> InternedGroups<'i> {
                 }
             }
         }
+        // Moved into place, not copied: the kept positions are 0, 1, ... in name order.
         let mut sorted: Vec<Option<(Symbol, Symbol)>> = Vec::new();
         sorted.resize_with(current.len(), || None);
-        let mut len = 0;
         for (pair, position) in self.current.drain(..).zip(&self.last_positions) {
             if let Some(position) = position {
                 sorted[*position as usize] = Some(pair);
-                len += 1;
             }
         }
-        sorted.truncate(len);
         sorted.into_iter().flatten().collect()
     }
 }
@@ -854,7 +839,7 @@ pub fn build_groups(
             labels.push((meta_name.clone(), meta_value.clone()));
             InternedGroup {
                 addresses,
-                pairs: sorted_by_name(labels),
+                pairs: ta_raft::model::sorted_by_name(labels),
             }
         })
         .collect();
@@ -880,26 +865,27 @@ const FACTOR_MIN_GROUPS: usize = 64;
 ///
 /// Which pairs are shared is read from an evenly spread sample, so the pass costs one small
 /// map lookup per label; a change to a few groups of a file leaves the others' split as it
-/// was, so they stay unchanged for the pipeline. The pairs are moved, never copied: at a
-/// million groups, taking a reference to each of their 44 labels twice and dropping the
-/// first set was a quarter of parsing them.
+/// was, so they stay unchanged for the pipeline. The pairs are moved, never copied: the split
+/// used to take a second reference to each label and drop the first set, and was a fifth
+/// of parsing a file of one-target groups (docs/benchmarks.md, "Interning and parsing at a
+/// million one-target groups").
 fn finish_groups(groups: Vec<InternedGroup>, source_prefix: &Arc<str>, address: &Symbol) -> Vec<TargetGroup> {
     let common = common_pairs(&groups);
     // Consecutive groups most often share the same common pairs: the last set made is
     // compared first, before the process-wide registry of label sets is asked.
     let mut last_common: Option<(Vec<u64>, Labels)> = None;
-    let key = |(name, value): &(Symbol, Symbol)| u64::from(name.id()) << 32 | u64::from(value.id());
-    let is_common = |pair: &(Symbol, Symbol)| &pair.0 == address || common.contains(&key(pair));
+    let is_common = |pair: &(Symbol, Symbol)| &pair.0 == address || common.contains(&pair_key(pair));
     groups
         .into_iter()
         .enumerate()
         .map(|(index, group)| {
             let source = GroupSource::indexed(source_prefix, index);
-            let split = group.addresses.len() == 1 && !common.is_empty() && {
-                let in_common = group.pairs.iter().filter(|pair| is_common(pair)).count();
-                in_common > 0 && in_common < group.pairs.len()
+            let in_common = if group.addresses.len() == 1 && !common.is_empty() {
+                group.pairs.iter().filter(|pair| is_common(pair)).count()
+            } else {
+                0
             };
-            if !split {
+            if in_common == 0 || in_common == group.pairs.len() {
                 let targets = (group.addresses.into_iter())
                     .map(|target| Labels::new(vec![(address.clone(), target)]))
                     .collect();
@@ -909,7 +895,6 @@ fn finish_groups(groups: Vec<InternedGroup>, source_prefix: &Arc<str>, address: 
                     labels: Labels::new(group.pairs),
                 };
             }
-            let in_common = group.pairs.iter().filter(|pair| is_common(pair)).count();
             let mut shared = Vec::with_capacity(in_common);
             let mut own = Vec::with_capacity(group.pairs.len() - in_common + 1);
             for pair in group.pairs {
@@ -924,7 +909,7 @@ fn finish_groups(groups: Vec<InternedGroup>, source_prefix: &Arc<str>, address: 
             let target = group.addresses.into_iter().next().expect("a one-target group");
             let at = own.partition_point(|(name, _)| name < address);
             own.insert(at, (address.clone(), target));
-            let keys: Vec<u64> = shared.iter().map(key).collect();
+            let keys: Vec<u64> = shared.iter().map(pair_key).collect();
             let labels = match &last_common {
                 Some((last_keys, labels)) if *last_keys == keys => labels.clone(),
                 _ => {
@@ -942,6 +927,11 @@ fn finish_groups(groups: Vec<InternedGroup>, source_prefix: &Arc<str>, address: 
         .collect()
 }
 
+/// A pair by its symbol numbers, which stay its own while the pair is held.
+fn pair_key((name, value): &(Symbol, Symbol)) -> u64 {
+    u64::from(name.id()) << 32 | u64::from(value.id())
+}
+
 /// The (name, value) pairs, by symbol numbers, that at least one in 16 of an evenly spread
 /// sample of the one-target groups carry; none when there are too few such groups.
 fn common_pairs(groups: &[InternedGroup]) -> rustc_hash::FxHashSet<u64> {
@@ -954,10 +944,8 @@ fn common_pairs(groups: &[InternedGroup]) -> rustc_hash::FxHashSet<u64> {
     let mut sampled = 0u32;
     for group in groups.iter().filter(|group| group.addresses.len() == 1).step_by(stride) {
         sampled += 1;
-        for (name, value) in &group.pairs {
-            *counts
-                .entry(u64::from(name.id()) << 32 | u64::from(value.id()))
-                .or_default() += 1;
+        for pair in &group.pairs {
+            *counts.entry(pair_key(pair)).or_default() += 1;
         }
     }
     let threshold = (sampled / 16).max(2);
