@@ -60,7 +60,9 @@ pub fn apply(table: &Table, index: u64, command: &Command) -> Transition {
         Err(error) => {
             let reason = match error {
                 DecodeError::BadStringRef(reference) => ConflictReason::BadStringRef(*reference),
-                DecodeError::Malformed(_) => ConflictReason::Undecodable(error.to_string()),
+                DecodeError::Malformed(_) | DecodeError::BadGroupRef(_) => {
+                    ConflictReason::Undecodable(error.to_string())
+                }
             };
             return Transition {
                 table: table.clone(),

@@ -23,6 +23,8 @@ use rustc_hash::FxHashMap;
 
 use crate::intern::Symbol;
 use crate::model::CollectorState;
+use crate::model::GroupNumbers;
+use crate::model::LabelMerger;
 use crate::model::Labels;
 use crate::model::TargetId;
 
@@ -42,6 +44,8 @@ pub enum DecodeError {
     Malformed(String),
     #[error("string reference {0} is outside the batch string table")]
     BadStringRef(StringRef),
+    #[error("label group {0} is referred to before the batch defines it")]
+    BadGroupRef(u32),
 }
 
 /// One replicated batch of decisions, applied atomically: all of them or none.
@@ -474,6 +478,22 @@ mod wire {
         SetConfigDigest {
             digest: u64,
         },
+        /// Not a decision: the labels of a discovered group that the upserts after it in the
+        /// batch refer to by number (the batch's groups are numbered from 0 in order).
+        LabelGroup {
+            pairs: Vec<(StringRef, StringRef)>,
+        },
+        /// [`WireDecision::UpsertTarget`] of a target whose labels are a group's merged with
+        /// its own: the group by number, only the own labels written out. The replica that
+        /// decodes it shares the group's labels among its targets as the leader does.
+        UpsertGroupedTarget {
+            id: TargetId,
+            job: StringRef,
+            group: u32,
+            own: Vec<(StringRef, StringRef)>,
+            collector: Option<StringRef>,
+            expect: WireExpect,
+        },
     }
 
     #[derive(Serialize)]
@@ -496,9 +516,14 @@ mod wire {
         strings: Vec<&'a str>,
         by_symbol: FxHashMap<u32, StringRef>,
         /// Per label position, the last symbol number seen there and its index: consecutive
-        /// targets of a group repeat most of their labels at the same positions.
-        recent: Vec<(u32, StringRef)>,
+        /// targets of a group repeat most of their labels at the same positions. One lane
+        /// for whole sets and groups, one for targets' own labels.
+        recent: [Vec<(u32, StringRef)>; 2],
     }
+
+    /// Lanes of [`Table::recent`].
+    const SET: usize = 0;
+    const OWN: usize = 1;
 
     impl<'a> Table<'a> {
         fn string(&mut self, symbol: &'a Symbol) -> StringRef {
@@ -512,19 +537,31 @@ mod wire {
             }
         }
 
-        fn string_at(&mut self, position: usize, symbol: &'a Symbol) -> StringRef {
+        fn string_at(&mut self, lane: usize, position: usize, symbol: &'a Symbol) -> StringRef {
             let id = symbol.id();
-            if let Some(&(seen, reference)) = self.recent.get(position)
+            if let Some(&(seen, reference)) = self.recent[lane].get(position)
                 && seen == id
             {
                 return reference;
             }
             let reference = self.string(symbol);
-            if self.recent.len() <= position {
-                self.recent.resize(position + 1, (0, 0));
+            let recent = &mut self.recent[lane];
+            if recent.len() <= position {
+                recent.resize(position + 1, (0, 0));
             }
-            self.recent[position] = (id, reference);
+            recent[position] = (id, reference);
             reference
+        }
+
+        fn pairs(
+            &mut self,
+            lane: usize,
+            pairs: impl Iterator<Item = &'a (Symbol, Symbol)>,
+        ) -> Vec<(StringRef, StringRef)> {
+            pairs
+                .enumerate()
+                .map(|(i, (n, v))| (self.string_at(lane, 2 * i, n), self.string_at(lane, 2 * i + 1, v)))
+                .collect()
         }
 
         fn optional(&mut self, symbol: Option<&'a Symbol>) -> Option<StringRef> {
@@ -545,28 +582,42 @@ mod wire {
         let mut table = Table {
             strings: Vec::new(),
             by_symbol: FxHashMap::default(),
-            recent: Vec::new(),
+            recent: [Vec::new(), Vec::new()],
         };
-        let decisions = body
-            .decisions
-            .iter()
-            .map(|decision| match decision {
+        let mut groups = GroupNumbers::default();
+        let mut decisions = Vec::with_capacity(body.decisions.len());
+        for decision in &body.decisions {
+            let wire = match decision {
                 Decision::UpsertTarget {
                     id,
                     job,
                     labels,
                     collector,
                     expect,
-                } => WireDecision::UpsertTarget {
-                    id: *id,
-                    job: table.string(job),
-                    labels: labels
-                        .pair_iter()
-                        .enumerate()
-                        .map(|(i, (n, v))| (table.string_at(2 * i, n), table.string_at(2 * i + 1, v)))
-                        .collect(),
-                    collector: table.optional(collector.as_ref()),
-                    expect: table.expect(expect),
+                } => match labels.parts() {
+                    Some(parts) => {
+                        let (group, new) = groups.number(&parts);
+                        if new {
+                            decisions.push(WireDecision::LabelGroup {
+                                pairs: table.pairs(SET, parts.group.iter()),
+                            });
+                        }
+                        WireDecision::UpsertGroupedTarget {
+                            id: *id,
+                            job: table.string(job),
+                            group,
+                            own: table.pairs(OWN, parts.own.iter()),
+                            collector: table.optional(collector.as_ref()),
+                            expect: table.expect(expect),
+                        }
+                    }
+                    None => WireDecision::UpsertTarget {
+                        id: *id,
+                        job: table.string(job),
+                        labels: table.pairs(SET, labels.pair_iter()),
+                        collector: table.optional(collector.as_ref()),
+                        expect: table.expect(expect),
+                    },
                 },
                 Decision::RemoveTarget { id, expect } => WireDecision::RemoveTarget {
                     id: *id,
@@ -589,8 +640,9 @@ mod wire {
                 },
                 Decision::RemoveScrapeConfig { job } => WireDecision::RemoveScrapeConfig { job: table.string(job) },
                 Decision::SetConfigDigest { digest } => WireDecision::SetConfigDigest { digest: *digest },
-            })
-            .collect();
+            };
+            decisions.push(wire);
+        }
         BatchOut {
             strings: table.strings,
             decisions,
@@ -616,6 +668,14 @@ mod wire {
                 WireExpect::OwnedBy(owner) => Expect::OwnedBy(optional(owner)?),
             })
         };
+        let pairs = |labels: Vec<(StringRef, StringRef)>| -> Result<Vec<(Symbol, Symbol)>, DecodeError> {
+            labels
+                .into_iter()
+                .map(|(name, value)| Ok((symbol(name)?, symbol(value)?)))
+                .collect()
+        };
+        let mut groups: Vec<Labels> = Vec::new();
+        let mut merger = LabelMerger::new();
         let mut decisions = Vec::with_capacity(batch.decisions.len());
         for decision in batch.decisions {
             decisions.push(match decision {
@@ -625,15 +685,31 @@ mod wire {
                     labels,
                     collector,
                     expect: wanted,
+                } => Decision::UpsertTarget {
+                    id,
+                    job: symbol(job)?,
+                    labels: Labels::shared(pairs(labels)?),
+                    collector: optional(collector)?,
+                    expect: expect(wanted)?,
+                },
+                WireDecision::LabelGroup { pairs: labels } => {
+                    // Shared: a group whose targets were cut into two batches is one array.
+                    groups.push(Labels::shared(pairs(labels)?));
+                    continue;
+                }
+                WireDecision::UpsertGroupedTarget {
+                    id,
+                    job,
+                    group,
+                    own,
+                    collector,
+                    expect: wanted,
                 } => {
-                    let mut pairs = Vec::with_capacity(labels.len());
-                    for (name, value) in labels {
-                        pairs.push((symbol(name)?, symbol(value)?));
-                    }
+                    let group = groups.get(group as usize).ok_or(DecodeError::BadGroupRef(group))?;
                     Decision::UpsertTarget {
                         id,
                         job: symbol(job)?,
-                        labels: Labels::shared(pairs),
+                        labels: Labels::merge(group, &Labels::new(pairs(own)?), &mut merger),
                         collector: optional(collector)?,
                         expect: expect(wanted)?,
                     }
@@ -672,11 +748,111 @@ mod wire {
     }
 }
 
+/// Commands for tests of what reads them.
+#[cfg(test)]
+pub(crate) mod examples {
+    use super::*;
+
+    /// The collectors `c0` and `c1`, then upserts of `groups` discovered groups of
+    /// `per_group` targets each, every target's labels its group's merged with its own (as
+    /// discovery makes them), then one target whose labels are one flat set. Target ids are
+    /// `group * 1000 + index`; the flat one's is `u64::MAX`.
+    pub(crate) fn grouped_upserts(groups: u64, per_group: u64) -> Command {
+        let s = |text: &str| Symbol::from(text);
+        let mut merger = crate::model::LabelMerger::new();
+        let mut b = CommandBuilder::new();
+        b.set_collector("c0", None, CollectorState::Ready);
+        b.set_collector("c1", None, CollectorState::Ready);
+        for g in 0..groups {
+            let zone = format!("zone-{g}");
+            let group = Labels::new(vec![
+                (s("__meta_zone"), s(&zone)),
+                (s("env"), s("prod")),
+                (s("team"), s("a")),
+            ]);
+            for t in 0..per_group {
+                let address = format!("10.{g}.0.{t}:80");
+                let own = Labels::new(vec![(s("__address__"), s(&address)), (s("env"), s("canary"))]);
+                let labels = Labels::merge(&group, &own, &mut merger);
+                let collector = s(if t % 2 == 0 { "c0" } else { "c1" });
+                b.upsert_target_labels(
+                    TargetId(g * 1000 + t),
+                    &s("job"),
+                    &labels,
+                    Some(&collector),
+                    Expect::Absent,
+                );
+            }
+        }
+        b.upsert_target(
+            TargetId(u64::MAX),
+            "job",
+            [("__address__", "flat:80")],
+            None,
+            Expect::Anything,
+        );
+        b.build()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::wire::WireDecision;
     use super::wire::WireExpect;
     use super::*;
+
+    #[test]
+    fn a_group_s_labels_travel_once_and_its_decoded_targets_share_them() {
+        let built = examples::grouped_upserts(3, 4);
+        #[derive(Deserialize)]
+        struct Strings<'a> {
+            #[serde(borrow)]
+            strings: Vec<&'a str>,
+        }
+        let Strings { strings } = command_codec()
+            .allow_trailing_bytes()
+            .deserialize(built.encoded())
+            .unwrap();
+        // 3 zones, 12 + 1 addresses, __meta_zone env prod team a __address__ canary, job c0 c1.
+        assert_eq!(strings.len(), 3 + 13 + 7 + 3, "{strings:?}");
+
+        let back = Command::from_encoded(built.encoded().to_vec());
+        let decisions = &back.body().unwrap().decisions;
+        assert_eq!(decisions, &built.body().unwrap().decisions);
+        let group_of = |decision: &Decision| match decision {
+            Decision::UpsertTarget { labels, .. } => labels.parts().map(|parts| parts.group_key),
+            other => panic!("an upsert, not {other:?}"),
+        };
+        for group in decisions[2..14].chunks(4) {
+            let first = group_of(&group[0]).expect("a grouped target decodes with its group's labels apart");
+            assert!(group.iter().all(|d| group_of(d) == Some(first)), "one array per group");
+        }
+        assert_ne!(group_of(&decisions[2]), group_of(&decisions[6]));
+        assert_eq!(group_of(&decisions[14]), None, "a flat set stays flat");
+    }
+
+    #[test]
+    fn a_target_of_a_group_the_batch_does_not_define_is_a_decode_error() {
+        let bytes = wire::encode_raw(
+            vec!["job", "__address__", "a:80"],
+            vec![WireDecision::UpsertGroupedTarget {
+                id: TargetId(1),
+                job: 0,
+                group: 0,
+                own: vec![(1, 2)],
+                collector: None,
+                expect: WireExpect::Anything,
+            }],
+        );
+        let command = Command::from_encoded(bytes);
+        assert_eq!(command.body(), Err(&DecodeError::BadGroupRef(0)));
+        let t = crate::apply::apply(&crate::model::Table::new(), 2, &command);
+        assert!(
+            matches!(&t.outcome, Outcome::Rejected { conflicts } if matches!(conflicts[0].reason, ConflictReason::Undecodable(_))),
+            "rejected, not panicking: {:?}",
+            t.outcome
+        );
+    }
 
     #[test]
     fn a_reference_outside_the_string_table_is_a_decode_error() {

@@ -222,6 +222,35 @@ pub fn sorted_by_name(mut pairs: Vec<(Symbol, Symbol)>) -> Vec<(Symbol, Symbol)>
     pairs
 }
 
+/// The two parts of a merged label set ([`Labels::parts`]).
+pub struct LabelParts<'a> {
+    /// The group's labels, in name order.
+    pub group: &'a [(Symbol, Symbol)],
+    /// Names the group's allocation: equal keys are the same array while both sets are held.
+    pub group_key: usize,
+    /// The target's own labels, in name order.
+    pub own: &'a [(Symbol, Symbol)],
+}
+
+/// Numbers the group arrays of merged label sets in the order they are first met, for an
+/// encoder that writes each group once and refers to it by number afterwards.
+#[derive(Default)]
+pub struct GroupNumbers {
+    by_key: rustc_hash::FxHashMap<usize, u32>,
+}
+
+impl GroupNumbers {
+    /// The number of this group array, and whether it is new (to be written out first).
+    /// The caller keeps every numbered set alive while numbering, so keys are not reused.
+    pub fn number(&mut self, parts: &LabelParts<'_>) -> (u32, bool) {
+        let next = self.by_key.len() as u32;
+        match self.by_key.entry(parts.group_key) {
+            std::collections::hash_map::Entry::Occupied(found) => (*found.get(), false),
+            std::collections::hash_map::Entry::Vacant(slot) => (*slot.insert(next), true),
+        }
+    }
+}
+
 /// Pairs of a label set in name order.
 pub struct PairIter<'a> {
     group: &'a [(Symbol, Symbol)],
@@ -384,6 +413,21 @@ impl Labels {
             return Labels(Repr::Flat(own));
         }
         Labels(Repr::Merged(Arc::new(Merged { group, own, steps })))
+    }
+
+    /// A merged set's two parts: the group's labels, which the group's targets share, and
+    /// the target's own. Commands and snapshots carry a merged set as these, each group once,
+    /// so a replica that reads them shares a group's labels as the leader that made them
+    /// does (docs/architecture.md, "Memory layout"). `None` for a flat set.
+    pub fn parts(&self) -> Option<LabelParts<'_>> {
+        match &self.0 {
+            Repr::Flat(_) => None,
+            Repr::Merged(merged) => Some(LabelParts {
+                group: &merged.group,
+                group_key: Arc::as_ptr(&merged.group) as *const () as usize,
+                own: &merged.own,
+            }),
+        }
     }
 
     /// The set as one array (shared when it is one already).

@@ -1,9 +1,11 @@
 //! The table as storage records, and the [`StateMachineLogic`] that plugs [`apply`] into the
 //! sled store.
 //!
-//! Records: `t` + target id (u64 BE) → target; `c` + name → collector; `j` + job → scrape
-//! config text; `g` → config digest; `r` → revision. Snapshots hold the table as these
-//! records; a restart rebuilds it from the snapshot and re-applies the log after it.
+//! Records: `t` + target id (u64 BE) → target; `u` + target id → a target of a discovered
+//! group, its labels split into the group's (`s` + group number (u32 BE), a record before
+//! the group's first target) and its own; `c` + name → collector; `j` + job → scrape config
+//! text; `g` → config digest; `r` → revision. Snapshots hold the table as these records; a
+//! restart rebuilds it from the snapshot and re-applies the log after it.
 
 use std::sync::Arc;
 
@@ -23,6 +25,8 @@ use crate::command::Response;
 use crate::intern::Interner;
 use crate::model::Collector;
 use crate::model::CollectorState;
+use crate::model::GroupNumbers;
+use crate::model::LabelMerger;
 use crate::model::Labels;
 use crate::model::Table;
 use crate::model::Target;
@@ -31,6 +35,10 @@ use crate::types::Entry;
 use crate::types::TypeConfig;
 
 const TARGET: u8 = b't';
+/// A target whose labels are a group's merged with its own (see [`GroupedTargetOut`]).
+const GROUPED_TARGET: u8 = b'u';
+/// A group's labels, numbered in the order the snapshot first refers to them.
+const LABEL_GROUP: u8 = b's';
 const COLLECTOR: u8 = b'c';
 const JOB: u8 = b'j';
 const REVISION: &[u8] = b"r";
@@ -47,6 +55,25 @@ struct TargetOut<'a> {
 struct TargetIn {
     job: String,
     labels: Vec<(String, String)>,
+    collector: Option<String>,
+}
+
+/// A target of a discovered group: its group's labels by number (a [`LABEL_GROUP`] record
+/// earlier in the snapshot) and its own labels, so a restored table shares each group's
+/// labels among its targets as the table that was saved did.
+#[derive(Serialize)]
+struct GroupedTargetOut<'a> {
+    job: &'a str,
+    group: u32,
+    own: Vec<(&'a str, &'a str)>,
+    collector: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct GroupedTargetIn {
+    job: String,
+    group: u32,
+    own: Vec<(String, String)>,
     collector: Option<String>,
 }
 
@@ -78,18 +105,39 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
         .expect("serializing into memory cannot fail")
 }
 
-/// Every record of `table`, the form snapshots hold it in: targets in id order, then
-/// collectors, jobs, the config digest and the revision.
+/// Every record of `table`, the form snapshots hold it in: targets in id order (each
+/// group's labels just before the first target of the group), then collectors, jobs, the
+/// config digest and the revision.
 pub fn table_records(table: &Table) -> impl Iterator<Item = Record> + '_ {
-    let targets = table.targets().iter().map(|(id, target)| {
-        (
-            key(TARGET, &id.0.to_be_bytes()),
-            encode(&TargetOut {
+    let mut groups = GroupNumbers::default();
+    let targets = table.targets().iter().flat_map(move |(id, target)| {
+        let key_bytes = id.0.to_be_bytes();
+        let Some(parts) = target.labels.parts() else {
+            let record = (
+                key(TARGET, &key_bytes),
+                encode(&TargetOut {
+                    job: &target.job,
+                    labels: target.labels.iter().collect(),
+                    collector: target.collector.as_deref(),
+                }),
+            );
+            return [None, Some(record)].into_iter().flatten();
+        };
+        let (group, new) = groups.number(&parts);
+        let group_record = new.then(|| {
+            let pairs: Vec<(&str, &str)> = parts.group.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            (key(LABEL_GROUP, &group.to_be_bytes()), encode(&pairs))
+        });
+        let record = (
+            key(GROUPED_TARGET, &key_bytes),
+            encode(&GroupedTargetOut {
                 job: &target.job,
-                labels: target.labels.iter().collect(),
+                group,
+                own: parts.own.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect(),
                 collector: target.collector.as_deref(),
             }),
-        )
+        );
+        [group_record, Some(record)].into_iter().flatten()
     });
     let collectors = table.collectors.iter().map(|(name, collector)| {
         (
@@ -126,6 +174,8 @@ pub fn table_from_records(
     interner: &mut Interner,
 ) -> Result<Table, String> {
     let mut table = Table::new();
+    let mut groups: Vec<Labels> = Vec::new();
+    let mut merger = LabelMerger::new();
     for (key, value) in records {
         let Some((&kind, rest)) = key.split_first() else {
             return Err("empty record key".into());
@@ -153,6 +203,52 @@ pub fn table_from_records(
                         job,
                         // Shared with discovery's copy should this replica lead.
                         labels: Labels::shared(pairs),
+                        collector,
+                    },
+                );
+            }
+            LABEL_GROUP => {
+                let number = u32::from_be_bytes(
+                    rest.try_into()
+                        .map_err(|_| "label group key is not 4 bytes".to_string())?,
+                );
+                if number as usize != groups.len() {
+                    return Err(format!(
+                        "label group {number} where group {} was expected next",
+                        groups.len()
+                    ));
+                }
+                let stored: Vec<(String, String)> = record_codec()
+                    .deserialize(&value)
+                    .map_err(|e| format!("label group {number}: {e}"))?;
+                let pairs = stored
+                    .iter()
+                    .map(|(n, v)| (interner.intern(n), interner.intern(v)))
+                    .collect();
+                groups.push(Labels::shared(pairs));
+            }
+            GROUPED_TARGET => {
+                let id = TargetId(u64::from_be_bytes(
+                    rest.try_into().map_err(|_| "target key is not 8 bytes".to_string())?,
+                ));
+                let stored: GroupedTargetIn = record_codec()
+                    .deserialize(&value)
+                    .map_err(|e| format!("target {id}: {e}"))?;
+                let group = groups
+                    .get(stored.group as usize)
+                    .ok_or_else(|| format!("target {id} refers to label group {} before it", stored.group))?;
+                let own = stored
+                    .own
+                    .iter()
+                    .map(|(n, v)| (interner.intern(n), interner.intern(v)))
+                    .collect();
+                let job = interner.intern(&stored.job);
+                let collector = stored.collector.as_deref().map(|c| interner.intern(c));
+                table.insert_target(
+                    id,
+                    Target {
+                        job,
+                        labels: Labels::merge(group, &Labels::new(own), &mut merger),
                         collector,
                     },
                 );
@@ -282,6 +378,41 @@ mod tests {
         let restored = table_from_records(&mut records, &mut Interner::default()).unwrap();
         assert_eq!(restored, transition.table);
         assert_eq!(restored.digest(), transition.table.digest());
+    }
+
+    #[test]
+    fn a_restored_table_shares_each_group_s_labels_as_the_saved_one_did() {
+        let command = crate::command::examples::grouped_upserts(5, 3);
+        let saved = crate::apply::apply(&Table::new(), 3, &command).table;
+        let records: Vec<Record> = table_records(&saved).collect();
+        let groups = records.iter().filter(|(key, _)| key[0] == LABEL_GROUP).count();
+        assert_eq!(groups, 5, "each group's labels once");
+
+        let restored = table_from_records(&mut records.into_iter(), &mut Interner::default()).unwrap();
+        assert_eq!(restored, saved);
+        assert_eq!(restored.digest(), saved.digest());
+        let group_key = |id: u64| {
+            restored
+                .targets()
+                .get(&TargetId(id))
+                .expect("restored")
+                .labels
+                .parts()
+                .map(|parts| parts.group_key)
+        };
+        assert!(group_key(0).is_some());
+        assert_eq!(group_key(0), group_key(2), "targets of a group share its labels");
+        assert_ne!(group_key(0), group_key(1000));
+        assert_eq!(group_key(u64::MAX), None);
+    }
+
+    #[test]
+    fn a_target_before_its_group_is_refused() {
+        let command = crate::command::examples::grouped_upserts(1, 2);
+        let saved = crate::apply::apply(&Table::new(), 3, &command).table;
+        let records = table_records(&saved).filter(|(key, _)| key[0] != LABEL_GROUP);
+        let error = table_from_records(&mut records.into_iter(), &mut Interner::default()).unwrap_err();
+        assert!(error.contains("label group 0"), "{error}");
     }
 
     #[test]
