@@ -240,6 +240,8 @@ fn child(targets: usize, relabel_variant: bool, incremental: bool, only: Option<
 
     let started = Instant::now();
     let mut state = DesiredState::new();
+    // As the leader does before a round that starts from nothing.
+    state.reserve(groups.iter().flatten().map(|g| g.targets.len()).sum());
     for (job, job_groups) in settings_per_job.iter().zip(&groups) {
         state.update_job(job, FilterStrategy::RelabelConfig, job_groups);
     }

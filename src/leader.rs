@@ -528,6 +528,9 @@ impl LeaderLoop {
     ) -> Vec<TargetId> {
         let started = Instant::now();
         let mut changed = Vec::new();
+        if desired.desired().is_empty() {
+            desired.reserve(discovered.jobs.values().flatten().map(|g| g.targets.len()).sum());
+        }
         for scrape in jobs {
             let job = &scrape.job;
             let groups = discovered.jobs.get(&job.name).map(Vec::as_slice).unwrap_or(&[]);

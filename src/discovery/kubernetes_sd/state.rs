@@ -213,6 +213,13 @@ impl<K: k8s_openapi::Metadata<Ty = ObjectMeta>, V: Kept<K>> ObjectCache<K, V> {
 
     /// Make the objects of `namespace` (all when `None`) exactly `listed`.
     fn replace_scope(&mut self, namespace: Option<&str>, listed: BTreeMap<ObjectKey, V>) -> Vec<ObjectKey> {
+        if self.objects.is_empty() {
+            // The first list: every object is new. Taking the listed map whole saves
+            // inserting 100k pods one by one into another (8% of applying them, profiled).
+            let changed = listed.keys().cloned().collect();
+            self.objects = listed;
+            return changed;
+        }
         let in_scope = |key: &ObjectKey| namespace.is_none_or(|namespace| key.0 == namespace);
         let gone: Vec<ObjectKey> = self
             .objects
