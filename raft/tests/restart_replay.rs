@@ -26,6 +26,9 @@ use ta_raft::CommandBuilder;
 use ta_raft::Expect;
 use ta_raft::Table;
 use ta_raft::TargetId;
+use ta_raft::intern::Symbol;
+use ta_raft::model::LabelMerger;
+use ta_raft::model::Labels;
 use ta_raft::persist::TableMachine;
 use ta_raft::types::Entry;
 use ta_raft::types::LogId;
@@ -65,10 +68,53 @@ fn open(dir: &std::path::Path) -> Stores {
     }
 }
 
-/// One random batch against the table as it is: add new targets, remove or move some that
-/// exist, or flip a collector between ready and absent.
+/// New targets of discovered groups: each target's labels are its group's merged with its
+/// own (some of which override the group's), as discovery makes them, and commands and
+/// snapshots carry them apart (the group's labels once).
+fn grouped_targets(rng: &mut StdRng, next_target: &mut u64) -> Command {
+    let symbol = |text: &str| Symbol::from(text);
+    let mut builder = CommandBuilder::new();
+    for collector in COLLECTORS {
+        builder.set_collector(collector, None, CollectorState::Ready);
+    }
+    let job = symbol("job-of-groups");
+    let mut merger = LabelMerger::new();
+    for _ in 0..rng.gen_range(1..20) {
+        let group_number = *next_target;
+        let group = Labels::new(
+            (0..rng.gen_range(0..30))
+                .map(|i| {
+                    (
+                        symbol(&format!("__meta_group_{i}")),
+                        symbol(&format!("g{}-{i}", group_number % 5)),
+                    )
+                })
+                .collect(),
+        );
+        for t in 0..rng.gen_range(1..12u64) {
+            let mut own = vec![(symbol("__address__"), symbol(&format!("10.{group_number}.{t}:80")))];
+            if rng.gen_bool(0.3) {
+                own.push((symbol("__meta_group_0"), symbol("overridden")));
+            }
+            let labels = Labels::merge(&group, &Labels::new(own), &mut merger);
+            let collector = symbol(COLLECTORS[rng.gen_range(0..COLLECTORS.len())]);
+            builder.upsert_target_labels(
+                TargetId(*next_target),
+                &job,
+                &labels,
+                Some(&collector),
+                Expect::Anything,
+            );
+            *next_target += 1;
+        }
+    }
+    builder.build()
+}
+
+/// One random batch against the table as it is: add new targets (some of discovered
+/// groups), remove or move some that exist, or flip a collector between ready and absent.
 fn random_batch(rng: &mut StdRng, table: &Table, next_target: &mut u64, seed: u64) -> Command {
-    match rng.gen_range(0..4) {
+    match rng.gen_range(0..5) {
         0 | 1 => {
             let shape = BatchShape {
                 targets: rng.gen_range(1..200),
@@ -80,6 +126,7 @@ fn random_batch(rng: &mut StdRng, table: &Table, next_target: &mut u64, seed: u6
             *next_target += shape.targets as u64;
             command
         }
+        4 => grouped_targets(rng, next_target),
         2 => {
             let mut builder = CommandBuilder::new();
             let ids: Vec<TargetId> = table.targets().keys().copied().collect();
