@@ -8,6 +8,10 @@
 //! (the log, the network) a batch sends each string once, in a table, and decisions refer to
 //! it by index: a batch of 10k targets with ~40 labels each repeats most names and values.
 //! The table is built when the command is first encoded and resolved once when it is decoded.
+//! A target whose labels are a discovered group's merged with its own sends the group's
+//! labels once per batch and then only its own, so the replica that decodes it shares the
+//! group's labels among its targets as the leader does (docs/architecture.md, "Memory
+//! layout").
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::fmt;
