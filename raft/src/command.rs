@@ -808,15 +808,7 @@ mod tests {
     #[test]
     fn a_group_s_labels_travel_once_and_its_decoded_targets_share_them() {
         let built = examples::grouped_upserts(3, 4);
-        #[derive(Deserialize)]
-        struct Strings<'a> {
-            #[serde(borrow)]
-            strings: Vec<&'a str>,
-        }
-        let Strings { strings } = command_codec()
-            .allow_trailing_bytes()
-            .deserialize(built.encoded())
-            .unwrap();
+        let strings = strings_of(&built);
         // 3 zones, 12 + 1 addresses, __meta_zone env prod team a __address__ canary, job c0 c1.
         assert_eq!(strings.len(), 3 + 13 + 7 + 3, "{strings:?}");
 
@@ -848,14 +840,36 @@ mod tests {
                 expect: WireExpect::Anything,
             }],
         );
+        assert_rejected(bytes, DecodeError::BadGroupRef(0), |reason| {
+            matches!(reason, ConflictReason::Undecodable(_))
+        });
+    }
+
+    /// `bytes` do not decode, with `error`, and applying them is a rejection whose first
+    /// conflict's reason passes `reason`, not a panic.
+    fn assert_rejected(bytes: Vec<u8>, error: DecodeError, reason: impl Fn(&ConflictReason) -> bool) {
         let command = Command::from_encoded(bytes);
-        assert_eq!(command.body(), Err(&DecodeError::BadGroupRef(0)));
+        assert_eq!(command.body(), Err(&error));
         let t = crate::apply::apply(&crate::model::Table::new(), 2, &command);
         assert!(
-            matches!(&t.outcome, Outcome::Rejected { conflicts } if matches!(conflicts[0].reason, ConflictReason::Undecodable(_))),
+            matches!(&t.outcome, Outcome::Rejected { conflicts } if reason(&conflicts[0].reason)),
             "rejected, not panicking: {:?}",
             t.outcome
         );
+    }
+
+    /// The string table of an encoded command.
+    fn strings_of(command: &Command) -> Vec<&str> {
+        #[derive(Deserialize)]
+        struct Strings<'a> {
+            #[serde(borrow)]
+            strings: Vec<&'a str>,
+        }
+        let Strings { strings } = command_codec()
+            .allow_trailing_bytes()
+            .deserialize(command.encoded())
+            .unwrap();
+        strings
     }
 
     #[test]
@@ -870,14 +884,9 @@ mod tests {
                 expect: WireExpect::Anything,
             }],
         );
-        let command = Command::from_encoded(bytes);
-        assert_eq!(command.body(), Err(&DecodeError::BadStringRef(99)));
-        let t = crate::apply::apply(&crate::model::Table::new(), 2, &command);
-        assert!(
-            matches!(&t.outcome, Outcome::Rejected { conflicts } if conflicts[0].reason == ConflictReason::BadStringRef(99)),
-            "rejected, not panicking: {:?}",
-            t.outcome
-        );
+        assert_rejected(bytes, DecodeError::BadStringRef(99), |reason| {
+            *reason == ConflictReason::BadStringRef(99)
+        });
     }
 
     #[test]
@@ -897,15 +906,7 @@ mod tests {
         b.remove_target(TargetId(99), expect);
         b.set_scrape_config("job", r#"{"job_name":"job"}"#);
         let built = b.build();
-        #[derive(Deserialize)]
-        struct Strings<'a> {
-            #[serde(borrow)]
-            strings: Vec<&'a str>,
-        }
-        let Strings { strings } = command_codec()
-            .allow_trailing_bytes()
-            .deserialize(built.encoded())
-            .unwrap();
+        let strings = strings_of(&built);
         // job, __address__, 20 addresses, zone, a, c0.
         assert_eq!(strings.len(), 25, "{strings:?}");
         let back = Command::from_encoded(built.encoded().to_vec());

@@ -214,14 +214,15 @@ impl LabelSets {
 /// (which pair goes where, which repeats are dropped) is remembered per thread for a few
 /// sequences, found again by symbol numbers, and replayed without comparing a text.
 pub fn sorted_by_name(pairs: Vec<(Symbol, Symbol)>) -> Vec<(Symbol, Symbol)> {
-    if pairs.len() < NameOrders::SHORTEST {
+    // Commands carry labels already sorted (see `CommandBuilder`); checking is one pass, and
+    // remembering their order would save nothing.
+    if pairs.len() < NameOrders::SHORTEST || pairs.is_sorted_by(|a, b| a.0 <= b.0) {
         return sort_and_dedup(pairs);
     }
     NAME_ORDERS.with(|orders| orders.borrow_mut().sorted(pairs))
 }
 
 fn sort_and_dedup(mut pairs: Vec<(Symbol, Symbol)>) -> Vec<(Symbol, Symbol)> {
-    // Commands carry labels already sorted (see `CommandBuilder`); checking is one pass.
     if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
     }
@@ -249,9 +250,8 @@ struct NameOrders {
 struct NameOrder {
     /// Held, so that their numbers stay theirs while remembered.
     names: Vec<Symbol>,
-    /// The index of each kept pair, in name order; `None` when the pairs were sorted, with
-    /// no repeat, as given.
-    kept: Option<Vec<u32>>,
+    /// The index of each kept pair, in name order.
+    kept: Vec<u32>,
 }
 
 impl NameOrders {
@@ -284,10 +284,6 @@ impl NameOrders {
 
 impl NameOrder {
     fn of(pairs: &[(Symbol, Symbol)]) -> Self {
-        let names = pairs.iter().map(|(name, _)| name.clone()).collect();
-        if pairs.is_sorted_by(|a, b| a.0 < b.0) {
-            return Self { names, kept: None };
-        }
         // Stable: of pairs with the same name, the last given sorts last.
         let mut order: Vec<u32> = (0..pairs.len() as u32).collect();
         order.sort_by(|&a, &b| pairs[a as usize].0.cmp(&pairs[b as usize].0));
@@ -299,17 +295,15 @@ impl NameOrder {
             }
         }
         Self {
-            names,
-            kept: Some(kept),
+            names: pairs.iter().map(|(name, _)| name.clone()).collect(),
+            kept,
         }
     }
 
     fn apply(&self, pairs: Vec<(Symbol, Symbol)>) -> Vec<(Symbol, Symbol)> {
-        let Some(kept) = &self.kept else {
-            return pairs;
-        };
         let mut slots: Vec<Option<(Symbol, Symbol)>> = pairs.into_iter().map(Some).collect();
-        kept.iter()
+        self.kept
+            .iter()
             .map(|&index| slots[index as usize].take().expect("each pair is kept at most once"))
             .collect()
     }

@@ -23,6 +23,7 @@ use crate::apply::apply;
 use crate::command::Outcome;
 use crate::command::Response;
 use crate::intern::Interner;
+use crate::intern::Symbol;
 use crate::model::Collector;
 use crate::model::CollectorState;
 use crate::model::GroupNumbers;
@@ -168,6 +169,20 @@ impl SnapshotSource for FrozenTable {
     }
 }
 
+fn target_id(key_rest: &[u8]) -> Result<TargetId, String> {
+    let bytes = key_rest
+        .try_into()
+        .map_err(|_| "target key is not 8 bytes".to_string())?;
+    Ok(TargetId(u64::from_be_bytes(bytes)))
+}
+
+fn intern_pairs(interner: &mut Interner, pairs: &[(String, String)]) -> Vec<(Symbol, Symbol)> {
+    pairs
+        .iter()
+        .map(|(n, v)| (interner.intern(n), interner.intern(v)))
+        .collect()
+}
+
 /// Rebuild a table from its records.
 pub fn table_from_records(
     records: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
@@ -184,18 +199,12 @@ pub fn table_from_records(
             |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|e| format!("record key is not UTF-8: {e}"));
         match kind {
             TARGET => {
-                let id = TargetId(u64::from_be_bytes(
-                    rest.try_into().map_err(|_| "target key is not 8 bytes".to_string())?,
-                ));
+                let id = target_id(rest)?;
                 let stored: TargetIn = record_codec()
                     .deserialize(&value)
                     .map_err(|e| format!("target {id}: {e}"))?;
                 let job = interner.intern(&stored.job);
-                let pairs = stored
-                    .labels
-                    .iter()
-                    .map(|(n, v)| (interner.intern(n), interner.intern(v)))
-                    .collect();
+                let pairs = intern_pairs(interner, &stored.labels);
                 let collector = stored.collector.as_deref().map(|c| interner.intern(c));
                 table.insert_target(
                     id,
@@ -221,27 +230,17 @@ pub fn table_from_records(
                 let stored: Vec<(String, String)> = record_codec()
                     .deserialize(&value)
                     .map_err(|e| format!("label group {number}: {e}"))?;
-                let pairs = stored
-                    .iter()
-                    .map(|(n, v)| (interner.intern(n), interner.intern(v)))
-                    .collect();
-                groups.push(Labels::shared(pairs));
+                groups.push(Labels::shared(intern_pairs(interner, &stored)));
             }
             GROUPED_TARGET => {
-                let id = TargetId(u64::from_be_bytes(
-                    rest.try_into().map_err(|_| "target key is not 8 bytes".to_string())?,
-                ));
+                let id = target_id(rest)?;
                 let stored: GroupedTargetIn = record_codec()
                     .deserialize(&value)
                     .map_err(|e| format!("target {id}: {e}"))?;
                 let group = groups
                     .get(stored.group as usize)
                     .ok_or_else(|| format!("target {id} refers to label group {} before it", stored.group))?;
-                let own = stored
-                    .own
-                    .iter()
-                    .map(|(n, v)| (interner.intern(n), interner.intern(v)))
-                    .collect();
+                let own = intern_pairs(interner, &stored.own);
                 let job = interner.intern(&stored.job);
                 let collector = stored.collector.as_deref().map(|c| interner.intern(c));
                 table.insert_target(
